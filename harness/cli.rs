@@ -1,0 +1,322 @@
+//! The `claimbench` command line: parse, validate, dispatch. One exit point in [`main`].
+
+use crate::exit_code::{self, CodedError};
+use crate::manifest::{self, Manifest, ManifestError, ProfileChoice};
+use crate::measure::nvml;
+use crate::runner::{self, Launcher};
+use crate::store::{self, Fingerprint, RunDir};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "claimbench",
+    version,
+    about = "Benchmark GPU pipeline configurations and check performance claims"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run scenario manifests and record every sample under RESULTS/runs/.
+    Run {
+        /// Manifests to run (default: every scenarios/*.toml).
+        manifests: Vec<PathBuf>,
+        /// Profile to run (default: `nightly` on CUDA; `cpu`, else `quick`, without CUDA).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Where run records are written.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Validate manifests without running them and print the expanded plan.
+    Check {
+        #[arg(required = true)]
+        manifests: Vec<PathBuf>,
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Pack the binaries and scenarios into a folder that runs on a machine with PyTorch 2.11
+    /// and no Rust toolchain.
+    Dist {
+        /// Output folder.
+        #[arg(long, default_value = "dist/claimbench")]
+        out: PathBuf,
+        /// Folder of manifests to include.
+        #[arg(long, default_value = "scenarios")]
+        scenarios: PathBuf,
+    },
+    /// Internal: run one job read from stdin (started by `run`).
+    #[command(hide = true)]
+    Worker,
+}
+
+/// Runs the command line and returns the exit code; errors are printed here and only here.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit_code::USAGE
+            } else {
+                exit_code::OK
+            };
+        }
+    };
+    if let Command::Worker = cli.command {
+        return crate::worker::main();
+    }
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            code_for(&e)
+        }
+    }
+}
+
+fn code_for(e: &anyhow::Error) -> i32 {
+    for cause in e.chain() {
+        if let Some(c) = cause.downcast_ref::<CodedError>() {
+            return c.code;
+        }
+        if cause.downcast_ref::<ManifestError>().is_some() {
+            return exit_code::USAGE;
+        }
+    }
+    exit_code::ENVIRONMENT
+}
+
+fn dispatch(command: Command) -> Result<i32> {
+    match command {
+        Command::Run {
+            manifests,
+            profile,
+            results,
+            quiet,
+        } => run(manifests, profile, &results, quiet),
+        Command::Check { manifests, profile } => check(&manifests, profile.as_deref()),
+        Command::Dist { out, scenarios } => dist(&out, &scenarios),
+        Command::Worker => unreachable!("handled before dispatch"),
+    }
+}
+
+fn choice(profile: Option<&str>, cuda_present: bool) -> ProfileChoice<'_> {
+    match profile {
+        Some(p) => ProfileChoice::Named(p),
+        None => ProfileChoice::Auto { cuda_present },
+    }
+}
+
+fn check(paths: &[PathBuf], profile: Option<&str>) -> Result<i32> {
+    let mut failed = false;
+    for path in paths {
+        // Without a profile, show what a GPU box would run.
+        let planned = match Manifest::from_path(path) {
+            Ok(m) => manifest::build_plan(&m, choice(profile, true)),
+            Err(e) => Err(e),
+        };
+        match planned {
+            Ok(plan) => println!("{}", manifest::describe_plan(&plan)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        exit_code::USAGE
+    } else {
+        exit_code::OK
+    })
+}
+
+/// The manifests of the default suite: `scenarios/*.toml` in the working directory, else next
+/// to the executable (a dist folder).
+fn default_manifests() -> Result<Vec<PathBuf>> {
+    let beside_exe = std::env::current_exe()?
+        .parent()
+        .map(|d| d.join("scenarios"));
+    let dir = [Some(PathBuf::from("scenarios")), beside_exe]
+        .into_iter()
+        .flatten()
+        .find(|d| d.is_dir())
+        .ok_or_else(|| CodedError::usage("no manifests given and no scenarios/ folder found"))?;
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        return Err(CodedError::usage(format!(
+            "{} holds no .toml manifest",
+            dir.display()
+        )));
+    }
+    Ok(found)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// GPU facts from NVML in the parent, which never initialises CUDA itself.
+fn parent_gpu() -> Option<nvml::GpuInfo> {
+    let nvml = nvml::open().ok()?;
+    let device = nvml::device_for_cuda0(&nvml).ok()?;
+    nvml::gpu_info(&nvml, &device).ok()
+}
+
+fn run(paths: Vec<PathBuf>, profile: Option<String>, results: &Path, quiet: bool) -> Result<i32> {
+    let paths = if paths.is_empty() {
+        default_manifests()?
+    } else {
+        paths
+    };
+    let gpu = parent_gpu();
+    let cuda_present = gpu.is_some();
+    // Validate everything before running anything.
+    let mut plans = Vec::new();
+    for path in &paths {
+        let m = Manifest::from_path(path)?;
+        let plan = manifest::build_plan(&m, choice(profile.as_deref(), cuda_present))?;
+        plans.push((plan, m.source_text().to_string()));
+    }
+    if !cuda_present {
+        eprintln!(
+            "note: no CUDA device found; running on CPU with profiles {} (reduced sizes: CPU numbers check correctness, not GPU performance)",
+            plans.iter().map(|(p, _)| format!("{}:{}", p.suite, p.profile)).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let fingerprint = Fingerprint {
+        gpu,
+        harness_version: env!("CARGO_PKG_VERSION").into(),
+        git_commit: env!("CLAIMBENCH_GIT_COMMIT").into(),
+        host: host_name(),
+        os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+        started_at: chrono::Utc::now().to_rfc3339(),
+        ..Default::default()
+    };
+    let mut run = RunDir::create(results, fingerprint, std::env::args().collect())?;
+    eprintln!("recording to {}", run.path.display());
+    runner::install_interrupt_handler()?;
+    let launcher = Launcher {
+        exe: std::env::current_exe().context("locating the claimbench executable")?,
+        stderr_tail_lines: 20,
+    };
+    let total: u64 = plans
+        .iter()
+        .flat_map(|(p, _)| p.jobs.iter().map(move |j| &p.variants[j.variant]))
+        .map(|v| u64::from(v.warmup + v.repetitions))
+        .sum();
+    let bar = runner::progress_bar(total, quiet);
+    for (plan, text) in plans {
+        if runner::interrupted() {
+            break;
+        }
+        let index = run.add_suite(plan, &text)?;
+        runner::run_plan(&mut run, index, &launcher, &bar)?;
+    }
+    bar.finish_and_clear();
+    run.record.interrupted = runner::interrupted();
+    run.record.finished_at = Some(chrono::Utc::now().to_rfc3339());
+    run.save()?;
+    print!(
+        "{}",
+        crate::report::terminal::summary(&run.record, &run.samples)
+    );
+    eprintln!(
+        "recorded {} samples in {}",
+        run.samples.iter().filter(|s| !s.warmup).count(),
+        run.path.display()
+    );
+    if run.record.interrupted {
+        eprintln!("interrupted: the records above hold everything finished before Ctrl-C");
+        return Ok(exit_code::INTERRUPTED);
+    }
+    let failures = run
+        .record
+        .suites
+        .iter()
+        .flat_map(|s| &s.processes)
+        .filter(|p| {
+            !matches!(
+                p.status,
+                crate::worker::protocol::Status::Ok | crate::worker::protocol::Status::Oom
+            )
+        })
+        .count();
+    if failures > 0 {
+        eprintln!(
+            "{failures} worker(s) failed; see the status column and {}/logs",
+            run.path.display()
+        );
+        return Ok(exit_code::WORKER_FAILURES);
+    }
+    Ok(exit_code::OK)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target).with_context(|| {
+                format!(
+                    "cannot copy {} to {}",
+                    entry.path().display(),
+                    target.display()
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies the launcher, the engine and the manifests into `out`.
+fn dist(out: &Path, scenarios: &Path) -> Result<i32> {
+    let exe = std::env::current_exe()?;
+    let bin_dir = exe.parent().context("executable without folder")?;
+    if !scenarios.is_dir() {
+        return Err(CodedError::usage(format!(
+            "scenarios folder {} not found",
+            scenarios.display()
+        )));
+    }
+    if out.exists() {
+        std::fs::remove_dir_all(out).with_context(|| format!("cannot clear {}", out.display()))?;
+    }
+    std::fs::create_dir_all(out)?;
+    for name in ["claimbench", "claimbench-engine"] {
+        let from = bin_dir.join(name);
+        std::fs::copy(&from, out.join(name))
+            .with_context(|| format!("cannot copy {}", from.display()))?;
+    }
+    copy_dir(scenarios, &out.join("scenarios"))?;
+    let readme = "claimbench, packed for a machine with PyTorch 2.11 (no Rust needed).\n\n\
+        ./claimbench run              # the default suite (scenarios/*.toml)\n\
+        ./claimbench run FILE.toml    # one manifest\n\n\
+        libtorch is found through CLAIMBENCH_LIBTORCH (a torch/lib folder), else the torch\n\
+        package of `python3` (or CLAIMBENCH_PYTHON).\n";
+    store::write_atomic(&out.join("README.txt"), readme.as_bytes())?;
+    println!("{}", out.display());
+    Ok(exit_code::OK)
+}

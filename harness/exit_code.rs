@@ -1,0 +1,41 @@
+//! Process exit codes, stable for CI scripts.
+
+/// Everything ran; no regression, no refuted claim.
+pub const OK: i32 = 0;
+/// A regression against the baseline, or a refuted claim.
+pub const REGRESSION: i32 = 1;
+/// Bad command line or bad input file (manifest, run record, baseline).
+pub const USAGE: i32 = 2;
+/// The environment cannot run the work: libtorch not found, I/O failure, CUDA required but absent.
+pub const ENVIRONMENT: i32 = 3;
+/// The run completed but some workers failed (crash, timeout, workload error). An out-of-memory
+/// outcome is a measurement, not a failure.
+pub const WORKER_FAILURES: i32 = 4;
+/// Stopped by Ctrl-C; everything finished so far is recorded.
+pub const INTERRUPTED: i32 = 130;
+
+/// An error that carries the exit code it should produce.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CodedError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl CodedError {
+    pub fn usage(message: impl Into<String>) -> anyhow::Error {
+        CodedError {
+            code: USAGE,
+            message: message.into(),
+        }
+        .into()
+    }
+
+    pub fn environment(message: impl Into<String>) -> anyhow::Error {
+        CodedError {
+            code: ENVIRONMENT,
+            message: message.into(),
+        }
+        .into()
+    }
+}

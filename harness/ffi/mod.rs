@@ -1,0 +1,318 @@
+//! Safe wrappers over the C++ shim (`shim.cpp`) for what tch does not expose: cuDNN, determinism
+//! and TF32 flags, caching-allocator statistics, memory fraction, versions and CUDA events.
+
+use std::ffi::{c_char, c_int, c_long, c_void, CStr};
+use std::ptr::NonNull;
+
+mod sys {
+    use super::*;
+
+    #[repr(C)]
+    #[derive(Debug, Default, Clone, Copy)]
+    pub struct BackendFlags {
+        pub cudnn_enabled: c_int,
+        pub cudnn_benchmark: c_int,
+        pub cudnn_deterministic: c_int,
+        pub deterministic_algorithms: c_int,
+        pub deterministic_warn_only: c_int,
+        pub tf32_matmul: c_int,
+        pub tf32_cudnn: c_int,
+    }
+
+    #[repr(C)]
+    #[derive(Debug, Default, Clone, Copy)]
+    pub struct MemoryStats {
+        pub allocated_current: i64,
+        pub allocated_peak: i64,
+        pub reserved_current: i64,
+        pub reserved_peak: i64,
+        pub active_peak: i64,
+        pub requested_peak: i64,
+        pub num_alloc_retries: i64,
+        pub num_ooms: i64,
+    }
+
+    extern "C" {
+        pub fn cb_last_error() -> *const c_char;
+        pub fn cb_set_backend_flags(flags: *const BackendFlags) -> c_int;
+        pub fn cb_get_backend_flags(out: *mut BackendFlags) -> c_int;
+        pub fn cb_cuda_device_count(out: *mut c_int) -> c_int;
+        pub fn cb_memory_stats_get(device: c_int, out: *mut MemoryStats) -> c_int;
+        pub fn cb_reset_peak_stats(device: c_int) -> c_int;
+        pub fn cb_empty_cache() -> c_int;
+        pub fn cb_memory_info(device: c_int, free: *mut u64, total: *mut u64) -> c_int;
+        pub fn cb_set_memory_fraction(fraction: f64, device: c_int) -> c_int;
+        pub fn cb_get_memory_fraction(device: c_int, out: *mut f64) -> c_int;
+        pub fn cb_versions(
+            cudnn: *mut c_long,
+            cudart: *mut c_long,
+            torch: *mut c_char,
+            len: usize,
+        ) -> c_int;
+        pub fn cb_event_create(out: *mut *mut c_void) -> c_int;
+        pub fn cb_event_record(event: *mut c_void, device: c_int) -> c_int;
+        pub fn cb_event_synchronize(event: *mut c_void) -> c_int;
+        pub fn cb_event_elapsed_ms(start: *mut c_void, end: *mut c_void, out: *mut f64) -> c_int;
+        pub fn cb_event_destroy(event: *mut c_void);
+    }
+}
+
+/// An error raised inside libtorch, with its message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("libtorch: {0}")]
+pub struct ShimError(pub String);
+
+fn check(rc: c_int) -> Result<(), ShimError> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        // SAFETY: cb_last_error returns a NUL-terminated thread-local string.
+        let msg = unsafe { CStr::from_ptr(sys::cb_last_error()) };
+        Err(ShimError(msg.to_string_lossy().into_owned()))
+    }
+}
+
+/// Global backend flags, as `torch.backends.*` and `torch.use_deterministic_algorithms` set them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BackendFlags {
+    pub cudnn_enabled: bool,
+    pub cudnn_benchmark: bool,
+    pub cudnn_deterministic: bool,
+    pub deterministic_algorithms: bool,
+    pub deterministic_warn_only: bool,
+    pub tf32_matmul: bool,
+    pub tf32_cudnn: bool,
+}
+
+pub fn set_backend_flags(flags: &BackendFlags) -> Result<(), ShimError> {
+    let raw = sys::BackendFlags {
+        cudnn_enabled: flags.cudnn_enabled.into(),
+        cudnn_benchmark: flags.cudnn_benchmark.into(),
+        cudnn_deterministic: flags.cudnn_deterministic.into(),
+        deterministic_algorithms: flags.deterministic_algorithms.into(),
+        deterministic_warn_only: flags.deterministic_warn_only.into(),
+        tf32_matmul: flags.tf32_matmul.into(),
+        tf32_cudnn: flags.tf32_cudnn.into(),
+    };
+    // SAFETY: raw outlives the call; the shim only reads it.
+    check(unsafe { sys::cb_set_backend_flags(&raw) })
+}
+
+/// Reads the flags back from libtorch, so a record states what was in force, not what was asked.
+pub fn backend_flags() -> Result<BackendFlags, ShimError> {
+    let mut raw = sys::BackendFlags::default();
+    // SAFETY: raw is a valid out-pointer for the duration of the call.
+    check(unsafe { sys::cb_get_backend_flags(&mut raw) })?;
+    Ok(BackendFlags {
+        cudnn_enabled: raw.cudnn_enabled != 0,
+        cudnn_benchmark: raw.cudnn_benchmark != 0,
+        cudnn_deterministic: raw.cudnn_deterministic != 0,
+        deterministic_algorithms: raw.deterministic_algorithms != 0,
+        deterministic_warn_only: raw.deterministic_warn_only != 0,
+        tf32_matmul: raw.tf32_matmul != 0,
+        tf32_cudnn: raw.tf32_cudnn != 0,
+    })
+}
+
+/// CUDA devices libtorch can use (0 without CUDA).
+pub fn cuda_device_count() -> Result<usize, ShimError> {
+    let mut n: c_int = 0;
+    // SAFETY: n is a valid out-pointer.
+    check(unsafe { sys::cb_cuda_device_count(&mut n) })?;
+    Ok(n.max(0) as usize)
+}
+
+/// Byte counters of the CUDA caching allocator (`torch.cuda.memory_stats()`, aggregate pool).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryStats {
+    pub allocated_current_bytes: u64,
+    pub allocated_peak_bytes: u64,
+    pub reserved_current_bytes: u64,
+    pub reserved_peak_bytes: u64,
+    pub active_peak_bytes: u64,
+    pub requested_peak_bytes: u64,
+    pub num_alloc_retries: u64,
+    pub num_ooms: u64,
+}
+
+pub fn memory_stats(device: usize) -> Result<MemoryStats, ShimError> {
+    let mut raw = sys::MemoryStats::default();
+    // SAFETY: raw is a valid out-pointer.
+    check(unsafe { sys::cb_memory_stats_get(device as c_int, &mut raw) })?;
+    let u = |v: i64| v.max(0) as u64;
+    Ok(MemoryStats {
+        allocated_current_bytes: u(raw.allocated_current),
+        allocated_peak_bytes: u(raw.allocated_peak),
+        reserved_current_bytes: u(raw.reserved_current),
+        reserved_peak_bytes: u(raw.reserved_peak),
+        active_peak_bytes: u(raw.active_peak),
+        requested_peak_bytes: u(raw.requested_peak),
+        num_alloc_retries: u(raw.num_alloc_retries),
+        num_ooms: u(raw.num_ooms),
+    })
+}
+
+/// `torch.cuda.reset_peak_memory_stats(device)`.
+pub fn reset_peak_stats(device: usize) -> Result<(), ShimError> {
+    // SAFETY: plain call.
+    check(unsafe { sys::cb_reset_peak_stats(device as c_int) })
+}
+
+/// `torch.cuda.empty_cache()`.
+pub fn empty_cache() -> Result<(), ShimError> {
+    // SAFETY: plain call.
+    check(unsafe { sys::cb_empty_cache() })
+}
+
+/// `(free, total)` device bytes as `cudaMemGetInfo` reports them.
+pub fn memory_info(device: usize) -> Result<(u64, u64), ShimError> {
+    let (mut free, mut total) = (0u64, 0u64);
+    // SAFETY: valid out-pointers.
+    check(unsafe { sys::cb_memory_info(device as c_int, &mut free, &mut total) })?;
+    Ok((free, total))
+}
+
+/// `torch.cuda.set_per_process_memory_fraction(fraction, device)`.
+pub fn set_memory_fraction(fraction: f64, device: usize) -> Result<(), ShimError> {
+    // SAFETY: plain call.
+    check(unsafe { sys::cb_set_memory_fraction(fraction, device as c_int) })
+}
+
+pub fn memory_fraction(device: usize) -> Result<f64, ShimError> {
+    let mut out = 0.0;
+    // SAFETY: valid out-pointer.
+    check(unsafe { sys::cb_get_memory_fraction(device as c_int, &mut out) })?;
+    Ok(out)
+}
+
+/// Library versions as libtorch reports them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Versions {
+    /// e.g. `2.11.0+cu130`
+    pub torch: String,
+    /// e.g. `91900` for cuDNN 9.19.0; `None` without CUDA or cuDNN.
+    pub cudnn: Option<i64>,
+    /// e.g. `13000` for CUDA 13.0; `None` without CUDA.
+    pub cuda_runtime: Option<i64>,
+}
+
+pub fn versions() -> Result<Versions, ShimError> {
+    let (mut cudnn, mut cudart): (c_long, c_long) = (-1, -1);
+    let mut buf = [0 as c_char; 64];
+    // SAFETY: valid out-pointers; buf length is passed.
+    check(unsafe { sys::cb_versions(&mut cudnn, &mut cudart, buf.as_mut_ptr(), buf.len()) })?;
+    // SAFETY: the shim NUL-terminates within buf.
+    let torch = unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    let known = |v: c_long| (v >= 0).then_some(v);
+    Ok(Versions {
+        torch,
+        cudnn: known(cudnn),
+        cuda_runtime: known(cudart),
+    })
+}
+
+/// A CUDA event with timing enabled, recorded on the current stream of a device.
+#[derive(Debug)]
+pub struct CudaEvent {
+    raw: NonNull<c_void>,
+}
+
+impl CudaEvent {
+    pub fn new() -> Result<Self, ShimError> {
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: raw is a valid out-pointer; on success the shim stores a heap object.
+        check(unsafe { sys::cb_event_create(&mut raw) })?;
+        NonNull::new(raw)
+            .map(|raw| CudaEvent { raw })
+            .ok_or_else(|| ShimError("cb_event_create returned null".into()))
+    }
+
+    pub fn record(&self, device: usize) -> Result<(), ShimError> {
+        // SAFETY: self.raw is a live event created by cb_event_create.
+        check(unsafe { sys::cb_event_record(self.raw.as_ptr(), device as c_int) })
+    }
+
+    pub fn synchronize(&self) -> Result<(), ShimError> {
+        // SAFETY: as above.
+        check(unsafe { sys::cb_event_synchronize(self.raw.as_ptr()) })
+    }
+
+    /// Milliseconds between `self` and a later `end`; both must have completed.
+    pub fn elapsed_ms(&self, end: &CudaEvent) -> Result<f64, ShimError> {
+        let mut ms = 0.0;
+        // SAFETY: both are live events.
+        check(unsafe { sys::cb_event_elapsed_ms(self.raw.as_ptr(), end.raw.as_ptr(), &mut ms) })?;
+        Ok(ms)
+    }
+}
+
+impl Drop for CudaEvent {
+    fn drop(&mut self) {
+        // SAFETY: created by cb_event_create and dropped once.
+        unsafe { sys::cb_event_destroy(self.raw.as_ptr()) }
+    }
+}
+
+/// Loads `libtorch_cuda.so` into the global namespace. tch links with `--as-needed`, which drops
+/// the library because no symbol of it is referenced directly; without it libtorch's CUDA hooks
+/// are never registered and CUDA reports unavailable. Returns the loader's error when the
+/// library is absent (a CPU-only libtorch), which is not fatal.
+pub fn load_torch_cuda() -> Result<(), String> {
+    let name = c"libtorch_cuda.so";
+    // SAFETY: dlopen with a valid C string; the handle is intentionally leaked (process lifetime).
+    let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+    if handle.is_null() {
+        // SAFETY: dlerror returns a thread-local message or null.
+        let err = unsafe { libc::dlerror() };
+        let msg = if err.is_null() {
+            "unknown dlopen error".to_string()
+        } else {
+            // SAFETY: non-null NUL-terminated string from dlerror.
+            unsafe { CStr::from_ptr(err) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        return Err(msg);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_flags_round_trip_through_libtorch() {
+        let before = backend_flags().unwrap();
+        let wanted = BackendFlags {
+            cudnn_enabled: !before.cudnn_enabled,
+            cudnn_benchmark: true,
+            cudnn_deterministic: true,
+            deterministic_algorithms: true,
+            deterministic_warn_only: true,
+            tf32_matmul: !before.tf32_matmul,
+            tf32_cudnn: !before.tf32_cudnn,
+        };
+        set_backend_flags(&wanted).unwrap();
+        assert_eq!(backend_flags().unwrap(), wanted);
+        set_backend_flags(&before).unwrap();
+        assert_eq!(backend_flags().unwrap(), before);
+    }
+
+    #[test]
+    fn versions_name_the_linked_torch() {
+        let v = versions().unwrap();
+        assert!(v.torch.starts_with("2.11."), "torch version {}", v.torch);
+    }
+
+    #[test]
+    fn allocator_calls_fail_cleanly_without_cuda() {
+        if cuda_device_count().unwrap() == 0 {
+            let err = memory_stats(0).unwrap_err();
+            assert!(err.0.contains("CUDA"), "{err}");
+            assert!(set_memory_fraction(0.5, 0).is_err());
+        }
+    }
+}

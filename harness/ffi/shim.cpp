@@ -1,0 +1,176 @@
+// See shim.h. Compiled by build.rs against the headers of the libtorch that tch links.
+//
+// The CUDA caching allocator's memory-fraction setter is only declared in
+// c10/cuda/CUDACachingAllocator.h, which needs the CUDA runtime headers; build.rs takes those
+// from the triton wheel that PyTorch depends on (a complete set, unlike the CUDA runtime wheel).
+// The allocator is reached through at::getDeviceAllocator and a static_cast, so the shim never
+// references a libc10_cuda symbol and the binary still links and runs with a CPU-only libtorch.
+#include "shim.h"
+
+#include <ATen/Context.h>
+#include <ATen/DeviceAccelerator.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/core/Event.h>
+#include <torch/version.h>
+
+#ifdef CLAIMBENCH_HAVE_CUDA_HEADERS
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+#include <cstring>
+#include <exception>
+#include <string>
+
+namespace {
+thread_local std::string last_error;
+
+template <typename F>
+int guarded(F&& f) {
+  try {
+    f();
+    return 0;
+  } catch (const c10::Error& e) {
+    last_error = e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    last_error = e.what();
+  } catch (...) {
+    last_error = "unknown C++ exception";
+  }
+  return -1;
+}
+
+c10::DeviceAllocator* cuda_allocator() {
+  if (!at::hasCUDA()) {
+    throw std::runtime_error("CUDA is not available to libtorch");
+  }
+  return at::getDeviceAllocator(c10::DeviceType::CUDA);
+}
+}  // namespace
+
+extern "C" {
+
+const char* cb_last_error(void) { return last_error.c_str(); }
+
+int cb_set_backend_flags(const cb_backend_flags* f) {
+  return guarded([&] {
+    auto& ctx = at::globalContext();
+    ctx.setUserEnabledCuDNN(f->cudnn_enabled != 0);
+    ctx.setBenchmarkCuDNN(f->cudnn_benchmark != 0);
+    ctx.setDeterministicCuDNN(f->cudnn_deterministic != 0);
+    ctx.setDeterministicAlgorithms(f->deterministic_algorithms != 0, f->deterministic_warn_only != 0);
+    ctx.setAllowTF32CuBLAS(f->tf32_matmul != 0);
+    ctx.setAllowTF32CuDNN(f->tf32_cudnn != 0);
+  });
+}
+
+int cb_get_backend_flags(cb_backend_flags* out) {
+  return guarded([&] {
+    auto& ctx = at::globalContext();
+    out->cudnn_enabled = ctx.userEnabledCuDNN();
+    out->cudnn_benchmark = ctx.benchmarkCuDNN();
+    out->cudnn_deterministic = ctx.deterministicCuDNN();
+    out->deterministic_algorithms = ctx.deterministicAlgorithms();
+    out->deterministic_warn_only = ctx.deterministicAlgorithmsWarnOnly();
+    out->tf32_matmul = ctx.allowTF32CuBLAS();
+    out->tf32_cudnn = ctx.allowTF32CuDNN();
+  });
+}
+
+int cb_cuda_device_count(int* out) {
+  return guarded([&] { *out = at::hasCUDA() ? static_cast<int>(at::detail::getCUDAHooks().deviceCount()) : 0; });
+}
+
+int cb_memory_stats_get(int device, cb_memory_stats* out) {
+  return guarded([&] {
+    auto stats = cuda_allocator()->getDeviceStats(static_cast<c10::DeviceIndex>(device));
+    constexpr auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    out->allocated_current = stats.allocated_bytes[all].current;
+    out->allocated_peak = stats.allocated_bytes[all].peak;
+    out->reserved_current = stats.reserved_bytes[all].current;
+    out->reserved_peak = stats.reserved_bytes[all].peak;
+    out->active_peak = stats.active_bytes[all].peak;
+    out->requested_peak = stats.requested_bytes[all].peak;
+    out->num_alloc_retries = stats.num_alloc_retries;
+    out->num_ooms = stats.num_ooms;
+  });
+}
+
+int cb_reset_peak_stats(int device) {
+  return guarded([&] { cuda_allocator()->resetPeakStats(static_cast<c10::DeviceIndex>(device)); });
+}
+
+int cb_empty_cache(void) {
+  return guarded([&] { cuda_allocator()->emptyCache(); });
+}
+
+int cb_memory_info(int device, uint64_t* free_bytes, uint64_t* total_bytes) {
+  return guarded([&] {
+    auto info = cuda_allocator()->getMemoryInfo(static_cast<c10::DeviceIndex>(device));
+    *free_bytes = info.first;
+    *total_bytes = info.second;
+  });
+}
+
+int cb_set_memory_fraction(double fraction, int device) {
+  return guarded([&] {
+#ifdef CLAIMBENCH_HAVE_CUDA_HEADERS
+    auto* cuda = static_cast<c10::cuda::CUDACachingAllocator::CUDAAllocator*>(cuda_allocator());
+    cuda->setMemoryFraction(fraction, static_cast<c10::DeviceIndex>(device));
+#else
+    (void)fraction;
+    (void)device;
+    throw std::runtime_error("this build of claimbench has no CUDA headers: a VRAM budget cannot be set");
+#endif
+  });
+}
+
+int cb_get_memory_fraction(int device, double* out) {
+  return guarded([&] {
+#ifdef CLAIMBENCH_HAVE_CUDA_HEADERS
+    auto* cuda = static_cast<c10::cuda::CUDACachingAllocator::CUDAAllocator*>(cuda_allocator());
+    *out = cuda->getMemoryFraction(static_cast<c10::DeviceIndex>(device));
+#else
+    (void)device;
+    *out = 1.0;
+#endif
+  });
+}
+
+int cb_versions(long* cudnn, long* cudart, char* torch_version, size_t torch_version_len) {
+  return guarded([&] {
+    const auto& hooks = at::detail::getCUDAHooks();
+    bool cuda = at::hasCUDA();
+    *cudnn = cuda && hooks.hasCuDNN() ? hooks.versionRuntimeCuDNN() : -1;
+    *cudart = cuda ? hooks.versionCUDART() : -1;
+    if (torch_version_len > 0) {
+      std::strncpy(torch_version, TORCH_VERSION, torch_version_len - 1);
+      torch_version[torch_version_len - 1] = '\0';
+    }
+  });
+}
+
+int cb_event_create(void** out) {
+  return guarded([&] {
+    // BACKEND_DEFAULT maps to cudaEventDefault, which keeps timing enabled.
+    *out = new c10::Event(c10::DeviceType::CUDA, c10::EventFlag::BACKEND_DEFAULT);
+  });
+}
+
+int cb_event_record(void* event, int device) {
+  return guarded([&] {
+    auto stream = at::accelerator::getCurrentStream(static_cast<c10::DeviceIndex>(device));
+    static_cast<c10::Event*>(event)->record(stream);
+  });
+}
+
+int cb_event_synchronize(void* event) {
+  return guarded([&] { static_cast<c10::Event*>(event)->synchronize(); });
+}
+
+int cb_event_elapsed_ms(void* start, void* end, double* out) {
+  return guarded([&] { *out = static_cast<c10::Event*>(start)->elapsedTime(*static_cast<c10::Event*>(end)); });
+}
+
+void cb_event_destroy(void* event) { delete static_cast<c10::Event*>(event); }
+
+}  // extern "C"

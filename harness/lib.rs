@@ -1,0 +1,18 @@
+//! claimbench: runs documented GPU pipeline configurations as scenarios, records time and peak
+//! memory per sample, and judges performance claims and regressions.
+//!
+//! The modules follow the data: manifest → plan → runner/worker → measure → store → stats →
+//! verdict → report.
+
+pub mod cli;
+pub mod exit_code;
+pub mod ffi;
+pub mod knobs;
+pub mod manifest;
+pub mod measure;
+pub mod plan;
+pub mod report;
+pub mod runner;
+pub mod store;
+pub mod worker;
+pub mod workloads;

@@ -1,0 +1,143 @@
+//! Scenario manifests: the TOML files that say what a suite runs. Parsing walks the spanned TOML
+//! tree by hand (rather than through serde) so that every mistake, syntactic or semantic, is
+//! reported at its line and column with the offending key and, where it looks like a typo, a
+//! suggestion. [`build_plan`] then expands a manifest and a profile into a [`Plan`].
+//!
+//! Merge precedence, low to high: `Knobs::default()` and the catalogue's parameter defaults <
+//! the suite's `[params]`/`[knobs]`/`[run]` < the selected profile < the variant < the matrix
+//! cell.
+
+#![allow(
+    clippy::result_large_err,
+    reason = "ManifestError's public fields are the interface; errors are rare and cold"
+)]
+
+mod describe;
+mod error;
+mod expand;
+mod parse;
+#[cfg(test)]
+mod tests;
+
+pub use describe::describe_plan;
+pub use error::ManifestError;
+
+use crate::plan::Plan;
+use parse::{Ctx, Model};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use toml::de::DeTable;
+
+/// A parsed and fully validated manifest. Validation covers every profile, variant and matrix
+/// cell, so a manifest that loads can be planned with any of its profiles.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    path: PathBuf,
+    text: String,
+    model: Model,
+}
+
+impl Manifest {
+    /// Reads, parses and validates the manifest at `path`.
+    pub fn from_path(path: &Path) -> Result<Manifest, ManifestError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| ManifestError::new(path, format!("cannot read manifest: {e}")))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let valid = e.utf8_error().valid_up_to();
+            let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
+            ManifestError::new(path, "manifest is not valid UTF-8").at(&prefix, valid)
+        })?;
+        Manifest::from_str(path, &text)
+    }
+
+    /// Parses and validates `text`; `path_for_messages` only names the file in errors and in
+    /// the plan.
+    pub fn from_str(path_for_messages: &Path, text: &str) -> Result<Manifest, ManifestError> {
+        let ctx = Ctx {
+            path: path_for_messages,
+            text,
+        };
+        let root = DeTable::parse(text).map_err(|e| syntax_error(&ctx, &e))?;
+        let model = parse::parse_model(&ctx, root.get_ref())?;
+        Ok(Manifest {
+            path: path_for_messages.to_path_buf(),
+            text: text.to_string(),
+            model,
+        })
+    }
+
+    /// `[suite] name`: what runs and results of this manifest are filed under.
+    pub fn suite_name(&self) -> &str {
+        &self.model.suite
+    }
+
+    /// Profile names in file order (`base`, meaning no profile, is implicit and not listed).
+    pub fn profiles(&self) -> Vec<String> {
+        self.model
+            .profiles
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The manifest exactly as read, so that a run record can keep what was run.
+    pub fn source_text(&self) -> &str {
+        &self.text
+    }
+
+    /// The path as given, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn syntax_error(ctx: &Ctx<'_>, error: &toml::de::Error) -> ManifestError {
+    let mut message = error.message().trim().replace('\n', "; ");
+    if let Some(span) = error.span() {
+        if message == "duplicate key" {
+            if let Some(key) = ctx.text.get(span.clone()) {
+                message = format!("duplicate key `{key}`");
+            }
+        }
+        ManifestError::new(ctx.path, format!("invalid TOML: {message}")).at(ctx.text, span.start)
+    } else {
+        ManifestError::new(ctx.path, format!("invalid TOML: {message}"))
+    }
+}
+
+/// Which profile to plan with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileChoice<'a> {
+    /// A profile of the manifest, or `base` for none.
+    Named(&'a str),
+    /// What suits the machine: `nightly` (if defined) with CUDA; without CUDA `cpu`, else
+    /// `quick`, if defined; otherwise `base`.
+    Auto { cuda_present: bool },
+}
+
+/// Expands `manifest` with `profile` into the variants and job order of one run.
+pub fn build_plan(manifest: &Manifest, profile: ProfileChoice<'_>) -> Result<Plan, ManifestError> {
+    let model = &manifest.model;
+    let (profile_name, layer) = expand::select_profile(&manifest.path, model, profile)?;
+    let (order, seed) = expand::order_and_seed(model, layer);
+    let variants = expand::variants(model, layer);
+    let jobs = Plan::schedule(&variants, order, seed);
+    Ok(Plan {
+        suite: model.suite.clone(),
+        description: model.description.clone(),
+        manifest_path: manifest.path.to_string_lossy().into_owned(),
+        manifest_sha256: sha256_hex(manifest.text.as_bytes()),
+        profile: profile_name.to_string(),
+        order,
+        seed,
+        variants,
+        jobs,
+    })
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,1151 @@
+//! Walks the spanned TOML tree into a validated [`Model`]. Every check that depends only on the
+//! file happens here, for every profile, variant and matrix cell, so that `claimbench check`
+//! catches a mistake even in a profile that is not selected.
+
+use super::error::{backticked, choice_hint, ManifestError};
+use crate::knobs::{DeterministicAlgorithms, DeviceChoice, Dtype, Knobs};
+use crate::plan::{Order, ParamValue};
+use crate::workloads::catalog::{self, ParamKind, ParamSpec, WorkloadSpec};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+use toml::de::{DeString, DeTable, DeValue};
+use toml::Spanned;
+
+/// Where errors point: the file name for messages and its text for line/column.
+pub(super) struct Ctx<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ManifestError {
+        let error = ManifestError::new(self.path, message).at(self.text, span.start);
+        if key.is_empty() {
+            error
+        } else {
+            error.with_key(key)
+        }
+    }
+
+    fn snippet(&self, span: Range<usize>) -> &str {
+        self.text.get(span).unwrap_or("")
+    }
+}
+
+/// A manifest after validation: everything needed to expand any profile into a plan.
+#[derive(Debug, Clone)]
+pub(super) struct Model {
+    pub suite: String,
+    pub description: Option<String>,
+    pub workload: &'static WorkloadSpec,
+    /// Top-level `[params]`, `[knobs]` and `[run]`.
+    pub base: Layer,
+    /// In file order.
+    pub profiles: Vec<(String, Layer)>,
+    /// In file order; empty means one implicit variant named `default`.
+    pub variants: Vec<VariantDef>,
+    /// In file order.
+    pub axes: Vec<Axis>,
+}
+
+/// One level of the merge: a partial set of params, knobs and run settings.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Layer {
+    pub params: BTreeMap<String, ParamValue>,
+    pub knobs: Vec<KnobSetting>,
+    pub run: RunPatch,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(super) struct RunPatch {
+    pub warmup: Option<u32>,
+    pub repetitions: Option<u32>,
+    pub processes: Option<u32>,
+    pub timeout_ms: Option<u64>,
+    pub order: Option<Order>,
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct VariantDef {
+    pub name: String,
+    pub claims: Vec<String>,
+    pub layer: Layer,
+}
+
+/// One `[matrix]` axis: the cells are in the order written.
+#[derive(Debug, Clone)]
+pub(super) struct Axis {
+    /// Last component of the axis path, used in expanded variant names.
+    pub short: String,
+    pub cells: Vec<Cell>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Cell {
+    /// The value as it appears in expanded variant names.
+    pub label: String,
+    pub setting: Setting,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Setting {
+    Param(String, ParamValue),
+    Knob(KnobSetting),
+}
+
+/// One knob assignment, applied on top of the knobs merged so far.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum KnobSetting {
+    CudnnEnabled(bool),
+    CudnnBenchmark(bool),
+    CudnnDeterministic(bool),
+    DeterministicAlgorithms(DeterministicAlgorithms),
+    Tf32Matmul(bool),
+    Tf32Cudnn(bool),
+    Dtype(Dtype),
+    EmptyCache(bool),
+    VramBudget(f64),
+    Device(DeviceChoice),
+    Env(String, String),
+}
+
+impl KnobSetting {
+    pub fn apply(&self, knobs: &mut Knobs) {
+        match self {
+            KnobSetting::CudnnEnabled(b) => knobs.cudnn_enabled = *b,
+            KnobSetting::CudnnBenchmark(b) => knobs.cudnn_benchmark = *b,
+            KnobSetting::CudnnDeterministic(b) => knobs.cudnn_deterministic = *b,
+            KnobSetting::DeterministicAlgorithms(d) => knobs.deterministic_algorithms = *d,
+            KnobSetting::Tf32Matmul(b) => knobs.tf32_matmul = *b,
+            KnobSetting::Tf32Cudnn(b) => knobs.tf32_cudnn = *b,
+            KnobSetting::Dtype(d) => knobs.dtype = *d,
+            KnobSetting::EmptyCache(b) => knobs.empty_cache_between_stages = *b,
+            KnobSetting::VramBudget(gib) => knobs.vram_budget_gib = Some(*gib),
+            KnobSetting::Device(d) => knobs.device = *d,
+            KnobSetting::Env(name, value) => {
+                knobs.env.insert(name.clone(), value.clone());
+            }
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            KnobSetting::CudnnEnabled(b)
+            | KnobSetting::CudnnBenchmark(b)
+            | KnobSetting::CudnnDeterministic(b)
+            | KnobSetting::Tf32Matmul(b)
+            | KnobSetting::Tf32Cudnn(b)
+            | KnobSetting::EmptyCache(b) => b.to_string(),
+            KnobSetting::DeterministicAlgorithms(d) => d.as_str().to_string(),
+            KnobSetting::Dtype(d) => d.as_str().to_string(),
+            KnobSetting::VramBudget(gib) => gib.to_string(),
+            KnobSetting::Device(d) => device_name(*d).to_string(),
+            KnobSetting::Env(_, value) => value.clone(),
+        }
+    }
+}
+
+/// The knobs that hold a single value, by their path below `knobs` (`env` is separate: its
+/// keys are free-form).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum KnobLeaf {
+    CudnnEnabled,
+    CudnnBenchmark,
+    CudnnDeterministic,
+    DeterministicAlgorithms,
+    Tf32Matmul,
+    Tf32Cudnn,
+    Dtype,
+    EmptyCache,
+    VramBudget,
+    Device,
+}
+
+const KNOB_LEAVES: &[(&str, KnobLeaf)] = &[
+    ("cudnn.enabled", KnobLeaf::CudnnEnabled),
+    ("cudnn.benchmark", KnobLeaf::CudnnBenchmark),
+    ("cudnn.deterministic", KnobLeaf::CudnnDeterministic),
+    (
+        "deterministic_algorithms",
+        KnobLeaf::DeterministicAlgorithms,
+    ),
+    ("tf32.matmul", KnobLeaf::Tf32Matmul),
+    ("tf32.cudnn", KnobLeaf::Tf32Cudnn),
+    ("dtype", KnobLeaf::Dtype),
+    ("empty_cache", KnobLeaf::EmptyCache),
+    ("vram_budget_gib", KnobLeaf::VramBudget),
+    ("device", KnobLeaf::Device),
+];
+
+const DTYPES: &[(&str, Dtype)] = &[
+    ("fp32", Dtype::Fp32),
+    ("fp16", Dtype::Fp16),
+    ("bf16", Dtype::Bf16),
+];
+
+const DETERMINISTIC_ALGORITHMS: &[(&str, DeterministicAlgorithms)] = &[
+    ("off", DeterministicAlgorithms::Off),
+    ("on", DeterministicAlgorithms::On),
+    ("warn-only", DeterministicAlgorithms::WarnOnly),
+];
+
+const DEVICES: &[(&str, DeviceChoice)] = &[
+    ("auto", DeviceChoice::Auto),
+    ("cuda", DeviceChoice::Cuda),
+    ("cpu", DeviceChoice::Cpu),
+];
+
+const ORDERS: &[(&str, Order)] = &[
+    ("sequential", Order::Sequential),
+    ("interleaved", Order::Interleaved),
+    ("shuffled", Order::Shuffled),
+];
+
+/// Manifest spelling of a device choice (shared with the plan description).
+pub(super) fn device_name(device: DeviceChoice) -> &'static str {
+    DEVICES
+        .iter()
+        .find(|(_, d)| *d == device)
+        .map_or("auto", |(name, _)| name)
+}
+
+/// Manifest spelling of an order.
+pub(super) fn order_name(order: Order) -> &'static str {
+    ORDERS
+        .iter()
+        .find(|(_, o)| *o == order)
+        .map_or("interleaved", |(name, _)| name)
+}
+
+const TOP_KEYS: &[&str] = &[
+    "suite", "params", "knobs", "run", "profiles", "variant", "matrix",
+];
+const SUITE_KEYS: &[&str] = &["name", "description", "workload", "source"];
+const PROFILE_KEYS: &[&str] = &["params", "knobs", "run"];
+const VARIANT_KEYS: &[&str] = &["name", "claims", "description", "params", "knobs", "run"];
+const RUN_KEYS: &[&str] = &[
+    "warmup",
+    "repetitions",
+    "processes",
+    "timeout",
+    "order",
+    "seed",
+];
+
+/// Profile name meaning "no profile".
+pub(super) const BASE_PROFILE: &str = "base";
+
+type Key<'i> = Spanned<DeString<'i>>;
+type Value<'i> = Spanned<DeValue<'i>>;
+
+/// Entries in file order (the map itself is sorted by key), so that the first mistake in the
+/// file is the one reported.
+fn entries<'t, 'i>(table: &'t DeTable<'i>) -> Vec<(&'t Key<'i>, &'t Value<'i>)> {
+    let mut entries: Vec<_> = table.iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    entries
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+pub(super) fn parse_model(ctx: &Ctx<'_>, root: &DeTable<'_>) -> Result<Model, ManifestError> {
+    for (key, value) in entries(root) {
+        let name: &str = key.get_ref();
+        if !TOP_KEYS.contains(&name) {
+            let message = match value.get_ref() {
+                DeValue::Table(_) => format!("unknown table `[{name}]`"),
+                _ => format!("unknown top-level key `{name}`"),
+            };
+            // Keys written above the first table header land at the top level.
+            let home = if SUITE_KEYS.contains(&name) {
+                Some("suite")
+            } else if RUN_KEYS.contains(&name) {
+                Some("run")
+            } else if knob_children("").contains(&name) {
+                Some("knobs")
+            } else {
+                None
+            };
+            let hint = match home {
+                Some(table) => format!("`{name}` belongs in the `[{table}]` table"),
+                None => choice_hint(name, TOP_KEYS, "valid top-level keys"),
+            };
+            return Err(ctx.err(key.span(), name, message).with_hint(hint));
+        }
+    }
+
+    let Some((_, suite_value)) = root.get_key_value("suite") else {
+        return Err(
+            ManifestError::new(ctx.path, "missing required table `[suite]`")
+                .with_hint("add a `[suite]` table with at least `name` and `workload`"),
+        );
+    };
+    let suite_table = expect_table(ctx, suite_value, "suite")?;
+    check_keys(ctx, suite_table, SUITE_KEYS, "suite")?;
+
+    let name_value = required(ctx, suite_table, suite_value, "suite", "name")?;
+    let suite = expect_str(ctx, name_value, "suite.name")?;
+    if !valid_name(
+        suite,
+        |c| c.is_ascii_lowercase() || c.is_ascii_digit(),
+        "._-",
+    ) {
+        return Err(ctx
+            .err(
+                name_value.span(),
+                "suite.name",
+                format!("invalid suite name `{suite}`"),
+            )
+            .with_hint(
+                "suite names start with a lowercase letter or digit and contain only \
+                 lowercase letters, digits, `.`, `_` and `-`",
+            ));
+    }
+    let description = optional_str(ctx, suite_table, "suite", "description")?;
+    optional_str(ctx, suite_table, "suite", "source")?;
+
+    let workload_value = required(ctx, suite_table, suite_value, "suite", "workload")?;
+    let workload_id = expect_str(ctx, workload_value, "suite.workload")?;
+    let Some(workload) = catalog::workload(workload_id) else {
+        let ids: Vec<&str> = catalog::WORKLOADS.iter().map(|w| w.id).collect();
+        return Err(ctx
+            .err(
+                workload_value.span(),
+                "suite.workload",
+                format!("unknown workload `{workload_id}`"),
+            )
+            .with_hint(choice_hint(workload_id, &ids, "available workloads")));
+    };
+
+    let base = parse_layer(ctx, workload, root, "", false)?;
+
+    let mut profiles = Vec::new();
+    if let Some((_, value)) = root.get_key_value("profiles") {
+        for (key, profile_value) in entries(expect_table(ctx, value, "profiles")?) {
+            let name: &str = key.get_ref();
+            let path = format!("profiles.{name}");
+            if name == BASE_PROFILE {
+                return Err(ctx
+                    .err(key.span(), &path, "profile name `base` is reserved")
+                    .with_hint("`base` means \"no profile\"; give this profile another name"));
+            }
+            if !valid_name(name, |c| c.is_ascii_alphanumeric(), "._-") {
+                return Err(ctx
+                    .err(key.span(), &path, format!("invalid profile name `{name}`"))
+                    .with_hint(
+                        "profile names start with a letter or digit and contain only \
+                         letters, digits, `.`, `_` and `-`",
+                    ));
+            }
+            let table = expect_table(ctx, profile_value, &path)?;
+            check_keys(ctx, table, PROFILE_KEYS, &path)?;
+            profiles.push((
+                name.to_string(),
+                parse_layer(ctx, workload, table, &path, false)?,
+            ));
+        }
+    }
+
+    let variants = match root.get_key_value("variant") {
+        Some((_, value)) => parse_variants(ctx, workload, value)?,
+        None => Vec::new(),
+    };
+
+    let axes = match root.get_key_value("matrix") {
+        Some((_, value)) => parse_matrix(ctx, workload, value)?,
+        None => Vec::new(),
+    };
+
+    Ok(Model {
+        suite: suite.to_string(),
+        description,
+        workload,
+        base,
+        profiles,
+        variants,
+        axes,
+    })
+}
+
+/// `first` is allowed as the first character, then `first` or one of `rest`.
+fn valid_name(name: &str, first: impl Fn(char) -> bool, rest: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(&first) && chars.all(|c| first(c) || rest.contains(c))
+}
+
+fn check_keys(
+    ctx: &Ctx<'_>,
+    table: &DeTable<'_>,
+    allowed: &[&str],
+    path: &str,
+) -> Result<(), ManifestError> {
+    for (key, _) in entries(table) {
+        let name: &str = key.get_ref();
+        if !allowed.contains(&name) {
+            return Err(ctx
+                .err(
+                    key.span(),
+                    &join(path, name),
+                    format!("unknown key `{name}` in `{path}`"),
+                )
+                .with_hint(choice_hint(name, allowed, "valid keys")));
+        }
+    }
+    Ok(())
+}
+
+fn required<'t, 'i>(
+    ctx: &Ctx<'_>,
+    table: &'t DeTable<'i>,
+    table_value: &Value<'_>,
+    path: &str,
+    name: &str,
+) -> Result<&'t Value<'i>, ManifestError> {
+    match table.get_key_value(name) {
+        Some((_, value)) => Ok(value),
+        None => Err(ctx.err(
+            table_value.span(),
+            &join(path, name),
+            format!("missing required key `{name}` in `{path}`"),
+        )),
+    }
+}
+
+fn optional_str(
+    ctx: &Ctx<'_>,
+    table: &DeTable<'_>,
+    path: &str,
+    name: &str,
+) -> Result<Option<String>, ManifestError> {
+    match table.get_key_value(name) {
+        Some((_, value)) => Ok(Some(expect_str(ctx, value, &join(path, name))?.to_string())),
+        None => Ok(None),
+    }
+}
+
+/// The `params`, `knobs` and `run` entries of `table` (other keys are checked by the caller).
+fn parse_layer(
+    ctx: &Ctx<'_>,
+    workload: &'static WorkloadSpec,
+    table: &DeTable<'_>,
+    path: &str,
+    per_variant: bool,
+) -> Result<Layer, ManifestError> {
+    let mut layer = Layer::default();
+    for (key, value) in entries(table) {
+        let name: &str = key.get_ref();
+        let key_path = join(path, name);
+        match name {
+            "params" => layer.params = parse_params(ctx, workload, value, &key_path)?,
+            "knobs" => {
+                let table = expect_table(ctx, value, &key_path)?;
+                walk_knobs(ctx, table, "", &key_path, &mut layer.knobs)?;
+            }
+            "run" => layer.run = parse_run(ctx, value, &key_path, per_variant)?,
+            _ => {}
+        }
+    }
+    Ok(layer)
+}
+
+fn parse_params(
+    ctx: &Ctx<'_>,
+    workload: &WorkloadSpec,
+    value: &Value<'_>,
+    path: &str,
+) -> Result<BTreeMap<String, ParamValue>, ManifestError> {
+    let mut params = BTreeMap::new();
+    for (key, value) in entries(expect_table(ctx, value, path)?) {
+        let name: &str = key.get_ref();
+        let key_path = join(path, name);
+        let Some(spec) = workload.param(name) else {
+            return Err(unknown_param(ctx, workload, key.span(), &key_path, name));
+        };
+        params.insert(name.to_string(), param_value(ctx, spec, value, &key_path)?);
+    }
+    Ok(params)
+}
+
+fn unknown_param(
+    ctx: &Ctx<'_>,
+    workload: &WorkloadSpec,
+    span: Range<usize>,
+    key_path: &str,
+    name: &str,
+) -> ManifestError {
+    let names: Vec<&str> = workload.params.iter().map(|p| p.name).collect();
+    ctx.err(
+        span,
+        key_path,
+        format!("unknown parameter `{name}` for workload `{}`", workload.id),
+    )
+    .with_hint(choice_hint(
+        name,
+        &names,
+        &format!("parameters of `{}`", workload.id),
+    ))
+}
+
+fn param_value(
+    ctx: &Ctx<'_>,
+    spec: &ParamSpec,
+    value: &Value<'_>,
+    path: &str,
+) -> Result<ParamValue, ManifestError> {
+    match spec.kind {
+        ParamKind::Int { min, max } => {
+            let i = expect_int(ctx, value, path)?;
+            check_int_range(ctx, value, path, i, i128::from(min), i128::from(max))?;
+            Ok(ParamValue::Int(i as i64))
+        }
+        ParamKind::Float { min, max } => {
+            let x = expect_number(ctx, value, path)?;
+            if x < min || x > max {
+                return Err(ctx.err(
+                    value.span(),
+                    path,
+                    format!(
+                        "`{path}` = {} is out of range: must be between {min} and {max}",
+                        ctx.snippet(value.span())
+                    ),
+                ));
+            }
+            Ok(ParamValue::Float(x))
+        }
+        ParamKind::Bool => Ok(ParamValue::Bool(expect_bool(ctx, value, path)?)),
+        ParamKind::Choice(options) => {
+            let s = expect_str(ctx, value, path)?;
+            if options.contains(&s) {
+                Ok(ParamValue::Str(s.to_string()))
+            } else {
+                Err(unknown_value(ctx, value, path, s, options))
+            }
+        }
+    }
+}
+
+/// Walks a (possibly nested) knobs table; `rel` is the path below `knobs`, `path` the full
+/// path for messages.
+fn walk_knobs(
+    ctx: &Ctx<'_>,
+    table: &DeTable<'_>,
+    rel: &str,
+    path: &str,
+    out: &mut Vec<KnobSetting>,
+) -> Result<(), ManifestError> {
+    for (key, value) in entries(table) {
+        let name: &str = key.get_ref();
+        let rel_name = join(rel, name);
+        let key_path = join(path, name);
+        if rel_name == "env" {
+            for (var, var_value) in entries(expect_table(ctx, value, &key_path)?) {
+                let var_name: &str = var.get_ref();
+                let var_path = join(&key_path, var_name);
+                check_env_name(ctx, var.span(), &var_path, var_name, &key_path)?;
+                let var_value = expect_str(ctx, var_value, &var_path)?;
+                out.push(KnobSetting::Env(
+                    var_name.to_string(),
+                    var_value.to_string(),
+                ));
+            }
+        } else if let Some(leaf) = knob_leaf(&rel_name) {
+            out.push(knob_setting(ctx, leaf, value, &key_path)?);
+        } else if !knob_children(&rel_name).is_empty() {
+            let table = expect_table(ctx, value, &key_path)?;
+            walk_knobs(ctx, table, &rel_name, &key_path, out)?;
+        } else {
+            return Err(ctx
+                .err(
+                    key.span(),
+                    &key_path,
+                    format!("unknown key `{name}` in `{path}`"),
+                )
+                .with_hint(choice_hint(name, &knob_children(rel), "valid keys")));
+        }
+    }
+    Ok(())
+}
+
+fn knob_leaf(rel: &str) -> Option<KnobLeaf> {
+    KNOB_LEAVES
+        .iter()
+        .find(|(path, _)| *path == rel)
+        .map(|(_, leaf)| *leaf)
+}
+
+/// The keys directly below `rel` (a group such as `cudnn`, or `""` for the knobs table).
+fn knob_children(rel: &str) -> Vec<&'static str> {
+    let mut children = Vec::new();
+    for (path, _) in KNOB_LEAVES {
+        let below = if rel.is_empty() {
+            Some(*path)
+        } else {
+            path.strip_prefix(rel).and_then(|r| r.strip_prefix('.'))
+        };
+        if let Some(below) = below {
+            let child = below.split('.').next().unwrap_or(below);
+            if !children.contains(&child) {
+                children.push(child);
+            }
+        }
+    }
+    if rel.is_empty() {
+        children.push("env");
+    }
+    children
+}
+
+fn knob_setting(
+    ctx: &Ctx<'_>,
+    leaf: KnobLeaf,
+    value: &Value<'_>,
+    path: &str,
+) -> Result<KnobSetting, ManifestError> {
+    Ok(match leaf {
+        KnobLeaf::CudnnEnabled => KnobSetting::CudnnEnabled(expect_bool(ctx, value, path)?),
+        KnobLeaf::CudnnBenchmark => KnobSetting::CudnnBenchmark(expect_bool(ctx, value, path)?),
+        KnobLeaf::CudnnDeterministic => {
+            KnobSetting::CudnnDeterministic(expect_bool(ctx, value, path)?)
+        }
+        KnobLeaf::DeterministicAlgorithms => KnobSetting::DeterministicAlgorithms(expect_enum(
+            ctx,
+            value,
+            path,
+            DETERMINISTIC_ALGORITHMS,
+        )?),
+        KnobLeaf::Tf32Matmul => KnobSetting::Tf32Matmul(expect_bool(ctx, value, path)?),
+        KnobLeaf::Tf32Cudnn => KnobSetting::Tf32Cudnn(expect_bool(ctx, value, path)?),
+        KnobLeaf::Dtype => KnobSetting::Dtype(expect_enum(ctx, value, path, DTYPES)?),
+        KnobLeaf::EmptyCache => KnobSetting::EmptyCache(expect_bool(ctx, value, path)?),
+        KnobLeaf::VramBudget => {
+            let gib = expect_number(ctx, value, path)?;
+            if gib <= 0.0 {
+                return Err(ctx.err(
+                    value.span(),
+                    path,
+                    format!(
+                        "`{path}` = {} is out of range: must be greater than 0",
+                        ctx.snippet(value.span())
+                    ),
+                ));
+            }
+            KnobSetting::VramBudget(gib)
+        }
+        KnobLeaf::Device => match value.get_ref() {
+            // "gpu" is the natural guess, but the nearest spelling would be `cpu`.
+            DeValue::String(s) if s.eq_ignore_ascii_case("gpu") => {
+                return Err(unknown_value(ctx, value, path, s, &["auto", "cuda", "cpu"])
+                    .with_hint("the GPU is `cuda`"));
+            }
+            _ => KnobSetting::Device(expect_enum(ctx, value, path, DEVICES)?),
+        },
+    })
+}
+
+fn check_env_name(
+    ctx: &Ctx<'_>,
+    span: Range<usize>,
+    path: &str,
+    name: &str,
+    table_path: &str,
+) -> Result<(), ManifestError> {
+    if valid_name(name, |c| c.is_ascii_alphabetic() || c == '_', "0123456789") {
+        Ok(())
+    } else {
+        Err(ctx
+            .err(
+                span,
+                path,
+                format!("invalid environment variable name `{name}` in `{table_path}`"),
+            )
+            .with_hint("names must match [A-Za-z_][A-Za-z0-9_]*"))
+    }
+}
+
+fn parse_run(
+    ctx: &Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+    per_variant: bool,
+) -> Result<RunPatch, ManifestError> {
+    let table = expect_table(ctx, value, path)?;
+    check_keys(ctx, table, RUN_KEYS, path)?;
+    let mut run = RunPatch::default();
+    for (key, value) in entries(table) {
+        let name: &str = key.get_ref();
+        let key_path = join(path, name);
+        if per_variant && (name == "order" || name == "seed") {
+            return Err(ctx
+                .err(
+                    key.span(),
+                    &key_path,
+                    format!("`{name}` applies to the whole plan and cannot be set per variant"),
+                )
+                .with_hint("set it in `[run]` or in a profile's `run`"));
+        }
+        let u32_at_least = |min: i128| -> Result<u32, ManifestError> {
+            let i = expect_int(ctx, value, &key_path)?;
+            check_int_range(ctx, value, &key_path, i, min, i128::from(u32::MAX))?;
+            Ok(i as u32)
+        };
+        match name {
+            "warmup" => run.warmup = Some(u32_at_least(0)?),
+            "repetitions" => run.repetitions = Some(u32_at_least(1)?),
+            "processes" => run.processes = Some(u32_at_least(1)?),
+            "timeout" => run.timeout_ms = Some(parse_timeout(ctx, value, &key_path)?),
+            "order" => run.order = Some(expect_enum(ctx, value, &key_path, ORDERS)?),
+            "seed" => {
+                let i = expect_int(ctx, value, &key_path)?;
+                check_int_range(ctx, value, &key_path, i, 0, i128::from(u64::MAX))?;
+                run.seed = Some(i as u64);
+            }
+            _ => {}
+        }
+    }
+    Ok(run)
+}
+
+fn parse_timeout(ctx: &Ctx<'_>, value: &Value<'_>, path: &str) -> Result<u64, ManifestError> {
+    const HINT: &str = "write a duration such as \"90s\", \"10m\" or \"1h 30m\"";
+    let DeValue::String(text) = value.get_ref() else {
+        return Err(type_error(ctx, value, path, "a duration string").with_hint(HINT));
+    };
+    let duration = humantime::parse_duration(text).map_err(|e| {
+        ctx.err(
+            value.span(),
+            path,
+            format!("invalid duration `{text}` for `{path}`: {e}"),
+        )
+        .with_hint(HINT)
+    })?;
+    match u64::try_from(duration.as_millis()) {
+        Ok(0) => Err(ctx.err(
+            value.span(),
+            path,
+            format!("`{path}` = \"{text}\" is out of range: must be at least 1ms"),
+        )),
+        Ok(ms) => Ok(ms),
+        Err(_) => Err(ctx.err(
+            value.span(),
+            path,
+            format!("`{path}` = \"{text}\" is too long"),
+        )),
+    }
+}
+
+fn parse_variants(
+    ctx: &Ctx<'_>,
+    workload: &'static WorkloadSpec,
+    value: &Value<'_>,
+) -> Result<Vec<VariantDef>, ManifestError> {
+    let DeValue::Array(array) = value.get_ref() else {
+        return Err(type_error(ctx, value, "variant", "an array of tables")
+            .with_hint("declare each variant with a `[[variant]]` header (double brackets)"));
+    };
+    let mut variants: Vec<VariantDef> = Vec::new();
+    let mut name_offsets: Vec<usize> = Vec::new();
+    for (index, element) in array.iter().enumerate() {
+        let path = format!("variant[{index}]");
+        let table = expect_table(ctx, element, &path)?;
+        check_keys(ctx, table, VARIANT_KEYS, &path)?;
+
+        let name_value = required(ctx, table, element, &path, "name")?;
+        let name_path = format!("{path}.name");
+        let name = expect_str(ctx, name_value, &name_path)?;
+        if !valid_name(name, |c| c.is_ascii_alphanumeric(), "._=-") {
+            return Err(ctx
+                .err(
+                    name_value.span(),
+                    &name_path,
+                    format!("invalid variant name `{name}`"),
+                )
+                .with_hint(
+                    "variant names start with a letter or digit and contain only letters, \
+                     digits, `.`, `_`, `=` and `-`",
+                ));
+        }
+        if let Some(first) = variants.iter().position(|v| v.name == name) {
+            let (line, _) = super::error::line_col(ctx.text, name_offsets[first]);
+            return Err(ctx
+                .err(
+                    name_value.span(),
+                    &name_path,
+                    format!("duplicate variant name `{name}`"),
+                )
+                .with_hint(format!("`{name}` is first defined on line {line}")));
+        }
+
+        let mut claims: Vec<String> = Vec::new();
+        if let Some((_, claims_value)) = table.get_key_value("claims") {
+            let claims_path = format!("{path}.claims");
+            let DeValue::Array(items) = claims_value.get_ref() else {
+                return Err(type_error(
+                    ctx,
+                    claims_value,
+                    &claims_path,
+                    "an array of strings",
+                ));
+            };
+            for (i, item) in items.iter().enumerate() {
+                let item_path = format!("{claims_path}[{i}]");
+                let claim = expect_str(ctx, item, &item_path)?;
+                if !valid_claim(claim) {
+                    return Err(ctx
+                        .err(
+                            item.span(),
+                            &item_path,
+                            format!("invalid claim id `{claim}`"),
+                        )
+                        .with_hint(
+                            "claim ids look like `H0-01`: an uppercase letter, letters or \
+                             digits, `-`, then at least two digits",
+                        ));
+                }
+                if claims.iter().any(|c| c == claim) {
+                    return Err(ctx.err(
+                        item.span(),
+                        &item_path,
+                        format!("claim `{claim}` is listed twice"),
+                    ));
+                }
+                claims.push(claim.to_string());
+            }
+        }
+        optional_str(ctx, table, &path, "description")?;
+
+        let layer = parse_layer(ctx, workload, table, &path, true)?;
+        name_offsets.push(name_value.span().start);
+        variants.push(VariantDef {
+            name: name.to_string(),
+            claims,
+            layer,
+        });
+    }
+    Ok(variants)
+}
+
+/// `[A-Z][A-Z0-9]*-[0-9]{2,}`, e.g. `H0-01`.
+fn valid_claim(claim: &str) -> bool {
+    let Some((note, number)) = claim.split_once('-') else {
+        return false;
+    };
+    valid_name(
+        note,
+        |c| c.is_ascii_uppercase(),
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+    ) && number.len() >= 2
+        && number.chars().all(|c| c.is_ascii_digit())
+}
+
+/// What a matrix axis sets.
+enum AxisTarget {
+    Param(&'static ParamSpec),
+    Knob(KnobLeaf),
+    Env(String),
+}
+
+fn parse_matrix(
+    ctx: &Ctx<'_>,
+    workload: &'static WorkloadSpec,
+    value: &Value<'_>,
+) -> Result<Vec<Axis>, ManifestError> {
+    let table = expect_table(ctx, value, "matrix")?;
+    // Quoted keys ("params.resolution") and dotted keys (params.resolution) both name axes.
+    let mut leaves = Vec::new();
+    flatten(table, "", &mut leaves);
+    leaves.sort_by_key(|(_, key, _)| key.span().start);
+
+    let mut axes = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    for (axis_path, key, values) in leaves {
+        let path = format!("matrix.{axis_path}");
+        if seen.contains(&axis_path) {
+            return Err(ctx.err(
+                key.span(),
+                &path,
+                format!("duplicate matrix axis `{axis_path}`"),
+            ));
+        }
+        let target = axis_target(ctx, workload, &axis_path, key.span(), &path)?;
+        let DeValue::Array(items) = values.get_ref() else {
+            return Err(type_error(ctx, values, &path, "an array of values")
+                .with_hint(format!("write `\"{axis_path}\" = [value, …]`")));
+        };
+        if items.is_empty() {
+            return Err(ctx
+                .err(
+                    values.span(),
+                    &path,
+                    format!("matrix axis `{axis_path}` has no values"),
+                )
+                .with_hint("list at least one value"));
+        }
+        let mut cells: Vec<Cell> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{i}]");
+            let setting = match &target {
+                AxisTarget::Param(spec) => Setting::Param(
+                    spec.name.to_string(),
+                    param_value(ctx, spec, item, &item_path)?,
+                ),
+                AxisTarget::Knob(leaf) => {
+                    Setting::Knob(knob_setting(ctx, *leaf, item, &item_path)?)
+                }
+                AxisTarget::Env(name) => Setting::Knob(KnobSetting::Env(
+                    name.clone(),
+                    expect_str(ctx, item, &item_path)?.to_string(),
+                )),
+            };
+            let label = match &setting {
+                Setting::Param(_, value) => value.to_string(),
+                Setting::Knob(knob) => knob.label(),
+            };
+            if cells.iter().any(|c| c.label == label) {
+                return Err(ctx
+                    .err(
+                        item.span(),
+                        &item_path,
+                        format!("duplicate value `{label}` in matrix axis `{axis_path}`"),
+                    )
+                    .with_hint("each value of an axis must give a distinct variant name"));
+            }
+            cells.push(Cell { label, setting });
+        }
+        let short = axis_path
+            .rsplit('.')
+            .next()
+            .unwrap_or(&axis_path)
+            .to_string();
+        axes.push(Axis { short, cells });
+        seen.push(axis_path);
+    }
+    Ok(axes)
+}
+
+type Leaf<'t, 'i> = (String, &'t Key<'i>, &'t Value<'i>);
+
+/// Every non-table value below `table` (and every empty table, so that it is reported rather
+/// than ignored), with its dotted path.
+fn flatten<'t, 'i>(table: &'t DeTable<'i>, prefix: &str, out: &mut Vec<Leaf<'t, 'i>>) {
+    for (key, value) in table.iter() {
+        let path = join(prefix, key.get_ref());
+        match value.get_ref() {
+            DeValue::Table(sub) if !sub.is_empty() => flatten(sub, &path, out),
+            _ => out.push((path, key, value)),
+        }
+    }
+}
+
+fn axis_target(
+    ctx: &Ctx<'_>,
+    workload: &'static WorkloadSpec,
+    axis_path: &str,
+    span: Range<usize>,
+    path: &str,
+) -> Result<AxisTarget, ManifestError> {
+    if let Some(name) = axis_path.strip_prefix("params.") {
+        if let Some(spec) = workload.param(name) {
+            return Ok(AxisTarget::Param(spec));
+        }
+    } else if let Some(knob) = axis_path.strip_prefix("knobs.") {
+        if let Some(var) = knob.strip_prefix("env.") {
+            check_env_name(ctx, span, path, var, "knobs.env")?;
+            return Ok(AxisTarget::Env(var.to_string()));
+        }
+        if let Some(leaf) = knob_leaf(knob) {
+            return Ok(AxisTarget::Knob(leaf));
+        }
+    }
+    let mut valid: Vec<String> = workload
+        .params
+        .iter()
+        .map(|p| format!("params.{}", p.name))
+        .collect();
+    valid.extend(KNOB_LEAVES.iter().map(|(p, _)| format!("knobs.{p}")));
+    let valid: Vec<&str> = valid.iter().map(String::as_str).collect();
+    let hint = match super::error::closest(axis_path, &valid) {
+        Some(axis) => format!("did you mean `{axis}`?"),
+        None => format!(
+            "axes are `params.<name>` or `knobs.<knob>`: {}, `knobs.env.<NAME>`",
+            backticked(&valid)
+        ),
+    };
+    Err(ctx
+        .err(span, path, format!("unknown matrix axis `{axis_path}`"))
+        .with_hint(hint))
+}
+
+// ---- typed access to values ----
+
+/// `string "8"`, `table`, … for messages.
+fn found(ctx: &Ctx<'_>, value: &Value<'_>) -> String {
+    let kind = value.get_ref().type_str();
+    match value.get_ref() {
+        DeValue::Table(_) | DeValue::Array(_) => kind.to_string(),
+        _ => format!("{kind} `{}`", ctx.snippet(value.span())),
+    }
+}
+
+fn type_error(ctx: &Ctx<'_>, value: &Value<'_>, path: &str, expected: &str) -> ManifestError {
+    let error = ctx.err(
+        value.span(),
+        path,
+        format!(
+            "expected {expected} for `{path}`, found {}",
+            found(ctx, value)
+        ),
+    );
+    match value.get_ref() {
+        DeValue::String(s)
+            if expected != "a string"
+                && (s == "true" || s == "false" || s.parse::<f64>().is_ok()) =>
+        {
+            error.with_hint(format!("write it without quotes: `{s}`"))
+        }
+        _ => error,
+    }
+}
+
+fn unknown_value(
+    ctx: &Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+    given: &str,
+    options: &[&str],
+) -> ManifestError {
+    ctx.err(
+        value.span(),
+        path,
+        format!("unknown value `{given}` for `{path}`"),
+    )
+    .with_hint(choice_hint(given, options, "valid values"))
+}
+
+fn expect_table<'t, 'i>(
+    ctx: &Ctx<'_>,
+    value: &'t Value<'i>,
+    path: &str,
+) -> Result<&'t DeTable<'i>, ManifestError> {
+    match value.get_ref() {
+        DeValue::Table(table) => Ok(table),
+        _ => Err(type_error(ctx, value, path, "a table")),
+    }
+}
+
+fn expect_str<'t>(
+    ctx: &Ctx<'_>,
+    value: &'t Value<'_>,
+    path: &str,
+) -> Result<&'t str, ManifestError> {
+    match value.get_ref() {
+        DeValue::String(s) => Ok(s),
+        _ => Err(type_error(ctx, value, path, "a string")),
+    }
+}
+
+fn expect_bool(ctx: &Ctx<'_>, value: &Value<'_>, path: &str) -> Result<bool, ManifestError> {
+    match value.get_ref() {
+        DeValue::Boolean(b) => Ok(*b),
+        _ => Err(type_error(ctx, value, path, "a boolean")),
+    }
+}
+
+fn expect_int(ctx: &Ctx<'_>, value: &Value<'_>, path: &str) -> Result<i128, ManifestError> {
+    match value.get_ref() {
+        DeValue::Integer(i) => i128::from_str_radix(i.as_str(), i.radix()).map_err(|_| {
+            ctx.err(
+                value.span(),
+                path,
+                format!("`{path}` = {} is too large", ctx.snippet(value.span())),
+            )
+        }),
+        DeValue::Float(x) => {
+            let error = type_error(ctx, value, path, "an integer");
+            match x.as_str().parse::<f64>() {
+                Ok(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e18 => {
+                    Err(error.with_hint(format!("write it as an integer: `{}`", x as i64)))
+                }
+                _ => Err(error),
+            }
+        }
+        _ => Err(type_error(ctx, value, path, "an integer")),
+    }
+}
+
+/// An integer or a float, as a finite float.
+fn expect_number(ctx: &Ctx<'_>, value: &Value<'_>, path: &str) -> Result<f64, ManifestError> {
+    let x = match value.get_ref() {
+        DeValue::Integer(_) => expect_int(ctx, value, path)? as f64,
+        DeValue::Float(x) => x.as_str().parse::<f64>().unwrap_or(f64::NAN),
+        _ => return Err(type_error(ctx, value, path, "a number")),
+    };
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(ctx.err(
+            value.span(),
+            path,
+            format!(
+                "`{path}` = {} is not a finite number",
+                ctx.snippet(value.span())
+            ),
+        ))
+    }
+}
+
+fn expect_enum<T: Copy>(
+    ctx: &Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+    options: &[(&str, T)],
+) -> Result<T, ManifestError> {
+    let given = expect_str(ctx, value, path)?;
+    match options.iter().find(|(name, _)| *name == given) {
+        Some((_, t)) => Ok(*t),
+        None => {
+            let names: Vec<&str> = options.iter().map(|(name, _)| *name).collect();
+            Err(unknown_value(ctx, value, path, given, &names))
+        }
+    }
+}
+
+fn check_int_range(
+    ctx: &Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+    i: i128,
+    min: i128,
+    max: i128,
+) -> Result<(), ManifestError> {
+    if (min..=max).contains(&i) {
+        return Ok(());
+    }
+    // A bound that is just the type's limit is not worth stating.
+    let natural_max = [
+        i128::from(i64::MAX),
+        i128::from(u32::MAX),
+        i128::from(u64::MAX),
+    ]
+    .contains(&max);
+    let bounds = if natural_max && i < min {
+        format!("must be at least {min}")
+    } else {
+        format!("must be between {min} and {max}")
+    };
+    Err(ctx.err(
+        value.span(),
+        path,
+        format!(
+            "`{path}` = {} is out of range: {bounds}",
+            ctx.snippet(value.span())
+        ),
+    ))
+}

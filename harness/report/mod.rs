@@ -1,0 +1,2 @@
+//! Presentation of run records.
+pub mod terminal;

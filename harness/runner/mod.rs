@@ -1,0 +1,305 @@
+//! The parent side of a run: launches one worker process per job (variant × process) in the
+//! plan's order, streams its messages into the run record, enforces the variant's timeout, and
+//! keeps everything recorded so far when a worker fails or the user presses Ctrl-C.
+//!
+//! Workers run in their own process group: a terminal's Ctrl-C reaches only the parent, which
+//! then kills the current worker's group, marks it interrupted and stops scheduling.
+
+use crate::plan::{Job, Plan};
+use crate::store::{ProcessRecord, RunDir, SampleRow};
+use crate::worker::protocol::{Message, OomInfo, Status, WorkerJob, PROTOCOL_VERSION};
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Installs the Ctrl-C handler (once per process).
+pub fn install_interrupt_handler() -> Result<()> {
+    ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// How workers are launched.
+pub struct Launcher {
+    /// The executable that understands `worker` (normally the running binary).
+    pub exe: PathBuf,
+    /// Lines of a worker's stderr kept in the record when it fails.
+    pub stderr_tail_lines: usize,
+}
+
+/// Runs every job of `plan` (already added to `run` as suite `suite_index`).
+pub fn run_plan(
+    run: &mut RunDir,
+    suite_index: usize,
+    launcher: &Launcher,
+    progress: &ProgressBar,
+) -> Result<()> {
+    let plan = run.record.suites[suite_index].plan.clone();
+    for job in &plan.jobs {
+        if interrupted() {
+            break;
+        }
+        let variant = &plan.variants[job.variant];
+        progress.set_message(format!(
+            "{} · {} · process {}",
+            plan.suite,
+            variant.name,
+            job.process + 1
+        ));
+        let (record, samples) = run_job(run, &plan, job, launcher, progress)?;
+        let line = format!(
+            "{:<28} {:<40} p{:<2} {:<12} {} samples{}",
+            plan.suite,
+            variant.name,
+            job.process,
+            record.status.as_str(),
+            record.samples,
+            record
+                .message
+                .as_deref()
+                .map(|m| format!(" — {}", first_line(m)))
+                .unwrap_or_default()
+        );
+        if progress.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            progress.println(line);
+        }
+        if run.record.fingerprint.device.is_none() {
+            if let Some(h) = &record.hello {
+                let f = &mut run.record.fingerprint;
+                f.device = Some(h.device.clone());
+                f.torch_version = Some(h.versions.torch.clone());
+                f.cudnn_version = h.versions.cudnn;
+                f.cuda_runtime_version = h.versions.cuda_runtime;
+                if f.gpu.is_none() {
+                    f.gpu = h.gpu.clone();
+                }
+            }
+        }
+        run.samples.extend(samples);
+        run.record.suites[suite_index].processes.push(record);
+        run.save()?;
+    }
+    Ok(())
+}
+
+fn first_line(s: &str) -> &str {
+    let line = s.lines().next().unwrap_or("");
+    match line.char_indices().nth(160) {
+        Some((i, _)) => &line[..i],
+        None => line,
+    }
+}
+
+enum Event {
+    Line(String),
+    Closed,
+}
+
+/// Launches one worker and follows it to the end; never fails for worker problems, only for
+/// I/O on the run directory.
+fn run_job(
+    run: &RunDir,
+    plan: &Plan,
+    job: &Job,
+    launcher: &Launcher,
+    progress: &ProgressBar,
+) -> Result<(ProcessRecord, Vec<SampleRow>)> {
+    let variant = &plan.variants[job.variant];
+    let log_file = format!(
+        "logs/{}.{}.p{}.stderr",
+        crate::store::slug(&plan.suite),
+        crate::store::slug(&variant.name),
+        job.process
+    );
+    let mut record = ProcessRecord {
+        variant: variant.name.clone(),
+        process: job.process,
+        status: Status::Crashed,
+        message: None,
+        oom: None,
+        exit_code: None,
+        signal: None,
+        duration_ms: 0.0,
+        samples: 0,
+        hello: None,
+        warnings: Vec::new(),
+        log_file: log_file.clone(),
+    };
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    let request = WorkerJob {
+        protocol: PROTOCOL_VERSION,
+        suite: plan.suite.clone(),
+        process: job.process,
+        variant: variant.clone(),
+    };
+    let mut child = match Command::new(&launcher.exe)
+        .arg("worker")
+        .envs(&variant.knobs.env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            record.status = Status::SpawnFailed;
+            record.message = Some(format!("cannot start {}: {e}", launcher.exe.display()));
+            return Ok((record, samples));
+        }
+    };
+    let pid = child.id() as i32;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A worker that dies before reading its job shows up as a crash below.
+        let _ = serde_json::to_writer(&mut stdin, &request);
+        let _ = stdin.write_all(b"\n");
+    }
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().context("worker stdout")?;
+    let out_thread = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            if tx.send(Event::Line(line)).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Event::Closed);
+    });
+    let tail = Arc::new(Mutex::new(VecDeque::new()));
+    let stderr = child.stderr.take().context("worker stderr")?;
+    let err_thread = {
+        let (tail, keep) = (tail.clone(), launcher.stderr_tail_lines);
+        let mut log = std::fs::File::create(run.path.join(&log_file))
+            .with_context(|| format!("cannot create {log_file}"))?;
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+                let _ = writeln!(log, "{line}");
+                let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+                if t.len() == keep {
+                    t.pop_front();
+                }
+                t.push_back(line);
+            }
+        })
+    };
+
+    let deadline = started + Duration::from_millis(variant.timeout_ms);
+    let mut outcome = None;
+    let mut forced: Option<Status> = None;
+    loop {
+        if interrupted() {
+            forced = Some(Status::Interrupted);
+            break;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            forced = Some(Status::Timeout);
+            break;
+        }
+        match rx.recv_timeout((deadline - now).min(Duration::from_millis(100))) {
+            Ok(Event::Line(line)) => match serde_json::from_str::<Message>(&line) {
+                Ok(Message::Hello(h)) => record.hello = Some(*h),
+                Ok(Message::Sample(s)) => {
+                    progress.inc(1);
+                    record.samples += u32::from(!s.warmup);
+                    samples.push(SampleRow {
+                        suite: plan.suite.clone(),
+                        variant: variant.name.clone(),
+                        process: job.process,
+                        call: s.call,
+                        warmup: s.warmup,
+                        measurement: s.measurement,
+                    });
+                }
+                Ok(Message::Log { message, .. }) => record.warnings.push(message),
+                Ok(Message::Outcome(o)) => outcome = Some(o),
+                // Stray stdout from a library: keep it, it may explain a failure.
+                Err(_) => record.warnings.push(format!("stdout: {line}")),
+            },
+            Ok(Event::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
+    if forced.is_some() {
+        // SAFETY: signalling the worker's own process group (created with process_group(0)).
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    let status = child.wait().context("waiting for a worker")?;
+    let _ = out_thread.join();
+    let _ = err_thread.join();
+    record.duration_ms = started.elapsed().as_secs_f64() * 1e3;
+    record.exit_code = status.code();
+    record.signal = status.signal();
+    let stderr_tail = || {
+        let t = tail.lock().unwrap_or_else(|p| p.into_inner());
+        t.iter().cloned().collect::<Vec<_>>().join("\n")
+    };
+    match (forced, outcome) {
+        (Some(Status::Timeout), _) => {
+            record.status = Status::Timeout;
+            record.message = Some(format!(
+                "killed after exceeding the {:.0} s timeout ({} measured calls done)",
+                variant.timeout_ms as f64 / 1e3,
+                record.samples
+            ));
+        }
+        (Some(other), _) => {
+            record.status = other;
+            record.message = Some("stopped by Ctrl-C".into());
+        }
+        (None, Some(o)) => {
+            record.status = o.status;
+            record.message = o.message;
+            record.oom = o.oom.map(|oom| OomInfo { ..oom });
+        }
+        (None, None) => {
+            record.status = Status::Crashed;
+            let how = match (status.code(), status.signal()) {
+                (_, Some(sig)) => format!("killed by signal {sig}"),
+                (Some(code), _) => format!("exited with status {code}"),
+                _ => "ended".into(),
+            };
+            let tail = stderr_tail();
+            record.message = Some(if tail.is_empty() {
+                format!("worker {how} without reporting an outcome")
+            } else {
+                format!("worker {how} without reporting an outcome; stderr ends with:\n{tail}")
+            });
+        }
+    }
+    Ok((record, samples))
+}
+
+/// A progress bar over measured and warm-up calls of all jobs, with ETA; hidden when stderr is
+/// not a terminal (CI logs get one line per finished worker instead).
+pub fn progress_bar(total_calls: u64, quiet: bool) -> ProgressBar {
+    let target = if quiet {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
+    let bar = ProgressBar::with_draw_target(Some(total_calls), target);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} calls, ETA {eta} · {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}

@@ -1,0 +1,160 @@
+//! Workloads the worker runs: each builds its weights and inputs once (untimed), then runs one
+//! call per sample, reporting stage boundaries and counters through [`Stages`].
+
+pub mod catalog;
+mod conv_stack;
+mod fault;
+mod matmul;
+
+use crate::knobs::Dtype;
+use crate::measure::{Stages, Target};
+use crate::plan::{ParamValue, VariantPlan};
+use anyhow::{anyhow, bail, Result};
+use std::collections::BTreeMap;
+
+/// One runnable workload instance.
+pub trait Workload {
+    /// Runs one call. Errors from libtorch (an OOM, say) come back as `Err` or as a panic with
+    /// tch's message; the worker classifies both.
+    fn call(&mut self, stages: &mut Stages) -> Result<()>;
+}
+
+/// What a workload is built from.
+pub struct Setup<'a> {
+    pub target: Target,
+    pub dtype: Dtype,
+    pub params: Params<'a>,
+    /// Unmeasured calls the worker makes first (fault injection counts past them).
+    pub warmup: u32,
+}
+
+impl Setup<'_> {
+    pub fn kind(&self) -> tch::Kind {
+        match self.dtype {
+            Dtype::Fp32 => tch::Kind::Float,
+            Dtype::Fp16 => tch::Kind::Half,
+            Dtype::Bf16 => tch::Kind::BFloat16,
+        }
+    }
+
+    pub fn device(&self) -> tch::Device {
+        self.target.tch_device()
+    }
+}
+
+/// Typed access to a variant's parameters; the plan has every parameter filled in, so a
+/// missing or mistyped one is a harness bug and reported as such.
+#[derive(Clone, Copy)]
+pub struct Params<'a>(pub &'a BTreeMap<String, ParamValue>);
+
+impl Params<'_> {
+    fn get(&self, name: &str) -> Result<&ParamValue> {
+        self.0
+            .get(name)
+            .ok_or_else(|| anyhow!("parameter `{name}` missing from the plan"))
+    }
+
+    pub fn int(&self, name: &str) -> Result<i64> {
+        match self.get(name)? {
+            ParamValue::Int(i) => Ok(*i),
+            other => bail!("parameter `{name}` should be an integer, got {other}"),
+        }
+    }
+
+    pub fn float(&self, name: &str) -> Result<f64> {
+        match self.get(name)? {
+            ParamValue::Float(x) => Ok(*x),
+            ParamValue::Int(i) => Ok(*i as f64),
+            other => bail!("parameter `{name}` should be a number, got {other}"),
+        }
+    }
+
+    pub fn bool(&self, name: &str) -> Result<bool> {
+        match self.get(name)? {
+            ParamValue::Bool(b) => Ok(*b),
+            other => bail!("parameter `{name}` should be a boolean, got {other}"),
+        }
+    }
+
+    pub fn str(&self, name: &str) -> Result<&str> {
+        match self.get(name)? {
+            ParamValue::Str(s) => Ok(s),
+            other => bail!("parameter `{name}` should be a string, got {other}"),
+        }
+    }
+}
+
+/// Builds the workload a variant names.
+pub fn build(variant: &VariantPlan, target: Target) -> Result<Box<dyn Workload>> {
+    let setup = Setup {
+        target,
+        dtype: variant.knobs.dtype,
+        params: Params(&variant.params),
+        warmup: variant.warmup,
+    };
+    Ok(match variant.workload.as_str() {
+        "conv_stack" => Box::new(conv_stack::ConvStack::new(&setup)?),
+        "matmul" => Box::new(matmul::Matmul::new(&setup)?),
+        "fault" => Box::new(fault::Fault::new(&setup)?),
+        other => bail!("unknown workload `{other}`"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::Meter;
+
+    fn plan_for(workload: &str, overrides: &[(&str, ParamValue)]) -> VariantPlan {
+        let spec = catalog::workload(workload).unwrap();
+        let mut params: BTreeMap<String, ParamValue> = spec
+            .params
+            .iter()
+            .map(|p| (p.name.to_string(), p.default.to_value()))
+            .collect();
+        for (k, v) in overrides {
+            params.insert(k.to_string(), v.clone());
+        }
+        VariantPlan {
+            name: "t".into(),
+            claims: vec![],
+            workload: workload.into(),
+            params,
+            knobs: Default::default(),
+            warmup: 0,
+            repetitions: 1,
+            processes: 1,
+            timeout_ms: 60_000,
+        }
+    }
+
+    #[test]
+    fn every_catalog_workload_builds_and_runs_on_cpu() {
+        let small = [
+            ("batch", ParamValue::Int(1)),
+            ("channels", ParamValue::Int(32)),
+            ("resolution", ParamValue::Int(8)),
+            ("m", ParamValue::Int(16)),
+            ("k", ParamValue::Int(16)),
+            ("n", ParamValue::Int(16)),
+        ];
+        for spec in catalog::WORKLOADS {
+            let overrides: Vec<_> = small
+                .iter()
+                .filter(|(k, _)| spec.param(k).is_some())
+                .cloned()
+                .collect();
+            let plan = plan_for(spec.id, &overrides);
+            let mut w = build(&plan, Target::Cpu).unwrap();
+            let meter = Meter {
+                target: Target::Cpu,
+                empty_cache_between_stages: false,
+                sampler: None,
+            };
+            let m = meter
+                .measure(|s| w.call(s))
+                .unwrap_or_else(|_| panic!("{} failed", spec.id));
+            assert!(!m.stages.is_empty(), "{} reported no stage", spec.id);
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Failing workers are recorded with their outcome and the suite goes on.
+
+mod common;
+
+use common::{fault_manifest, Sandbox};
+use std::time::{Duration, Instant};
+
+fn process<'a>(run: &'a serde_json::Value, variant: &str) -> &'a serde_json::Value {
+    run["suites"][0]["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["variant"] == variant)
+        .unwrap_or_else(|| panic!("no process record for {variant}: {run}"))
+}
+
+#[test]
+fn crashes_errors_and_timeouts_are_recorded_and_the_suite_continues() {
+    let sb = Sandbox::new();
+    let text = fault_manifest(
+        "faults",
+        "8s",
+        &[
+            r#"name = "healthy-first"
+params = { kind = "none" }"#,
+            r#"name = "abort"
+params = { kind = "abort", after_calls = 1 }"#,
+            r#"name = "panic"
+params = { kind = "panic" }"#,
+            r#"name = "exit"
+params = { kind = "exit", exit_code = 7 }"#,
+            r#"name = "hang"
+params = { kind = "hang", after_calls = 1 }
+run = { timeout = "3s" }"#,
+            r#"name = "host-oom"
+params = { kind = "alloc", alloc_gib = 100000.0 }"#,
+            r#"name = "healthy-last"
+params = { kind = "none" }"#,
+        ],
+    );
+    let manifest = sb.manifest("faults.toml", &text);
+    let started = Instant::now();
+    let out = sb
+        .cmd()
+        .args(["run", "--quiet", &manifest])
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the hang was not cut off by its timeout"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("worker(s) failed"), "{stderr}");
+
+    let run = sb.run_json();
+    let abort = process(&run, "abort");
+    assert_eq!(abort["status"], "crashed");
+    assert_eq!(abort["signal"], libc_sigabrt());
+    assert_eq!(
+        abort["samples"], 1,
+        "the call before the abort is kept: {abort}"
+    );
+
+    let panic = process(&run, "panic");
+    assert_eq!(panic["status"], "error");
+    assert!(
+        panic["message"]
+            .as_str()
+            .unwrap()
+            .contains("injected panic"),
+        "{panic}"
+    );
+
+    let exit = process(&run, "exit");
+    assert_eq!(exit["status"], "crashed");
+    assert_eq!(exit["exit_code"], 7);
+
+    let hang = process(&run, "hang");
+    assert_eq!(hang["status"], "timeout");
+    assert_eq!(hang["samples"], 1);
+    assert!(
+        hang["message"].as_str().unwrap().contains("timeout"),
+        "{hang}"
+    );
+
+    let oom = process(&run, "host-oom");
+    assert_eq!(oom["status"], "oom", "{oom}");
+    assert_eq!(
+        oom["oom"]["requested_bytes"].as_u64(),
+        Some(100000 * (1u64 << 30))
+    );
+
+    for healthy in ["healthy-first", "healthy-last"] {
+        assert_eq!(process(&run, healthy)["status"], "ok");
+    }
+    // Samples of the variants that ran survive in the CSV, failures included.
+    let samples = sb.samples();
+    let measured = |v: &str| {
+        samples
+            .iter()
+            .filter(|s| s["variant"] == v && s["warmup"] == "false")
+            .count()
+    };
+    assert_eq!(measured("healthy-last"), 2);
+    assert_eq!(measured("abort"), 1);
+    assert_eq!(measured("panic"), 0);
+}
+
+fn libc_sigabrt() -> i64 {
+    6
+}
+
+#[test]
+fn ctrl_c_keeps_what_finished_and_leaves_valid_files() {
+    let sb = Sandbox::new();
+    let text = fault_manifest(
+        "interrupt",
+        "5m",
+        &[
+            r#"name = "done"
+params = { kind = "none" }"#,
+            r#"name = "stuck"
+params = { kind = "hang" }"#,
+            r#"name = "never"
+params = { kind = "none" }"#,
+        ],
+    );
+    let manifest = sb.manifest("interrupt.toml", &text);
+    let exe = assert_cmd::cargo::cargo_bin("claimbench");
+    let mut child = std::process::Command::new(exe)
+        .current_dir(sb.path())
+        .args(["run", "--quiet", &manifest])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first worker's record is on disk, then interrupt.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "the first worker never finished");
+        let done = std::fs::read_dir(sb.path().join("results/runs"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("run.json")).ok())
+            .is_some_and(|t| t.contains("\"variant\": \"done\""));
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+
+    let run = sb.run_json();
+    assert_eq!(run["interrupted"], true);
+    assert_eq!(process(&run, "done")["status"], "ok");
+    assert_eq!(process(&run, "stuck")["status"], "interrupted");
+    let ran: Vec<_> = run["suites"][0]["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["variant"].clone())
+        .collect();
+    assert!(
+        !ran.contains(&serde_json::json!("never")),
+        "scheduling went on after Ctrl-C: {ran:?}"
+    );
+    let samples = sb.samples();
+    assert_eq!(
+        samples
+            .iter()
+            .filter(|s| s["variant"] == "done" && s["warmup"] == "false")
+            .count(),
+        2
+    );
+}
