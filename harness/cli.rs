@@ -4,7 +4,9 @@ use crate::exit_code::{self, CodedError};
 use crate::manifest::{self, Manifest, ManifestError, ProfileChoice};
 use crate::measure::nvml;
 use crate::runner::{self, Launcher};
-use crate::store::{self, Fingerprint, RunDir};
+use crate::store::baseline::{baseline_path, Baseline, BaselineKey};
+use crate::store::{self, Fingerprint, RunDir, RunRecord, SampleRow};
+use crate::verdict::gate::{gate, GateVerdict};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -35,6 +37,34 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Compare with the stored baselines afterwards (exit 1 on a regression).
+        #[arg(long)]
+        compare: bool,
+        /// Baseline to compare with (implies --compare): a baseline file or folder, or a run.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Compare even if the baseline comes from other hardware or software.
+        #[arg(long)]
+        allow_mismatch: bool,
+    },
+    /// Compare a run with its baselines; exit 1 on any regression.
+    Compare {
+        /// Run folder (default: the newest under RESULTS/runs).
+        run: Option<PathBuf>,
+        /// Baseline to compare with: a baseline file or folder, or another run folder
+        /// (default: RESULTS/baselines/<the run's fingerprint>/<suite>.json).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Compare even if the baseline comes from other hardware or software.
+        #[arg(long)]
+        allow_mismatch: bool,
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
+    /// Store or replace baselines (only ever written on request).
+    Baseline {
+        #[command(subcommand)]
+        action: BaselineAction,
     },
     /// Validate manifests without running them and print the expanded plan.
     Check {
@@ -56,6 +86,22 @@ enum Command {
     /// Internal: run one job read from stdin (started by `run`).
     #[command(hide = true)]
     Worker,
+}
+
+#[derive(Debug, Subcommand)]
+enum BaselineAction {
+    /// Store a run's results as the baseline of each of its suites; refuses to replace one.
+    Save {
+        run: PathBuf,
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
+    /// Replace the baselines with a run's results (default: the newest run).
+    Accept {
+        run: Option<PathBuf>,
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
 }
 
 /// Runs the command line and returns the exit code; errors are printed here and only here.
@@ -102,7 +148,33 @@ fn dispatch(command: Command) -> Result<i32> {
             profile,
             results,
             quiet,
-        } => run(manifests, profile, &results, quiet),
+            compare,
+            baseline,
+            allow_mismatch,
+        } => {
+            let gate = (compare || baseline.is_some()).then_some(GateOptions {
+                baseline,
+                allow_mismatch,
+            });
+            run(manifests, profile, &results, quiet, gate)
+        }
+        Command::Compare {
+            run,
+            baseline,
+            allow_mismatch,
+            results,
+        } => {
+            let dir = run_or_latest(run, &results)?;
+            compare_run(
+                &dir,
+                &results,
+                &GateOptions {
+                    baseline,
+                    allow_mismatch,
+                },
+            )
+        }
+        Command::Baseline { action } => baseline_command(action),
         Command::Check { manifests, profile } => check(&manifests, profile.as_deref()),
         Command::Dist { out, scenarios } => dist(&out, &scenarios),
         Command::Worker => unreachable!("handled before dispatch"),
@@ -180,7 +252,13 @@ fn parent_gpu() -> Option<nvml::GpuInfo> {
     nvml::gpu_info(&nvml, &device).ok()
 }
 
-fn run(paths: Vec<PathBuf>, profile: Option<String>, results: &Path, quiet: bool) -> Result<i32> {
+fn run(
+    paths: Vec<PathBuf>,
+    profile: Option<String>,
+    results: &Path,
+    quiet: bool,
+    gate: Option<GateOptions>,
+) -> Result<i32> {
     let paths = if paths.is_empty() {
         default_manifests()?
     } else {
@@ -264,7 +342,136 @@ fn run(paths: Vec<PathBuf>, profile: Option<String>, results: &Path, quiet: bool
             "{failures} worker(s) failed; see the status column and {}/logs",
             run.path.display()
         );
-        return Ok(exit_code::WORKER_FAILURES);
+    }
+    if let Some(gate) = gate {
+        let code = compare_run(&run.path, results, &gate)?;
+        if code != exit_code::OK {
+            return Ok(code);
+        }
+    }
+    Ok(if failures > 0 {
+        exit_code::WORKER_FAILURES
+    } else {
+        exit_code::OK
+    })
+}
+
+/// What to compare a run with.
+struct GateOptions {
+    baseline: Option<PathBuf>,
+    allow_mismatch: bool,
+}
+
+/// The newest run folder under `results/runs` when none is given.
+fn run_or_latest(run: Option<PathBuf>, results: &Path) -> Result<PathBuf> {
+    if let Some(run) = run {
+        return Ok(run);
+    }
+    let runs = results.join("runs");
+    let newest = std::fs::read_dir(&runs)
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("run.json").is_file())
+        .max();
+    newest.ok_or_else(|| CodedError::usage(format!("no run found under {}", runs.display())))
+}
+
+fn load_run(dir: &Path) -> Result<(RunRecord, Vec<SampleRow>)> {
+    let run = RunRecord::load(dir).map_err(|e| CodedError::usage(format!("{e:#}")))?;
+    let samples = store::read_samples(&dir.join("samples.csv"))
+        .map_err(|e| CodedError::usage(format!("{e:#}")))?;
+    Ok((run, samples))
+}
+
+/// Baselines from a path: a run folder (its results become the baseline), a folder of
+/// baseline files, or one baseline file.
+fn load_baselines(path: &Path) -> Result<Vec<Baseline>> {
+    let usage = |e: anyhow::Error| CodedError::usage(format!("{e:#}"));
+    if path.join("run.json").is_file() {
+        let (run, samples) = load_run(path)?;
+        return Ok(Baseline::from_run(&run, &samples));
+    }
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        return files
+            .iter()
+            .map(|f| Baseline::load(f).map_err(usage))
+            .collect();
+    }
+    Baseline::load(path).map(|b| vec![b]).map_err(usage)
+}
+
+/// Compares a run with its baselines, prints the table, stores `compare.json` in the run
+/// folder, and returns 1 if anything regressed.
+fn compare_run(dir: &Path, results: &Path, options: &GateOptions) -> Result<i32> {
+    let (run, samples) = load_run(dir)?;
+    let key = BaselineKey::of(&run.fingerprint);
+    let (baselines, mismatches) = match &options.baseline {
+        Some(path) => {
+            let baselines = load_baselines(path)?;
+            let mut mismatches: Vec<String> = baselines
+                .iter()
+                .flat_map(|b| key.differences(&b.key))
+                .collect();
+            mismatches.sort();
+            mismatches.dedup();
+            if !mismatches.is_empty() && !options.allow_mismatch {
+                return Err(CodedError::usage(format!(
+                    "refusing to compare {} with {}: they were measured on different hardware or software ({}); timings would differ for reasons other than the code. Pass --allow-mismatch to compare anyway",
+                    dir.display(),
+                    path.display(),
+                    mismatches.join(", ")
+                )));
+            }
+            (baselines, mismatches)
+        }
+        None => {
+            let mut found = Vec::new();
+            for suite in &run.suites {
+                let path = baseline_path(results, &key, &suite.plan.suite);
+                if path.is_file() {
+                    found.push(
+                        Baseline::load(&path).map_err(|e| CodedError::usage(format!("{e:#}")))?,
+                    );
+                }
+            }
+            (found, Vec::new())
+        }
+    };
+    let report = gate(&run, &samples, &baselines, mismatches);
+    print!("{}", crate::report::terminal::gate_table(&report));
+    store::write_atomic(
+        &dir.join("compare.json"),
+        &serde_json::to_vec_pretty(&report)?,
+    )?;
+    Ok(if report.count(GateVerdict::Regression) > 0 {
+        exit_code::REGRESSION
+    } else {
+        exit_code::OK
+    })
+}
+
+fn baseline_command(action: BaselineAction) -> Result<i32> {
+    let (dir, results, replace) = match action {
+        BaselineAction::Save { run, results } => (run, results, false),
+        BaselineAction::Accept { run, results } => (run_or_latest(run, &results)?, results, true),
+    };
+    let (run, samples) = load_run(&dir)?;
+    if run.interrupted {
+        return Err(CodedError::usage(format!(
+            "{} was interrupted; a partial run makes a misleading baseline",
+            dir.display()
+        )));
+    }
+    for baseline in Baseline::from_run(&run, &samples) {
+        let path = baseline.save(&results, replace)?;
+        println!("{}", path.display());
     }
     Ok(exit_code::OK)
 }

@@ -13,6 +13,8 @@ pub mod measure;
 pub mod plan;
 pub mod report;
 pub mod runner;
+pub mod stats;
 pub mod store;
+pub mod verdict;
 pub mod worker;
 pub mod workloads;

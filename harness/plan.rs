@@ -53,14 +53,77 @@ pub struct VariantPlan {
     /// Workload parameters after merging suite, profile, variant and matrix values.
     pub params: BTreeMap<String, ParamValue>,
     pub knobs: Knobs,
-    /// Unmeasured calls before the measured ones, in each process.
+    /// From the manifest, for reports.
+    pub description: Option<String>,
+    /// Unmeasured calls before the measured ones, in each process (the minimum when `settle`
+    /// is set).
     pub warmup: u32,
-    /// Measured calls in each process.
+    /// Warm-up never exceeds this many calls, settled or not (`>= warmup`).
+    pub warmup_max: u32,
+    /// When warm-up may end early; `None`: exactly `warmup` calls.
+    pub settle: Option<Settle>,
+    /// Measured calls in each process (the minimum when `target_rel_ci` is set).
     pub repetitions: u32,
-    /// Worker processes for this variant (the unit of replication).
+    /// Measured calls never exceed this many in one process (`>= repetitions`).
+    pub repetitions_max: u32,
+    /// Stop measuring (calls within a process, processes within a variant) once the 95 %
+    /// interval of the median is narrower than this fraction of it.
+    pub target_rel_ci: Option<f64>,
+    /// Worker processes for this variant (the unit of replication); the minimum when adaptive.
     pub processes: u32,
+    /// Processes never exceed this many (`>= processes`).
+    pub processes_max: u32,
     /// Wall-clock limit for one worker process, start-up included.
     pub timeout_ms: u64,
+}
+
+/// Warm-up is settled once the last `window` calls lie within `tolerance` of their median
+/// (max/min − 1 ≤ tolerance) and, where NVML reports it, the SM clock of each of them is at
+/// least `min_clock_fraction` of the device's maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Settle {
+    pub window: u32,
+    pub tolerance: f64,
+    pub min_clock_fraction: f64,
+}
+
+impl Default for Settle {
+    fn default() -> Self {
+        Settle {
+            window: 3,
+            tolerance: 0.05,
+            min_clock_fraction: 0.75,
+        }
+    }
+}
+
+/// How runs of this suite are compared with baselines (`[compare]` in a manifest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompareSettings {
+    /// Significance level for the corrected p-value.
+    pub alpha: f64,
+    pub correction: crate::stats::Correction,
+    /// Relative time change that matters (default 3 %).
+    pub time_threshold: f64,
+    /// Per-metric overrides of `time_threshold`, keyed by metric name (`wall_ms`,
+    /// `stage_<name>_ms`, …).
+    pub metric_thresholds: BTreeMap<String, f64>,
+    /// Peak-memory tolerance: max(relative × baseline, absolute).
+    pub memory_rel_tolerance: f64,
+    pub memory_abs_tolerance_bytes: u64,
+}
+
+impl Default for CompareSettings {
+    fn default() -> Self {
+        CompareSettings {
+            alpha: 0.05,
+            correction: crate::stats::Correction::Holm,
+            time_threshold: 0.03,
+            metric_thresholds: BTreeMap::new(),
+            memory_rel_tolerance: 0.01,
+            memory_abs_tolerance_bytes: 16 << 20,
+        }
+    }
 }
 
 /// One worker process to launch: `process` counts from 0 within its variant.
@@ -83,6 +146,10 @@ pub struct Plan {
     pub order: Order,
     /// Seed for shuffled order (and anything else random in scheduling).
     pub seed: u64,
+    /// Worker wall-clock seconds the suite may spend on processes beyond each variant's
+    /// minimum (adaptive replication); `None`: no extra processes.
+    pub adaptive_budget_s: Option<f64>,
+    pub compare: CompareSettings,
     pub variants: Vec<VariantPlan>,
     /// Jobs in execution order.
     pub jobs: Vec<Job>,

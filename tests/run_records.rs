@@ -21,6 +21,7 @@ device = "cpu"
 
 [run]
 warmup = 1
+settle = false
 repetitions = 3
 processes = 2
 order = "interleaved"

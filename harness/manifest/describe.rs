@@ -3,16 +3,16 @@
 
 use super::parse::{device_name, order_name};
 use crate::knobs::Knobs;
-use crate::plan::{Order, Plan};
+use crate::plan::{CompareSettings, Order, Plan, VariantPlan};
 use std::fmt::Write;
 use std::time::Duration;
 
 /// Jobs listed by name in the order summary before it is abbreviated.
 const LISTED_JOBS: usize = 24;
 
-/// Describes `plan` over several lines: suite, profile and order, one block per variant (name,
-/// claims, params, knobs that differ from PyTorch's defaults, run settings), then the jobs in
-/// execution order.
+/// Describes `plan` over several lines: suite, profile, order, comparison settings and
+/// adaptive budget, one block per variant (name, description, claims, params, knobs that differ
+/// from PyTorch's defaults, run settings), then the jobs in execution order.
 pub fn describe_plan(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "suite:    {}", plan.suite);
@@ -29,10 +29,21 @@ pub fn describe_plan(plan: &Plan) -> String {
     let _ = writeln!(out, "manifest: {} (sha256 {sha})", plan.manifest_path);
     let _ = writeln!(out, "profile:  {}", plan.profile);
     let _ = writeln!(out, "order:    {}", order_text(plan.order, plan.seed));
+    let _ = writeln!(out, "compare:  {}", compare_text(&plan.compare));
+    if let Some(seconds) = plan.adaptive_budget_s {
+        let _ = writeln!(
+            out,
+            "adaptive budget: {} of worker time for extra processes",
+            humantime::format_duration(Duration::from_secs_f64(seconds))
+        );
+    }
 
     for variant in &plan.variants {
         let _ = writeln!(out);
         let _ = writeln!(out, "variant {}", variant.name);
+        if let Some(description) = &variant.description {
+            let _ = writeln!(out, "  about:   {description}");
+        }
         if !variant.claims.is_empty() {
             let _ = writeln!(out, "  claims:  {}", variant.claims.join(", "));
         }
@@ -49,11 +60,10 @@ pub fn describe_plan(plan: &Plan) -> String {
             knobs.join(" ")
         };
         let _ = writeln!(out, "  knobs:   {knobs}");
-        let timeout = humantime::format_duration(Duration::from_millis(variant.timeout_ms));
         let _ = writeln!(
             out,
-            "  run:     warmup {}, repetitions {}, processes {}, timeout {timeout}",
-            variant.warmup, variant.repetitions, variant.processes
+            "  run:     {}",
+            run_text(variant, plan.adaptive_budget_s)
         );
     }
 
@@ -83,6 +93,102 @@ pub fn describe_plan(plan: &Plan) -> String {
         let _ = writeln!(out, "          {listed}");
     }
     out
+}
+
+/// `warmup 3–20 (settle: …), repetitions 10 (max 40 until CI width ≤ 1 %), processes 2–6,
+/// timeout 5m`: each count with its maximum where the maximum can be reached, and a note where
+/// a maximum is set but nothing would use it.
+fn run_text(v: &VariantPlan, adaptive_budget_s: Option<f64>) -> String {
+    let warmup = match v.settle {
+        Some(settle) => format!(
+            "warmup {} (settle: {} calls within {} %, clock ≥ {} %)",
+            range(v.warmup, v.warmup_max),
+            settle.window,
+            percent(settle.tolerance),
+            percent(settle.min_clock_fraction)
+        ),
+        None if v.warmup_max > v.warmup => format!(
+            "warmup {} (fixed; max {} unused without settle)",
+            v.warmup, v.warmup_max
+        ),
+        None => format!("warmup {} (fixed)", v.warmup),
+    };
+    let repetitions = match v.target_rel_ci {
+        Some(target) => format!(
+            "repetitions {} (max {} until CI width ≤ {} %)",
+            v.repetitions,
+            v.repetitions_max,
+            percent(target)
+        ),
+        None if v.repetitions_max > v.repetitions => format!(
+            "repetitions {} (max {} unused without target_rel_ci)",
+            v.repetitions, v.repetitions_max
+        ),
+        None => format!("repetitions {}", v.repetitions),
+    };
+    // Extra processes need a precision target and a budget to spend (see `runner`).
+    let missing: Vec<&str> = [
+        ("target_rel_ci", v.target_rel_ci.is_none()),
+        ("adaptive_budget", adaptive_budget_s.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(key, missing)| missing.then_some(key))
+    .collect();
+    let processes = if v.processes_max > v.processes && !missing.is_empty() {
+        format!(
+            "processes {} (max {} unused without {})",
+            v.processes,
+            v.processes_max,
+            missing.join(" and ")
+        )
+    } else {
+        format!("processes {}", range(v.processes, v.processes_max))
+    };
+    let timeout = humantime::format_duration(Duration::from_millis(v.timeout_ms));
+    format!("{warmup}, {repetitions}, {processes}, timeout {timeout}")
+}
+
+/// `alpha 0.05 (holm), time threshold 3 % (gpu_ms 5 %), memory tolerance max(1 %, 16 MiB)`
+fn compare_text(compare: &CompareSettings) -> String {
+    let mut time = format!("time threshold {} %", percent(compare.time_threshold));
+    if !compare.metric_thresholds.is_empty() {
+        let metrics: Vec<String> = compare
+            .metric_thresholds
+            .iter()
+            .map(|(metric, threshold)| format!("{metric} {} %", percent(*threshold)))
+            .collect();
+        let _ = write!(time, " ({})", metrics.join(", "));
+    }
+    format!(
+        "alpha {} ({}), {time}, memory tolerance max({} %, {} MiB)",
+        compare.alpha,
+        compare.correction.name(),
+        percent(compare.memory_rel_tolerance),
+        rounded(
+            compare.memory_abs_tolerance_bytes as f64 / (1024.0 * 1024.0),
+            3
+        )
+    )
+}
+
+/// `3` or `3–20`.
+fn range(min: u32, max: u32) -> String {
+    if max > min {
+        format!("{min}–{max}")
+    } else {
+        min.to_string()
+    }
+}
+
+/// A fraction as a percentage without float noise: `0.07` → `7`, `0.005` → `0.5`.
+fn percent(fraction: f64) -> String {
+    rounded(fraction * 100.0, 4)
+}
+
+/// `x` rounded to at most `decimals` decimals, without trailing zeros.
+fn rounded(x: f64, decimals: i32) -> String {
+    let scale = 10f64.powi(decimals);
+    ((x * scale).round() / scale).to_string()
 }
 
 fn order_text(order: Order, seed: u64) -> String {

@@ -1,16 +1,23 @@
 //! Turns a validated model plus a profile into the variants of a plan: defaults < suite <
-//! profile < variant < matrix cell.
+//! profile < variant < matrix cell. Also the checks that need merged values (`*_max` against
+//! its minimum), which [`check_limits`] runs for every profile when a manifest is loaded.
 
-use super::error::{backticked, closest, ManifestError};
-use super::parse::{Axis, Cell, Layer, Model, RunPatch, Setting, VariantDef, BASE_PROFILE};
+use super::error::{backticked, closest, line_col, ManifestError};
+use super::parse::{
+    Axis, Cell, Ctx, Layer, Located, Model, Setting, SettlePatch, VariantDef, BASE_PROFILE,
+};
 use super::ProfileChoice;
 use crate::knobs::Knobs;
-use crate::plan::{Order, VariantPlan};
+use crate::plan::{CompareSettings, Order, Settle, VariantPlan};
 use std::path::Path;
 
 /// `[run]` values that apply when nothing sets them.
 const DEFAULT_WARMUP: u32 = 3;
+/// `warmup_max` when settling is on and nothing sets it (or `warmup`, if larger).
+const DEFAULT_WARMUP_MAX_SETTLED: u32 = 20;
 const DEFAULT_REPETITIONS: u32 = 10;
+/// `repetitions_max` is this many times `repetitions` when `target_rel_ci` is set.
+const ADAPTIVE_REPETITIONS_FACTOR: u32 = 4;
 const DEFAULT_PROCESSES: u32 = 1;
 const DEFAULT_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 const DEFAULT_SEED: u64 = 0;
@@ -49,38 +56,54 @@ pub(super) fn select_profile<'m>(
     }
 }
 
-/// Plan-wide order and seed: `[run]`, then the profile's `run`.
-pub(super) fn order_and_seed(model: &Model, profile: Option<&Layer>) -> (Order, u64) {
-    let layers = std::iter::once(&model.base).chain(profile);
-    let mut order = Order::default();
-    let mut seed = DEFAULT_SEED;
-    for layer in layers {
-        order = layer.run.order.unwrap_or(order);
-        seed = layer.run.seed.unwrap_or(seed);
+/// Settings that apply to the whole plan rather than to one variant.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct PlanWide {
+    pub order: Order,
+    pub seed: u64,
+    pub adaptive_budget_s: Option<f64>,
+    pub compare: CompareSettings,
+}
+
+/// Plan-wide settings: defaults < `[run]`/`[compare]` < the profile's `run`/`compare`.
+pub(super) fn plan_wide(model: &Model, profile: Option<&Layer>) -> PlanWide {
+    let mut plan = PlanWide {
+        order: Order::default(),
+        seed: DEFAULT_SEED,
+        adaptive_budget_s: None,
+        compare: CompareSettings::default(),
+    };
+    for layer in std::iter::once(&model.base).chain(profile) {
+        let run = &layer.run;
+        plan.order = run.order.unwrap_or(plan.order);
+        plan.seed = run.seed.unwrap_or(plan.seed);
+        // `"0s"` (say, in a quick profile) switches off a suite's budget.
+        plan.adaptive_budget_s = run
+            .adaptive_budget_s
+            .map_or(plan.adaptive_budget_s, |s| (s > 0.0).then_some(s));
+        let (patch, compare) = (&layer.compare, &mut plan.compare);
+        compare.alpha = patch.alpha.unwrap_or(compare.alpha);
+        compare.correction = patch.correction.unwrap_or(compare.correction);
+        compare.time_threshold = patch.time_threshold.unwrap_or(compare.time_threshold);
+        compare.memory_rel_tolerance = patch
+            .memory_rel_tolerance
+            .unwrap_or(compare.memory_rel_tolerance);
+        compare.memory_abs_tolerance_bytes = patch
+            .memory_abs_tolerance_bytes
+            .unwrap_or(compare.memory_abs_tolerance_bytes);
+        compare
+            .metric_thresholds
+            .extend(patch.thresholds.iter().map(|(k, v)| (k.clone(), *v)));
     }
-    (order, seed)
+    plan
 }
 
 /// Every variant of the plan, matrix cells expanded, in manifest order.
 pub(super) fn variants(model: &Model, profile: Option<&Layer>) -> Vec<VariantPlan> {
-    let implicit = VariantDef {
-        name: String::from("default"),
-        claims: Vec::new(),
-        layer: Layer::default(),
-    };
-    let defined: Vec<&VariantDef> = if model.variants.is_empty() {
-        vec![&implicit]
-    } else {
-        model.variants.iter().collect()
-    };
-
+    let implicit = implicit_variant();
     let mut out = Vec::new();
-    for def in defined {
-        let layers: Vec<&Layer> = std::iter::once(&model.base)
-            .chain(profile)
-            .chain(std::iter::once(&def.layer))
-            .collect();
-        let base = resolve(model, &def.name, &def.claims, &layers);
+    for def in defined_variants(model, &implicit) {
+        let base = resolve(model, def, &layers(model, profile, def));
         if model.axes.is_empty() {
             out.push(base);
             continue;
@@ -108,6 +131,32 @@ pub(super) fn variants(model: &Model, profile: Option<&Layer>) -> Vec<VariantPla
     out
 }
 
+/// The variant used when a manifest defines none.
+fn implicit_variant() -> VariantDef {
+    VariantDef {
+        name: String::from("default"),
+        claims: Vec::new(),
+        description: None,
+        layer: Layer::default(),
+    }
+}
+
+fn defined_variants<'m>(model: &'m Model, implicit: &'m VariantDef) -> Vec<&'m VariantDef> {
+    if model.variants.is_empty() {
+        vec![implicit]
+    } else {
+        model.variants.iter().collect()
+    }
+}
+
+/// The layers of `def` under `profile`, lowest precedence first (matrix cells come later).
+fn layers<'m>(model: &'m Model, profile: Option<&'m Layer>, def: &'m VariantDef) -> Vec<&'m Layer> {
+    std::iter::once(&model.base)
+        .chain(profile)
+        .chain(std::iter::once(&def.layer))
+        .collect()
+}
+
 /// The cartesian product of the axes, the first axis varying slowest.
 fn cells(axes: &[Axis]) -> Vec<Vec<&Cell>> {
     axes.iter().fold(vec![Vec::new()], |product, axis| {
@@ -124,7 +173,7 @@ fn cells(axes: &[Axis]) -> Vec<Vec<&Cell>> {
     })
 }
 
-fn resolve(model: &Model, name: &str, claims: &[String], layers: &[&Layer]) -> VariantPlan {
+fn resolve(model: &Model, def: &VariantDef, layers: &[&Layer]) -> VariantPlan {
     let mut params = model
         .workload
         .params
@@ -132,27 +181,218 @@ fn resolve(model: &Model, name: &str, claims: &[String], layers: &[&Layer]) -> V
         .map(|p| (p.name.to_string(), p.default.to_value()))
         .collect::<std::collections::BTreeMap<_, _>>();
     let mut knobs = Knobs::default();
-    let mut run = RunPatch::default();
     for layer in layers {
         params.extend(layer.params.iter().map(|(k, v)| (k.clone(), v.clone())));
         for knob in &layer.knobs {
             knob.apply(&mut knobs);
         }
-        let r = &layer.run;
-        run.warmup = r.warmup.or(run.warmup);
-        run.repetitions = r.repetitions.or(run.repetitions);
-        run.processes = r.processes.or(run.processes);
-        run.timeout_ms = r.timeout_ms.or(run.timeout_ms);
     }
+    let run = RunSettings::merge(layers);
     VariantPlan {
-        name: name.to_string(),
-        claims: claims.to_vec(),
+        name: def.name.clone(),
+        claims: def.claims.clone(),
         workload: model.workload.id.to_string(),
         params,
         knobs,
-        warmup: run.warmup.unwrap_or(DEFAULT_WARMUP),
-        repetitions: run.repetitions.unwrap_or(DEFAULT_REPETITIONS),
-        processes: run.processes.unwrap_or(DEFAULT_PROCESSES),
-        timeout_ms: run.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+        description: def.description.clone(),
+        warmup: run.warmup.value,
+        warmup_max: run.warmup_max.value,
+        settle: run.settle,
+        repetitions: run.repetitions.value,
+        repetitions_max: run.repetitions_max.value,
+        target_rel_ci: run.target_rel_ci,
+        processes: run.processes.value,
+        processes_max: run.processes_max.value,
+        timeout_ms: run.timeout_ms,
     }
+}
+
+/// A merged count and the key that set it (`None`: its default).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Count<'m> {
+    pub value: u32,
+    pub set_by: Option<&'m Located<u32>>,
+}
+
+impl<'m> Count<'m> {
+    /// The value of the last layer that sets it, or `default()`.
+    fn merge(
+        layers: &[&'m Layer],
+        field: impl Fn(&'m Layer) -> &'m Option<Located<u32>>,
+        default: impl FnOnce() -> u32,
+    ) -> Self {
+        match layers.iter().rev().find_map(|layer| field(layer).as_ref()) {
+            Some(located) => Count {
+                value: located.value,
+                set_by: Some(located),
+            },
+            None => Count {
+                value: default(),
+                set_by: None,
+            },
+        }
+    }
+}
+
+/// A variant's `[run]` settings after merging, defaults applied.
+struct RunSettings<'m> {
+    warmup: Count<'m>,
+    warmup_max: Count<'m>,
+    settle: Option<Settle>,
+    repetitions: Count<'m>,
+    repetitions_max: Count<'m>,
+    target_rel_ci: Option<f64>,
+    processes: Count<'m>,
+    processes_max: Count<'m>,
+    timeout_ms: u64,
+}
+
+impl<'m> RunSettings<'m> {
+    fn merge(layers: &[&'m Layer]) -> Self {
+        let mut patch = SettlePatch::default();
+        let mut target_rel_ci = None;
+        let mut timeout_ms = None;
+        for layer in layers {
+            let (run, settle) = (&layer.run, &layer.run.settle);
+            patch.enabled = settle.enabled.or(patch.enabled);
+            patch.window = settle.window.or(patch.window);
+            patch.tolerance = settle.tolerance.or(patch.tolerance);
+            patch.min_clock_fraction = settle.min_clock_fraction.or(patch.min_clock_fraction);
+            target_rel_ci = run.target_rel_ci.or(target_rel_ci);
+            timeout_ms = run.timeout_ms.or(timeout_ms);
+        }
+        let settle = patch.enabled.unwrap_or(true).then(|| {
+            let d = Settle::default();
+            Settle {
+                window: patch.window.unwrap_or(d.window),
+                tolerance: patch.tolerance.unwrap_or(d.tolerance),
+                min_clock_fraction: patch.min_clock_fraction.unwrap_or(d.min_clock_fraction),
+            }
+        });
+
+        let warmup = Count::merge(layers, |l| &l.run.warmup, || DEFAULT_WARMUP);
+        let warmup_max = Count::merge(
+            layers,
+            |l| &l.run.warmup_max,
+            || match settle {
+                Some(_) => warmup.value.max(DEFAULT_WARMUP_MAX_SETTLED),
+                None => warmup.value,
+            },
+        );
+        let repetitions = Count::merge(layers, |l| &l.run.repetitions, || DEFAULT_REPETITIONS);
+        let repetitions_max = Count::merge(
+            layers,
+            |l| &l.run.repetitions_max,
+            || match target_rel_ci {
+                Some(_) => repetitions
+                    .value
+                    .saturating_mul(ADAPTIVE_REPETITIONS_FACTOR),
+                None => repetitions.value,
+            },
+        );
+        let processes = Count::merge(layers, |l| &l.run.processes, || DEFAULT_PROCESSES);
+        let processes_max = Count::merge(layers, |l| &l.run.processes_max, || processes.value);
+        RunSettings {
+            warmup,
+            warmup_max,
+            settle,
+            repetitions,
+            repetitions_max,
+            target_rel_ci,
+            processes,
+            processes_max,
+            timeout_ms: timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+        }
+    }
+}
+
+/// Checks that every `*_max` is at least its minimum, for every profile (and none) and every
+/// variant, so that a manifest that loads can be planned with any of its profiles. Matrix
+/// cells cannot set run settings, so they need no check of their own.
+pub(super) fn check_limits(ctx: &Ctx<'_>, model: &Model) -> Result<(), ManifestError> {
+    let implicit = implicit_variant();
+    let profiles = std::iter::once(None).chain(model.profiles.iter().map(|(_, l)| Some(l)));
+    for profile in profiles {
+        for def in defined_variants(model, &implicit) {
+            let run = RunSettings::merge(&layers(model, profile, def));
+            for (name, min, max) in [
+                ("warmup", run.warmup, run.warmup_max),
+                ("repetitions", run.repetitions, run.repetitions_max),
+                ("processes", run.processes, run.processes_max),
+            ] {
+                check_limit(ctx, name, min, max)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `<name>_max` (`max`) must be at least `<name>` (`min`). The error points at the `_max` key
+/// (in the layer that set it), or at the minimum's key when the maximum is a default, and says
+/// where the other value comes from.
+pub(super) fn check_limit(
+    ctx: &Ctx<'_>,
+    name: &str,
+    min: Count<'_>,
+    max: Count<'_>,
+) -> Result<(), ManifestError> {
+    if max.value >= min.value {
+        return Ok(());
+    }
+    let max_name = format!("{name}_max");
+    let fix = format!(
+        "raise `{max_name}` to at least {} or lower `{name}`",
+        min.value
+    );
+    let origin = |count: Count<'_>, key: &str| match count.set_by {
+        Some(located) => {
+            let (line, _) = line_col(ctx.text, located.offset);
+            format!(
+                "`{key}` = {} is set by `{}` on line {line}",
+                count.value, located.path
+            )
+        }
+        None => format!("`{key}` defaults to {}", count.value),
+    };
+    let error = match (max.set_by, min.set_by) {
+        (Some(at), min_at) => {
+            let hint = match min_at {
+                Some(min_at) if same_table(&min_at.path, &at.path) => fix,
+                _ => format!("{}; {fix}", origin(min, name)),
+            };
+            ctx.err(
+                at.offset..at.offset,
+                &at.path,
+                format!(
+                    "`{}` = {} is less than `{name}` = {}",
+                    at.path, max.value, min.value
+                ),
+            )
+            .with_hint(hint)
+        }
+        (None, Some(at)) => ctx
+            .err(
+                at.offset..at.offset,
+                &at.path,
+                format!(
+                    "`{}` = {} is more than `{max_name}` = {}",
+                    at.path, min.value, max.value
+                ),
+            )
+            .with_hint(format!("{}; {fix}", origin(max, &max_name))),
+        // Defaults always satisfy the rule; kept so that a future default cannot slip through.
+        (None, None) => ManifestError::new(
+            ctx.path,
+            format!(
+                "`{max_name}` = {} is less than `{name}` = {} (both defaults)",
+                max.value, min.value
+            ),
+        ),
+    };
+    Err(error)
+}
+
+/// Whether two dotted key paths are in the same table (`run.warmup`, `run.warmup_max`).
+fn same_table(a: &str, b: &str) -> bool {
+    a.rsplit_once('.').map(|(table, _)| table) == b.rsplit_once('.').map(|(table, _)| table)
 }

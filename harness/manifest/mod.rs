@@ -5,7 +5,16 @@
 //!
 //! Merge precedence, low to high: `Knobs::default()` and the catalogue's parameter defaults <
 //! the suite's `[params]`/`[knobs]`/`[run]` < the selected profile < the variant < the matrix
-//! cell.
+//! cell. `[compare]`, and the `order`, `seed` and `adaptive_budget` of `[run]`, apply to the
+//! whole plan: the profile may override them, a variant may not.
+//!
+//! Adaptive measurement (all in `[run]`): warm-up runs at least `warmup` calls and, while
+//! `settle` is on (the default), continues until the call times have settled, up to
+//! `warmup_max` (default `max(warmup, 20)`, or `warmup` with `settle = false`). With
+//! `target_rel_ci`, a process measures at least `repetitions` calls and continues until the
+//! median's 95 % interval is that narrow, up to `repetitions_max` (default 4 × `repetitions`);
+//! with `adaptive_budget` as well, variants get extra processes up to `processes_max`.
+//! Every `*_max` must be at least its minimum after merging, in every profile and variant.
 
 #![allow(
     clippy::result_large_err,
@@ -59,6 +68,7 @@ impl Manifest {
         };
         let root = DeTable::parse(text).map_err(|e| syntax_error(&ctx, &e))?;
         let model = parse::parse_model(&ctx, root.get_ref())?;
+        expand::check_limits(&ctx, &model)?;
         Ok(Manifest {
             path: path_for_messages.to_path_buf(),
             text: text.to_string(),
@@ -119,17 +129,19 @@ pub enum ProfileChoice<'a> {
 pub fn build_plan(manifest: &Manifest, profile: ProfileChoice<'_>) -> Result<Plan, ManifestError> {
     let model = &manifest.model;
     let (profile_name, layer) = expand::select_profile(&manifest.path, model, profile)?;
-    let (order, seed) = expand::order_and_seed(model, layer);
+    let wide = expand::plan_wide(model, layer);
     let variants = expand::variants(model, layer);
-    let jobs = Plan::schedule(&variants, order, seed);
+    let jobs = Plan::schedule(&variants, wide.order, wide.seed);
     Ok(Plan {
         suite: model.suite.clone(),
         description: model.description.clone(),
         manifest_path: manifest.path.to_string_lossy().into_owned(),
         manifest_sha256: sha256_hex(manifest.text.as_bytes()),
         profile: profile_name.to_string(),
-        order,
-        seed,
+        order: wide.order,
+        seed: wide.seed,
+        adaptive_budget_s: wide.adaptive_budget_s,
+        compare: wide.compare,
         variants,
         jobs,
     })

@@ -5,6 +5,7 @@
 use super::error::{backticked, choice_hint, ManifestError};
 use crate::knobs::{DeterministicAlgorithms, DeviceChoice, Dtype, Knobs};
 use crate::plan::{Order, ParamValue};
+use crate::stats::Correction;
 use crate::workloads::catalog::{self, ParamKind, ParamSpec, WorkloadSpec};
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -19,7 +20,12 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ManifestError {
+    pub(super) fn err(
+        &self,
+        span: Range<usize>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ManifestError {
         let error = ManifestError::new(self.path, message).at(self.text, span.start);
         if key.is_empty() {
             error
@@ -39,7 +45,7 @@ pub(super) struct Model {
     pub suite: String,
     pub description: Option<String>,
     pub workload: &'static WorkloadSpec,
-    /// Top-level `[params]`, `[knobs]` and `[run]`.
+    /// Top-level `[params]`, `[knobs]`, `[run]` and `[compare]`.
     pub base: Layer,
     /// In file order.
     pub profiles: Vec<(String, Layer)>,
@@ -49,28 +55,74 @@ pub(super) struct Model {
     pub axes: Vec<Axis>,
 }
 
-/// One level of the merge: a partial set of params, knobs and run settings.
+/// One level of the merge: a partial set of params, knobs, run and compare settings (a
+/// variant's `compare` is always empty: comparing is plan-wide).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Layer {
     pub params: BTreeMap<String, ParamValue>,
     pub knobs: Vec<KnobSetting>,
     pub run: RunPatch,
+    pub compare: ComparePatch,
+}
+
+/// A value together with the key that set it, for checks that involve several keys (and so
+/// can only be made after merging).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Located<T> {
+    pub value: T,
+    /// Dotted key path, e.g. `profiles.quick.run.repetitions`.
+    pub path: String,
+    /// Byte offset of the value in the manifest.
+    pub offset: usize,
 }
 
 #[derive(Debug, Clone, Default)]
 pub(super) struct RunPatch {
-    pub warmup: Option<u32>,
-    pub repetitions: Option<u32>,
-    pub processes: Option<u32>,
+    pub warmup: Option<Located<u32>>,
+    pub warmup_max: Option<Located<u32>>,
+    pub settle: SettlePatch,
+    pub repetitions: Option<Located<u32>>,
+    pub repetitions_max: Option<Located<u32>>,
+    pub target_rel_ci: Option<f64>,
+    pub processes: Option<Located<u32>>,
+    pub processes_max: Option<Located<u32>>,
     pub timeout_ms: Option<u64>,
+    /// Plan-wide, like `order` and `seed`: never set in a variant's layer. `Some(0.0)`
+    /// (`"0s"`) switches off a budget set by a lower layer.
+    pub adaptive_budget_s: Option<f64>,
     pub order: Option<Order>,
     pub seed: Option<u64>,
+}
+
+/// `settle = true | false | { window, tolerance, min_clock_fraction }`. Whether the rule is on
+/// and each of its fields merge separately: `settle = false` in a profile and
+/// `settle = { window = 5 }` in a variant turn it back on with a window of 5; `true` turns it
+/// on with the fields set so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct SettlePatch {
+    /// `true` for a table.
+    pub enabled: Option<bool>,
+    pub window: Option<u32>,
+    pub tolerance: Option<f64>,
+    pub min_clock_fraction: Option<f64>,
+}
+
+/// `[compare]` (or a profile's `compare`); `thresholds` merge metric by metric.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct ComparePatch {
+    pub alpha: Option<f64>,
+    pub correction: Option<Correction>,
+    pub time_threshold: Option<f64>,
+    pub memory_rel_tolerance: Option<f64>,
+    pub memory_abs_tolerance_bytes: Option<u64>,
+    pub thresholds: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone)]
 pub(super) struct VariantDef {
     pub name: String,
     pub claims: Vec<String>,
+    pub description: Option<String>,
     pub layer: Layer,
 }
 
@@ -219,19 +271,51 @@ pub(super) fn order_name(order: Order) -> &'static str {
         .map_or("interleaved", |(name, _)| name)
 }
 
+const CORRECTIONS: &[(&str, Correction)] = &[
+    ("holm", Correction::Holm),
+    ("benjamini-hochberg", Correction::BenjaminiHochberg),
+    ("none", Correction::None),
+];
+
 const TOP_KEYS: &[&str] = &[
-    "suite", "params", "knobs", "run", "profiles", "variant", "matrix",
+    "suite", "params", "knobs", "run", "compare", "profiles", "variant", "matrix",
 ];
 const SUITE_KEYS: &[&str] = &["name", "description", "workload", "source"];
-const PROFILE_KEYS: &[&str] = &["params", "knobs", "run"];
-const VARIANT_KEYS: &[&str] = &["name", "claims", "description", "params", "knobs", "run"];
+const PROFILE_KEYS: &[&str] = &["params", "knobs", "run", "compare"];
+/// `compare` is accepted here only to be refused with a better message than "unknown key".
+const VARIANT_KEYS: &[&str] = &[
+    "name",
+    "claims",
+    "description",
+    "params",
+    "knobs",
+    "run",
+    "compare",
+];
 const RUN_KEYS: &[&str] = &[
     "warmup",
+    "warmup_max",
+    "settle",
     "repetitions",
+    "repetitions_max",
+    "target_rel_ci",
     "processes",
+    "processes_max",
     "timeout",
+    "adaptive_budget",
     "order",
     "seed",
+];
+/// `[run]` keys that apply to the whole plan, so not per variant.
+const PLAN_WIDE_RUN_KEYS: &[&str] = &["order", "seed", "adaptive_budget"];
+const SETTLE_KEYS: &[&str] = &["window", "tolerance", "min_clock_fraction"];
+const COMPARE_KEYS: &[&str] = &[
+    "alpha",
+    "correction",
+    "time_threshold",
+    "memory_rel_tolerance",
+    "memory_abs_tolerance_mib",
+    "thresholds",
 ];
 
 /// Profile name meaning "no profile".
@@ -269,6 +353,8 @@ pub(super) fn parse_model(ctx: &Ctx<'_>, root: &DeTable<'_>) -> Result<Model, Ma
                 Some("suite")
             } else if RUN_KEYS.contains(&name) {
                 Some("run")
+            } else if COMPARE_KEYS.contains(&name) {
+                Some("compare")
             } else if knob_children("").contains(&name) {
                 Some("knobs")
             } else {
@@ -450,6 +536,16 @@ fn parse_layer(
                 walk_knobs(ctx, table, "", &key_path, &mut layer.knobs)?;
             }
             "run" => layer.run = parse_run(ctx, value, &key_path, per_variant)?,
+            "compare" if per_variant => {
+                return Err(ctx
+                    .err(
+                        key.span(),
+                        &key_path,
+                        "`compare` applies to the whole plan and cannot be set per variant",
+                    )
+                    .with_hint("set it in `[compare]` or in a profile's `compare`"));
+            }
+            "compare" => layer.compare = parse_compare(ctx, value, &key_path)?,
             _ => {}
         }
     }
@@ -682,7 +778,7 @@ fn parse_run(
     for (key, value) in entries(table) {
         let name: &str = key.get_ref();
         let key_path = join(path, name);
-        if per_variant && (name == "order" || name == "seed") {
+        if per_variant && PLAN_WIDE_RUN_KEYS.contains(&name) {
             return Err(ctx
                 .err(
                     key.span(),
@@ -691,16 +787,31 @@ fn parse_run(
                 )
                 .with_hint("set it in `[run]` or in a profile's `run`"));
         }
-        let u32_at_least = |min: i128| -> Result<u32, ManifestError> {
+        let u32_at_least = |min: i128| -> Result<Option<Located<u32>>, ManifestError> {
             let i = expect_int(ctx, value, &key_path)?;
             check_int_range(ctx, value, &key_path, i, min, i128::from(u32::MAX))?;
-            Ok(i as u32)
+            Ok(Some(Located {
+                value: i as u32,
+                path: key_path.clone(),
+                offset: value.span().start,
+            }))
         };
         match name {
-            "warmup" => run.warmup = Some(u32_at_least(0)?),
-            "repetitions" => run.repetitions = Some(u32_at_least(1)?),
-            "processes" => run.processes = Some(u32_at_least(1)?),
+            "warmup" => run.warmup = u32_at_least(0)?,
+            "warmup_max" => run.warmup_max = u32_at_least(0)?,
+            "settle" => run.settle = parse_settle(ctx, value, &key_path)?,
+            "repetitions" => run.repetitions = u32_at_least(1)?,
+            "repetitions_max" => run.repetitions_max = u32_at_least(1)?,
+            "target_rel_ci" => {
+                run.target_rel_ci = Some(expect_float_in(ctx, value, &key_path, OPEN_01)?);
+            }
+            "processes" => run.processes = u32_at_least(1)?,
+            "processes_max" => run.processes_max = u32_at_least(1)?,
             "timeout" => run.timeout_ms = Some(parse_timeout(ctx, value, &key_path)?),
+            "adaptive_budget" => {
+                let (duration, _) = parse_duration(ctx, value, &key_path)?;
+                run.adaptive_budget_s = Some(duration.as_secs_f64());
+            }
             "order" => run.order = Some(expect_enum(ctx, value, &key_path, ORDERS)?),
             "seed" => {
                 let i = expect_int(ctx, value, &key_path)?;
@@ -713,7 +824,184 @@ fn parse_run(
     Ok(run)
 }
 
-fn parse_timeout(ctx: &Ctx<'_>, value: &Value<'_>, path: &str) -> Result<u64, ManifestError> {
+fn parse_settle(
+    ctx: &Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+) -> Result<SettlePatch, ManifestError> {
+    let table = match value.get_ref() {
+        DeValue::Boolean(enabled) => {
+            return Ok(SettlePatch {
+                enabled: Some(*enabled),
+                ..SettlePatch::default()
+            })
+        }
+        DeValue::Table(table) => table,
+        DeValue::String(s) if s == "true" || s == "false" => {
+            return Err(type_error(ctx, value, path, "`true`, `false` or a table"));
+        }
+        _ => {
+            return Err(
+                type_error(ctx, value, path, "`true`, `false` or a table").with_hint(
+                    "write `settle = false` for a fixed warm-up, or a table such as \
+                     `settle = { window = 3, tolerance = 0.05 }`",
+                ),
+            )
+        }
+    };
+    check_keys(ctx, table, SETTLE_KEYS, path)?;
+    let mut settle = SettlePatch {
+        enabled: Some(true),
+        ..SettlePatch::default()
+    };
+    for (key, value) in entries(table) {
+        let name: &str = key.get_ref();
+        let key_path = join(path, name);
+        match name {
+            "window" => {
+                let i = expect_int(ctx, value, &key_path)?;
+                check_int_range(ctx, value, &key_path, i, 2, i128::from(u32::MAX))?;
+                settle.window = Some(i as u32);
+            }
+            "tolerance" => {
+                settle.tolerance = Some(expect_float_in(ctx, value, &key_path, OPEN_01)?);
+            }
+            "min_clock_fraction" => {
+                settle.min_clock_fraction =
+                    Some(expect_float_in(ctx, value, &key_path, CLOSED_01)?);
+            }
+            _ => {}
+        }
+    }
+    Ok(settle)
+}
+
+fn parse_compare(
+    ctx: &Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+) -> Result<ComparePatch, ManifestError> {
+    let table = expect_table(ctx, value, path)?;
+    check_keys(ctx, table, COMPARE_KEYS, path)?;
+    let mut compare = ComparePatch::default();
+    for (key, value) in entries(table) {
+        let name: &str = key.get_ref();
+        let key_path = join(path, name);
+        match name {
+            "alpha" => compare.alpha = Some(expect_float_in(ctx, value, &key_path, OPEN_01)?),
+            "correction" => compare.correction = Some(parse_correction(ctx, value, &key_path)?),
+            "time_threshold" => {
+                compare.time_threshold = Some(expect_float_in(ctx, value, &key_path, OPEN_01)?);
+            }
+            "memory_rel_tolerance" => {
+                compare.memory_rel_tolerance =
+                    Some(expect_float_in(ctx, value, &key_path, HALF_OPEN_01)?);
+            }
+            "memory_abs_tolerance_mib" => {
+                let mib = expect_float_in(ctx, value, &key_path, AT_LEAST_0)?;
+                let bytes = (mib * MIB).round();
+                // 2^64 is exactly representable; anything from there on does not fit.
+                if bytes >= 2f64.powi(64) {
+                    return Err(ctx.err(
+                        value.span(),
+                        &key_path,
+                        format!("`{key_path}` = {} is too large", ctx.snippet(value.span())),
+                    ));
+                }
+                compare.memory_abs_tolerance_bytes = Some(bytes as u64);
+            }
+            "thresholds" => {
+                for (metric, threshold) in entries(expect_table(ctx, value, &key_path)?) {
+                    let metric_name: &str = metric.get_ref();
+                    let metric_path = join(&key_path, metric_name);
+                    check_metric_name(ctx, metric.span(), &metric_path, metric_name, &key_path)?;
+                    let threshold = expect_float_in(ctx, threshold, &metric_path, OPEN_01)?;
+                    compare
+                        .thresholds
+                        .insert(metric_name.to_string(), threshold);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(compare)
+}
+
+/// Bytes in a MiB.
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Time metrics that a per-metric threshold can name: `wall_ms`, `gpu_ms`, `stage_<name>_ms`.
+fn check_metric_name(
+    ctx: &Ctx<'_>,
+    span: Range<usize>,
+    path: &str,
+    name: &str,
+    table_path: &str,
+) -> Result<(), ManifestError> {
+    const FIXED: &[&str] = &["wall_ms", "gpu_ms"];
+    let stage = name
+        .strip_prefix("stage_")
+        .and_then(|rest| rest.strip_suffix("_ms"));
+    let valid = FIXED.contains(&name)
+        || stage.is_some_and(|stage| {
+            !stage.is_empty()
+                && stage
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
+    if valid {
+        return Ok(());
+    }
+    let hint = if name.starts_with("peak_") || name.ends_with("_bytes") {
+        String::from(
+            "memory metrics are compared with `memory_rel_tolerance` and \
+             `memory_abs_tolerance_mib`, not per-metric thresholds",
+        )
+    } else if let Some(metric) = super::error::closest(name, FIXED) {
+        format!("did you mean `{metric}`?")
+    } else {
+        String::from(
+            "metric names are `wall_ms`, `gpu_ms` or `stage_<name>_ms`, where <name> is \
+             lowercase letters, digits and `_` (e.g. `stage_attention_ms`)",
+        )
+    };
+    Err(ctx
+        .err(
+            span,
+            path,
+            format!("invalid metric name `{name}` in `{table_path}`"),
+        )
+        .with_hint(hint))
+}
+
+fn parse_correction(
+    ctx: &Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+) -> Result<Correction, ManifestError> {
+    let names: Vec<&str> = CORRECTIONS.iter().map(|(name, _)| *name).collect();
+    // Names from other tools that `closest` would not map.
+    if let DeValue::String(s) = value.get_ref() {
+        let lower = s.to_ascii_lowercase();
+        if ["bh", "fdr", "fdr_bh", "fdr-bh"].contains(&lower.as_str()) {
+            return Err(unknown_value(ctx, value, path, s, &names)
+                .with_hint("did you mean `benjamini-hochberg`?"));
+        }
+        if lower == "bonferroni" {
+            return Err(unknown_value(ctx, value, path, s, &names).with_hint(
+                "use `holm`: it controls the same family-wise error rate and is never less \
+                 powerful than Bonferroni",
+            ));
+        }
+    }
+    expect_enum(ctx, value, path, CORRECTIONS)
+}
+
+fn parse_duration<'t>(
+    ctx: &Ctx<'_>,
+    value: &'t Value<'_>,
+    path: &str,
+) -> Result<(std::time::Duration, &'t str), ManifestError> {
     const HINT: &str = "write a duration such as \"90s\", \"10m\" or \"1h 30m\"";
     let DeValue::String(text) = value.get_ref() else {
         return Err(type_error(ctx, value, path, "a duration string").with_hint(HINT));
@@ -726,6 +1014,11 @@ fn parse_timeout(ctx: &Ctx<'_>, value: &Value<'_>, path: &str) -> Result<u64, Ma
         )
         .with_hint(HINT)
     })?;
+    Ok((duration, text))
+}
+
+fn parse_timeout(ctx: &Ctx<'_>, value: &Value<'_>, path: &str) -> Result<u64, ManifestError> {
+    let (duration, text) = parse_duration(ctx, value, path)?;
     match u64::try_from(duration.as_millis()) {
         Ok(0) => Err(ctx.err(
             value.span(),
@@ -819,13 +1112,14 @@ fn parse_variants(
                 claims.push(claim.to_string());
             }
         }
-        optional_str(ctx, table, &path, "description")?;
+        let description = optional_str(ctx, table, &path, "description")?;
 
         let layer = parse_layer(ctx, workload, table, &path, true)?;
         name_offsets.push(name_value.span().start);
         variants.push(VariantDef {
             name: name.to_string(),
             claims,
+            description,
             layer,
         });
     }
@@ -1148,4 +1442,85 @@ fn check_int_range(
             ctx.snippet(value.span())
         ),
     ))
+}
+
+/// Allowed values of a float setting: each bound is `(value, inclusive)`.
+#[derive(Debug, Clone, Copy)]
+struct FloatRange {
+    min: (f64, bool),
+    max: Option<(f64, bool)>,
+}
+
+/// (0, 1)
+const OPEN_01: FloatRange = FloatRange {
+    min: (0.0, false),
+    max: Some((1.0, false)),
+};
+/// [0, 1)
+const HALF_OPEN_01: FloatRange = FloatRange {
+    min: (0.0, true),
+    max: Some((1.0, false)),
+};
+/// [0, 1]
+const CLOSED_01: FloatRange = FloatRange {
+    min: (0.0, true),
+    max: Some((1.0, true)),
+};
+/// [0, ∞)
+const AT_LEAST_0: FloatRange = FloatRange {
+    min: (0.0, true),
+    max: None,
+};
+
+/// A number (integer or float) within `range`. Where the range ends at 1, a value written as
+/// a percentage (`5` for 5 %) gets a hint.
+fn expect_float_in(
+    ctx: &Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+    range: FloatRange,
+) -> Result<f64, ManifestError> {
+    let x = expect_number(ctx, value, path)?;
+    let above_min = if range.min.1 {
+        x >= range.min.0
+    } else {
+        x > range.min.0
+    };
+    let below_max = match range.max {
+        None => true,
+        Some((max, true)) => x <= max,
+        Some((max, false)) => x < max,
+    };
+    if above_min && below_max {
+        return Ok(x);
+    }
+    let lower = |(min, inclusive): (f64, bool)| {
+        if inclusive {
+            format!("at least {min}")
+        } else {
+            format!("greater than {min}")
+        }
+    };
+    let bounds = match range.max {
+        None => format!("must be {}", lower(range.min)),
+        Some((max, true)) if range.min.1 => format!("must be between {} and {max}", range.min.0),
+        Some((max, true)) => format!("must be {} and at most {max}", lower(range.min)),
+        Some((max, false)) => format!("must be {} and less than {max}", lower(range.min)),
+    };
+    let error = ctx.err(
+        value.span(),
+        path,
+        format!(
+            "`{path}` = {} is out of range: {bounds}",
+            ctx.snippet(value.span())
+        ),
+    );
+    if range.max.is_some_and(|(max, _)| max == 1.0) && !below_max && x <= 100.0 {
+        Err(error.with_hint(format!(
+            "this is a fraction, not a percentage: write `{}` for {x} %",
+            x / 100.0
+        )))
+    } else {
+        Err(error)
+    }
 }

@@ -1,6 +1,8 @@
 use super::*;
 use crate::knobs::{DeviceChoice, Dtype, Knobs};
-use crate::plan::{Job, Order, ParamValue, VariantPlan};
+use crate::plan::{CompareSettings, Job, Order, ParamValue, Settle, VariantPlan};
+use crate::stats::Correction;
+use std::collections::BTreeMap;
 
 const FULL: &str = include_str!("../../tests/manifests/conv-stack.toml");
 const SUITE: [&str; 3] = ["[suite]", "name = \"t\"", "workload = \"conv_stack\""];
@@ -291,7 +293,7 @@ fn errors_point_at_the_offending_key_or_value() {
         ),
         (
             with_suite(&["[run]", "foo = 1"]),
-            "scenarios/x.toml:5:1: unknown key `foo` in `run`\n  hint: valid keys: `warmup`, `repetitions`, `processes`, `timeout`, `order`, `seed`",
+            "scenarios/x.toml:5:1: unknown key `foo` in `run`\n  hint: valid keys: `warmup`, `warmup_max`, `settle`, `repetitions`, `repetitions_max`, `target_rel_ci`, `processes`, `processes_max`, `timeout`, `adaptive_budget`, `order`, `seed`",
         ),
         (
             with_suite(&["[params]", "batch = \"8\""]),
@@ -411,7 +413,7 @@ fn errors_point_at_the_offending_key_or_value() {
         ),
         (
             "wibble = 1".to_string(),
-            "scenarios/x.toml:1:1: unknown top-level key `wibble`\n  hint: valid top-level keys: `suite`, `params`, `knobs`, `run`, `profiles`, `variant`, `matrix`",
+            "scenarios/x.toml:1:1: unknown top-level key `wibble`\n  hint: valid top-level keys: `suite`, `params`, `knobs`, `run`, `compare`, `profiles`, `variant`, `matrix`",
         ),
         (
             String::new(),
@@ -508,11 +510,20 @@ fn description_lists_variants_knobs_and_jobs() {
         "suite:    conv-stack\n",
         "workload: conv_stack\n",
         "profile:  nightly\n",
-        "order:    shuffled (seed 7)\n",
-        "variant cudnn-off/resolution=256,dtype=bf16\n  claims:  H0-01, H0-02\n",
+        "order:    shuffled (seed 7)\n\
+         compare:  alpha 0.01 (benjamini-hochberg), time threshold 5 % (gpu_ms 4 %, \
+         stage_attention_ms 10 %, wall_ms 2 %), memory tolerance max(1 %, 32 MiB)\n\
+         adaptive budget: 30m of worker time for extra processes\n",
+        "variant cudnn-off/resolution=256,dtype=bf16\n\
+         \x20 about:   cuDNN disabled: native convolution kernels\n\
+         \x20 claims:  H0-01, H0-02\n",
         "  params:  attention=true batch=8 blocks=4 channels=128 groups=32 in_channels=4 resolution=256 seed=0\n",
         "  knobs:   cudnn.enabled=false dtype=bf16 vram_budget_gib=8 env.CUBLAS_WORKSPACE_CONFIG=:4096:8 env.EXTRA=1\n",
-        "  run:     warmup 3, repetitions 5, processes 2, timeout 1m 30s\n",
+        "  run:     warmup 3–8 (settle: 4 calls within 2 %, clock ≥ 75 %), \
+         repetitions 5 (max 120 until CI width ≤ 1 %), processes 2–4, timeout 1m 30s\n",
+        "variant cudnn-on/resolution=256,dtype=bf16\n  claims:  H0-01\n",
+        "  run:     warmup 3–20 (settle: 4 calls within 2 %, clock ≥ 75 %), \
+         repetitions 30 (max 120 until CI width ≤ 1 %), processes 2–4, timeout 10m\n",
         "jobs:     16 (8 variants, shuffled)\n",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
@@ -527,7 +538,618 @@ fn description_lists_variants_knobs_and_jobs() {
     assert!(plain.contains("variant default\n  params:"), "{plain}");
     assert!(plain.contains("  knobs:   (defaults)\n"), "{plain}");
     assert!(
+        plain.contains(
+            "order:    interleaved\n\
+             compare:  alpha 0.05 (holm), time threshold 3 %, memory tolerance max(1 %, 16 MiB)\n\
+             \n"
+        ),
+        "{plain}"
+    );
+    assert!(!plain.contains("adaptive budget"), "{plain}");
+    assert!(
+        plain.contains(
+            "  run:     warmup 3–20 (settle: 3 calls within 5 %, clock ≥ 75 %), repetitions 10, \
+             processes 1, timeout 10m\n"
+        ),
+        "{plain}"
+    );
+    assert!(
         plain.contains("jobs:     1 (1 variant, interleaved)\n          default#0\n"),
         "{plain}"
     );
+}
+
+// ---- adaptive measurement and comparison settings ----
+
+#[test]
+fn adaptive_and_compare_defaults() {
+    let plan = plan_of(&with_suite(&[]));
+    let v = &plan.variants[0];
+    assert_eq!(
+        v.settle,
+        Some(Settle::default()),
+        "settling is on by default"
+    );
+    assert_eq!(
+        Settle::default(),
+        Settle {
+            window: 3,
+            tolerance: 0.05,
+            min_clock_fraction: 0.75
+        }
+    );
+    assert_eq!((v.warmup, v.warmup_max), (3, 20));
+    assert_eq!((v.repetitions, v.repetitions_max), (10, 10));
+    assert_eq!(v.target_rel_ci, None);
+    assert_eq!((v.processes, v.processes_max), (1, 1));
+    assert_eq!(v.description, None);
+    assert_eq!(plan.adaptive_budget_s, None);
+    assert_eq!(plan.compare, CompareSettings::default());
+    assert_eq!(plan.compare.alpha, 0.05);
+    assert_eq!(plan.compare.correction, Correction::Holm);
+    assert_eq!(plan.compare.time_threshold, 0.03);
+    assert!(plan.compare.metric_thresholds.is_empty());
+    assert_eq!(plan.compare.memory_rel_tolerance, 0.01);
+    assert_eq!(plan.compare.memory_abs_tolerance_bytes, 16 * 1024 * 1024);
+
+    // Derived defaults follow the merged minimums.
+    let v = &plan_of(&with_suite(&[
+        "[run]",
+        "warmup = 30",
+        "repetitions = 7",
+        "processes = 3",
+    ]))
+    .variants[0];
+    assert_eq!(v.warmup_max, 30, "max(warmup, 20)");
+    assert_eq!(
+        v.repetitions_max, 7,
+        "= repetitions without a precision target"
+    );
+    assert_eq!(v.processes_max, 3, "= processes");
+    let v = &plan_of(&with_suite(&[
+        "[run]",
+        "repetitions = 7",
+        "target_rel_ci = 0.02",
+    ]))
+    .variants[0];
+    assert_eq!(
+        v.repetitions_max, 28,
+        "4 × repetitions with a precision target"
+    );
+    assert_eq!(v.target_rel_ci, Some(0.02));
+}
+
+#[test]
+fn adaptive_settings_merge_suite_profile_variant() {
+    let manifest = full();
+    let on = "cudnn-on/resolution=128,dtype=fp16";
+    let off = "cudnn-off/resolution=128,dtype=fp16";
+    let suite_settle = Settle {
+        window: 4,
+        ..Settle::default()
+    };
+
+    // Suite only (cudnn-on) and suite < variant (cudnn-off).
+    let base = build_plan(&manifest, ProfileChoice::Named("base")).unwrap();
+    assert_eq!(base.adaptive_budget_s, Some(1800.0));
+    let v = variant(&base, on);
+    assert_eq!(v.settle, Some(suite_settle));
+    assert_eq!((v.warmup, v.warmup_max), (3, 20));
+    assert_eq!((v.repetitions, v.repetitions_max), (10, 40));
+    assert_eq!(v.target_rel_ci, Some(0.02));
+    assert_eq!((v.processes, v.processes_max), (2, 4));
+    assert_eq!(v.description, None);
+    let v = variant(&base, off);
+    assert_eq!((v.warmup, v.warmup_max), (3, 8), "variant over suite");
+    assert_eq!((v.repetitions, v.repetitions_max), (5, 40));
+    assert_eq!(
+        v.description.as_deref(),
+        Some("cuDNN disabled: native convolution kernels"),
+        "kept for every matrix cell"
+    );
+
+    // Profile over suite: `settle = false`, a zero budget switches the suite's off.
+    let quick = build_plan(&manifest, ProfileChoice::Named("quick")).unwrap();
+    assert_eq!(quick.adaptive_budget_s, None);
+    let v = variant(&quick, on);
+    assert_eq!(v.settle, None);
+    assert_eq!(
+        (v.warmup, v.warmup_max),
+        (3, 3),
+        "= warmup without settling"
+    );
+    assert_eq!((v.repetitions, v.repetitions_max), (3, 40));
+    // Variant over profile: `settle = true` turns it back on with the suite's window.
+    let v = variant(&quick, off);
+    assert_eq!(v.settle, Some(suite_settle));
+    assert_eq!(v.warmup_max, 8);
+
+    // The profile's partial settle table merges field by field with the suite's.
+    let nightly = build_plan(&manifest, ProfileChoice::Named("nightly")).unwrap();
+    let v = variant(&nightly, on);
+    let nightly_settle = Settle {
+        window: 4,
+        tolerance: 0.02,
+        min_clock_fraction: 0.75,
+    };
+    assert_eq!(v.settle, Some(nightly_settle));
+    assert_eq!((v.repetitions, v.repetitions_max), (30, 120));
+    assert_eq!(v.target_rel_ci, Some(0.01));
+    let v = variant(&nightly, off);
+    assert_eq!((v.repetitions, v.repetitions_max), (5, 120));
+
+    let cpu = build_plan(&manifest, ProfileChoice::Named("cpu")).unwrap();
+    let v = variant(&cpu, on);
+    assert_eq!((v.processes, v.processes_max), (1, 1));
+    assert_eq!(
+        cpu.adaptive_budget_s,
+        Some(1800.0),
+        "inherited from the suite"
+    );
+
+    // All keys at every level: suite < profile < variant, each key on its own.
+    let text = with_suite(&[
+        "[run]",
+        "warmup = 2",
+        "warmup_max = 10",
+        "repetitions = 5",
+        "repetitions_max = 50",
+        "target_rel_ci = 0.05",
+        "processes = 2",
+        "processes_max = 8",
+        "adaptive_budget = \"1h 30m\"",
+        "[profiles.p]",
+        "run = { warmup_max = 12, repetitions_max = 60, target_rel_ci = 0.04, processes_max = 9, adaptive_budget = \"90s\" }",
+        "[[variant]]",
+        "name = \"plain\"",
+        "[[variant]]",
+        "name = \"own\"",
+        "run = { warmup_max = 14, repetitions_max = 70, target_rel_ci = 0.03, processes_max = 10 }",
+    ]);
+    let manifest = parse(&text).unwrap();
+    let adaptive = |plan: &Plan, name: &str| {
+        let v = variant(plan, name);
+        (
+            v.warmup_max,
+            v.repetitions_max,
+            v.target_rel_ci,
+            v.processes_max,
+        )
+    };
+    let base = build_plan(&manifest, ProfileChoice::Named("base")).unwrap();
+    assert_eq!(base.adaptive_budget_s, Some(5400.0));
+    assert_eq!(adaptive(&base, "plain"), (10, 50, Some(0.05), 8));
+    assert_eq!(adaptive(&base, "own"), (14, 70, Some(0.03), 10));
+    let p = build_plan(&manifest, ProfileChoice::Named("p")).unwrap();
+    assert_eq!(p.adaptive_budget_s, Some(90.0));
+    assert_eq!(adaptive(&p, "plain"), (12, 60, Some(0.04), 9));
+    assert_eq!(adaptive(&p, "own"), (14, 70, Some(0.03), 10));
+    for plan in [&base, &p] {
+        let v = variant(plan, "own");
+        assert_eq!((v.warmup, v.repetitions, v.processes), (2, 5, 2));
+    }
+}
+
+#[test]
+fn settle_false_true_and_partial_tables() {
+    let settle_of = |lines: &[&str], profile: &str| {
+        let plan = plan_with(&with_suite(lines), ProfileChoice::Named(profile));
+        let v = &plan.variants[0];
+        (v.settle, v.warmup, v.warmup_max)
+    };
+    assert_eq!(
+        settle_of(&["[run]", "warmup = 5", "settle = false"], "base"),
+        (None, 5, 5),
+        "a fixed warm-up of exactly `warmup` calls"
+    );
+    assert_eq!(
+        settle_of(&["[run]", "settle = true"], "base"),
+        (Some(Settle::default()), 3, 20)
+    );
+    let partial = Settle {
+        tolerance: 0.1,
+        ..Settle::default()
+    };
+    assert_eq!(
+        settle_of(&["[run]", "settle = { tolerance = 0.1 }"], "base"),
+        (Some(partial), 3, 20)
+    );
+    assert_eq!(
+        settle_of(&["[run.settle]", "tolerance = 0.1"], "base"),
+        (Some(partial), 3, 20),
+        "a sub-table header works too"
+    );
+    let empty = settle_of(&["[run]", "settle = {}"], "base");
+    assert_eq!(empty.0, Some(Settle::default()));
+    // An explicit `warmup_max` stays when settling is off (the worker then never reaches it).
+    assert_eq!(
+        settle_of(&["[run]", "settle = false", "warmup_max = 9"], "base"),
+        (None, 3, 9)
+    );
+
+    // Whether it is on and each field merge separately across layers.
+    let layered = [
+        "[run]",
+        "settle = { window = 5, tolerance = 0.2 }",
+        "[profiles.off]",
+        "run = { settle = false }",
+        "[profiles.clock]",
+        "run = { settle = { min_clock_fraction = 0 } }",
+        "[[variant]]",
+        "name = \"v\"",
+    ];
+    assert_eq!(
+        settle_of(&layered, "base").0,
+        Some(Settle {
+            window: 5,
+            tolerance: 0.2,
+            min_clock_fraction: 0.75
+        })
+    );
+    assert_eq!(settle_of(&layered, "off").0, None);
+    assert_eq!(
+        settle_of(&layered, "clock").0,
+        Some(Settle {
+            window: 5,
+            tolerance: 0.2,
+            min_clock_fraction: 0.0
+        })
+    );
+    let mut back_on = layered.to_vec();
+    back_on.push("run = { settle = { window = 2 } }");
+    assert_eq!(
+        settle_of(&back_on, "off").0,
+        Some(Settle {
+            window: 2,
+            tolerance: 0.2,
+            min_clock_fraction: 0.75
+        }),
+        "a variant's table turns it back on, keeping the suite's other fields"
+    );
+}
+
+#[test]
+fn compare_section_and_profile_override() {
+    let text = with_suite(&[
+        "[compare]",
+        "alpha = 0.1",
+        "correction = \"none\"",
+        "time_threshold = 0.04",
+        "memory_rel_tolerance = 0",
+        "memory_abs_tolerance_mib = 0.5",
+        "thresholds = { wall_ms = 0.02, stage_attention_ms = 0.1 }",
+        "[profiles.gate]",
+        "compare = { correction = \"benjamini-hochberg\", thresholds = { wall_ms = 0.01, gpu_ms = 0.05 } }",
+        "[profiles.strict.compare]",
+        "alpha = 0.01",
+        "memory_abs_tolerance_mib = 64",
+    ]);
+    let manifest = parse(&text).unwrap();
+    let thresholds = |pairs: &[(&str, f64)]| -> BTreeMap<String, f64> {
+        pairs.iter().map(|&(k, v)| (k.to_string(), v)).collect()
+    };
+
+    let base = build_plan(&manifest, ProfileChoice::Named("base")).unwrap();
+    let suite = CompareSettings {
+        alpha: 0.1,
+        correction: Correction::None,
+        time_threshold: 0.04,
+        metric_thresholds: thresholds(&[("wall_ms", 0.02), ("stage_attention_ms", 0.1)]),
+        memory_rel_tolerance: 0.0,
+        memory_abs_tolerance_bytes: 512 * 1024,
+    };
+    assert_eq!(base.compare, suite);
+
+    let gate = build_plan(&manifest, ProfileChoice::Named("gate")).unwrap();
+    assert_eq!(
+        gate.compare,
+        CompareSettings {
+            correction: Correction::BenjaminiHochberg,
+            metric_thresholds: thresholds(&[
+                ("wall_ms", 0.01),
+                ("gpu_ms", 0.05),
+                ("stage_attention_ms", 0.1),
+            ]),
+            ..suite.clone()
+        },
+        "thresholds merge metric by metric"
+    );
+
+    let strict = build_plan(&manifest, ProfileChoice::Named("strict")).unwrap();
+    assert_eq!(
+        strict.compare,
+        CompareSettings {
+            alpha: 0.01,
+            memory_abs_tolerance_bytes: 64 << 20,
+            ..suite
+        }
+    );
+
+    // A profile's compare over the defaults, integers accepted where numbers are.
+    let plan = plan_with(
+        &with_suite(&["[profiles.p]", "compare = { memory_abs_tolerance_mib = 1 }"]),
+        ProfileChoice::Named("p"),
+    );
+    assert_eq!(
+        plan.compare,
+        CompareSettings {
+            memory_abs_tolerance_bytes: 1 << 20,
+            ..CompareSettings::default()
+        }
+    );
+
+    let text = describe_plan(&gate);
+    assert!(
+        text.contains(
+            "compare:  alpha 0.1 (benjamini-hochberg), time threshold 4 % (gpu_ms 5 %, \
+             stage_attention_ms 10 %, wall_ms 1 %), memory tolerance max(0 %, 0.5 MiB)\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn describe_shows_unused_maximums_and_budget() {
+    let text = with_suite(&[
+        "[run]",
+        "settle = false",
+        "warmup_max = 9",
+        "repetitions_max = 40",
+        "processes = 2",
+        "processes_max = 6",
+        "[profiles.adaptive]",
+        "run = { target_rel_ci = 0.015, adaptive_budget = \"1h\" }",
+        "[profiles.budget]",
+        "run = { adaptive_budget = \"10m\" }",
+        "[[variant]]",
+        "name = \"v\"",
+        "description = \"the one\"",
+    ]);
+    let describe = |profile: &str| describe_plan(&plan_with(&text, ProfileChoice::Named(profile)));
+
+    let base = describe("base");
+    assert!(
+        base.contains("variant v\n  about:   the one\n  params:"),
+        "{base}"
+    );
+    assert!(
+        base.contains(
+            "  run:     warmup 3 (fixed; max 9 unused without settle), \
+             repetitions 10 (max 40 unused without target_rel_ci), \
+             processes 2 (max 6 unused without target_rel_ci and adaptive_budget), timeout 10m\n"
+        ),
+        "{base}"
+    );
+    assert!(!base.contains("adaptive budget"), "{base}");
+
+    let budget = describe("budget");
+    assert!(
+        budget.contains("processes 2 (max 6 unused without target_rel_ci),"),
+        "{budget}"
+    );
+
+    let adaptive = describe("adaptive");
+    assert!(
+        adaptive.contains("adaptive budget: 1h of worker time for extra processes\n"),
+        "{adaptive}"
+    );
+    assert!(
+        adaptive.contains(
+            "  run:     warmup 3 (fixed; max 9 unused without settle), \
+             repetitions 10 (max 40 until CI width ≤ 1.5 %), processes 2–6, timeout 10m\n"
+        ),
+        "{adaptive}"
+    );
+}
+
+#[test]
+fn adaptive_and_compare_errors() {
+    let cases: Vec<(String, &str)> = vec![
+        // `*_max` below its minimum, both in one table.
+        (
+            with_suite(&["[run]", "warmup = 5", "warmup_max = 2"]),
+            "scenarios/x.toml:6:14: `run.warmup_max` = 2 is less than `warmup` = 5\n  hint: raise `warmup_max` to at least 5 or lower `warmup`",
+        ),
+        // … below a defaulted minimum.
+        (
+            with_suite(&["[run]", "warmup_max = 2"]),
+            "scenarios/x.toml:5:14: `run.warmup_max` = 2 is less than `warmup` = 3\n  hint: `warmup` defaults to 3; raise `warmup_max` to at least 3 or lower `warmup`",
+        ),
+        (
+            with_suite(&["[run]", "repetitions_max = 5"]),
+            "scenarios/x.toml:5:19: `run.repetitions_max` = 5 is less than `repetitions` = 10\n  hint: `repetitions` defaults to 10; raise `repetitions_max` to at least 10 or lower `repetitions`",
+        ),
+        // … set in a lower layer than the minimum: caught for a profile that is not selected.
+        (
+            with_suite(&["[run]", "repetitions_max = 20", "[profiles.nightly]", "run = { repetitions = 30 }"]),
+            "scenarios/x.toml:5:19: `run.repetitions_max` = 20 is less than `repetitions` = 30\n  hint: `repetitions` = 30 is set by `profiles.nightly.run.repetitions` on line 7; raise `repetitions_max` to at least 30 or lower `repetitions`",
+        ),
+        (
+            with_suite(&["[run]", "processes_max = 2", "[[variant]]", "name = \"a\"", "[[variant]]", "name = \"b\"", "run = { processes = 3 }"]),
+            "scenarios/x.toml:5:17: `run.processes_max` = 2 is less than `processes` = 3\n  hint: `processes` = 3 is set by `variant[1].run.processes` on line 10; raise `processes_max` to at least 3 or lower `processes`",
+        ),
+        (
+            with_suite(&["[profiles.quick]", "run = { repetitions = 8, repetitions_max = 4 }"]),
+            "scenarios/x.toml:5:44: `profiles.quick.run.repetitions_max` = 4 is less than `repetitions` = 8\n  hint: raise `repetitions_max` to at least 8 or lower `repetitions`",
+        ),
+        (
+            with_suite(&["[run]", "settle = { windw = 5 }"]),
+            "scenarios/x.toml:5:12: unknown key `windw` in `run.settle`\n  hint: did you mean `window`?",
+        ),
+        (
+            with_suite(&["[[variant]]", "name = \"a\"", "run.settle.min_clock = 0.5"]),
+            "scenarios/x.toml:6:12: unknown key `min_clock` in `variant[0].run.settle`\n  hint: did you mean `min_clock_fraction`?",
+        ),
+        (
+            with_suite(&["[run]", "settle = { window = 1 }"]),
+            "scenarios/x.toml:5:21: `run.settle.window` = 1 is out of range: must be at least 2",
+        ),
+        (
+            with_suite(&["[run]", "settle = { tolerance = 5 }"]),
+            "scenarios/x.toml:5:24: `run.settle.tolerance` = 5 is out of range: must be greater than 0 and less than 1\n  hint: this is a fraction, not a percentage: write `0.05` for 5 %",
+        ),
+        (
+            with_suite(&["[run]", "settle = { min_clock_fraction = 1.2 }"]),
+            "scenarios/x.toml:5:33: `run.settle.min_clock_fraction` = 1.2 is out of range: must be between 0 and 1\n  hint: this is a fraction, not a percentage: write `0.012` for 1.2 %",
+        ),
+        (
+            with_suite(&["[run]", "settle = \"yes\""]),
+            "scenarios/x.toml:5:10: expected `true`, `false` or a table for `run.settle`, found string `\"yes\"`\n  hint: write `settle = false` for a fixed warm-up, or a table such as `settle = { window = 3, tolerance = 0.05 }`",
+        ),
+        (
+            with_suite(&["[run]", "settle = \"false\""]),
+            "scenarios/x.toml:5:10: expected `true`, `false` or a table for `run.settle`, found string `\"false\"`\n  hint: write it without quotes: `false`",
+        ),
+        (
+            with_suite(&["[run]", "target_rel_ci = 1.5"]),
+            "scenarios/x.toml:5:17: `run.target_rel_ci` = 1.5 is out of range: must be greater than 0 and less than 1\n  hint: this is a fraction, not a percentage: write `0.015` for 1.5 %",
+        ),
+        (
+            with_suite(&["[run]", "target_rel_ci = 0"]),
+            "scenarios/x.toml:5:17: `run.target_rel_ci` = 0 is out of range: must be greater than 0 and less than 1",
+        ),
+        (
+            with_suite(&["[run]", "target_rel_ci = \"1%\""]),
+            "scenarios/x.toml:5:17: expected a number for `run.target_rel_ci`, found string `\"1%\"`",
+        ),
+        (
+            with_suite(&["[run]", "repetitions_max = 0"]),
+            "scenarios/x.toml:5:19: `run.repetitions_max` = 0 is out of range: must be at least 1",
+        ),
+        (
+            with_suite(&["[[variant]]", "name = \"a\"", "run = { adaptive_budget = \"1h\" }"]),
+            "scenarios/x.toml:6:9: `adaptive_budget` applies to the whole plan and cannot be set per variant\n  hint: set it in `[run]` or in a profile's `run`",
+        ),
+        (
+            with_suite(&["[run]", "adaptive_budget = 600"]),
+            "scenarios/x.toml:5:19: expected a duration string for `run.adaptive_budget`, found integer `600`\n  hint: write a duration such as \"90s\", \"10m\" or \"1h 30m\"",
+        ),
+        (
+            with_suite(&["[compare]", "correction = \"holms\""]),
+            "scenarios/x.toml:5:14: unknown value `holms` for `compare.correction`\n  hint: did you mean `holm`?",
+        ),
+        (
+            with_suite(&["[compare]", "correction = \"benjamini_hochberg\""]),
+            "scenarios/x.toml:5:14: unknown value `benjamini_hochberg` for `compare.correction`\n  hint: did you mean `benjamini-hochberg`?",
+        ),
+        (
+            with_suite(&["[profiles.explore]", "compare = { correction = \"BH\" }"]),
+            "scenarios/x.toml:5:26: unknown value `BH` for `profiles.explore.compare.correction`\n  hint: did you mean `benjamini-hochberg`?",
+        ),
+        (
+            with_suite(&["[compare]", "correction = \"bonferroni\""]),
+            "scenarios/x.toml:5:14: unknown value `bonferroni` for `compare.correction`\n  hint: use `holm`: it controls the same family-wise error rate and is never less powerful than Bonferroni",
+        ),
+        (
+            with_suite(&["[compare]", "correction = \"sidak\""]),
+            "scenarios/x.toml:5:14: unknown value `sidak` for `compare.correction`\n  hint: valid values: `holm`, `benjamini-hochberg`, `none`",
+        ),
+        (
+            with_suite(&["[compare]", "thresholds = { latency = 0.05 }"]),
+            "scenarios/x.toml:5:16: invalid metric name `latency` in `compare.thresholds`\n  hint: metric names are `wall_ms`, `gpu_ms` or `stage_<name>_ms`, where <name> is lowercase letters, digits and `_` (e.g. `stage_attention_ms`)",
+        ),
+        (
+            with_suite(&["[compare.thresholds]", "stage_Attention_ms = 0.05"]),
+            "scenarios/x.toml:5:1: invalid metric name `stage_Attention_ms` in `compare.thresholds`\n  hint: metric names are `wall_ms`, `gpu_ms` or `stage_<name>_ms`, where <name> is lowercase letters, digits and `_` (e.g. `stage_attention_ms`)",
+        ),
+        (
+            with_suite(&["[compare]", "thresholds = { wall_time = 0.05 }"]),
+            "scenarios/x.toml:5:16: invalid metric name `wall_time` in `compare.thresholds`\n  hint: did you mean `wall_ms`?",
+        ),
+        (
+            with_suite(&["[compare]", "thresholds = { peak_allocated_bytes = 0.05 }"]),
+            "scenarios/x.toml:5:16: invalid metric name `peak_allocated_bytes` in `compare.thresholds`\n  hint: memory metrics are compared with `memory_rel_tolerance` and `memory_abs_tolerance_mib`, not per-metric thresholds",
+        ),
+        (
+            with_suite(&["[compare]", "thresholds = { gpu_ms = 0 }"]),
+            "scenarios/x.toml:5:25: `compare.thresholds.gpu_ms` = 0 is out of range: must be greater than 0 and less than 1",
+        ),
+        (
+            with_suite(&["[compare]", "alpah = 0.01"]),
+            "scenarios/x.toml:5:1: unknown key `alpah` in `compare`\n  hint: did you mean `alpha`?",
+        ),
+        (
+            with_suite(&["[profiles.ci]", "compare = { corection = \"none\" }"]),
+            "scenarios/x.toml:5:13: unknown key `corection` in `profiles.ci.compare`\n  hint: did you mean `correction`?",
+        ),
+        (
+            with_suite(&["[compare]", "alpha = 1"]),
+            "scenarios/x.toml:5:9: `compare.alpha` = 1 is out of range: must be greater than 0 and less than 1\n  hint: this is a fraction, not a percentage: write `0.01` for 1 %",
+        ),
+        (
+            with_suite(&["[compare]", "memory_rel_tolerance = -0.1"]),
+            "scenarios/x.toml:5:24: `compare.memory_rel_tolerance` = -0.1 is out of range: must be at least 0 and less than 1",
+        ),
+        (
+            with_suite(&["[compare]", "memory_abs_tolerance_mib = -1"]),
+            "scenarios/x.toml:5:28: `compare.memory_abs_tolerance_mib` = -1 is out of range: must be at least 0",
+        ),
+        (
+            with_suite(&["[compare]", "time_threshold = nan"]),
+            "scenarios/x.toml:5:18: `compare.time_threshold` = nan is not a finite number",
+        ),
+        (
+            with_suite(&["[compare]", "thresholds = 0.05"]),
+            "scenarios/x.toml:5:14: expected a table for `compare.thresholds`, found float `0.05`",
+        ),
+        (
+            with_suite(&["[[variant]]", "name = \"a\"", "compare = { alpha = 0.1 }"]),
+            "scenarios/x.toml:6:1: `compare` applies to the whole plan and cannot be set per variant\n  hint: set it in `[compare]` or in a profile's `compare`",
+        ),
+        (
+            "alpha = 0.01".to_string(),
+            "scenarios/x.toml:1:1: unknown top-level key `alpha`\n  hint: `alpha` belongs in the `[compare]` table",
+        ),
+    ];
+    for (text, expected) in cases {
+        match parse(&text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(error) => assert_eq!(error.to_string(), expected, "for:\n{text}"),
+        }
+    }
+}
+
+#[test]
+fn limit_errors_carry_the_key_of_the_offending_setting() {
+    let text = with_suite(&[
+        "[run]",
+        "repetitions_max = 20",
+        "[[variant]]",
+        "name = \"a\"",
+        "run = { repetitions = 30 }",
+    ]);
+    let error = parse(&text).unwrap_err();
+    assert_eq!(error.key.as_deref(), Some("run.repetitions_max"));
+    assert_eq!((error.line, error.column), (Some(5), Some(19)));
+    assert_eq!(
+        error.message,
+        "`run.repetitions_max` = 20 is less than `repetitions` = 30"
+    );
+
+    // Defaulted maximums always satisfy their minimum, so the error that points at the
+    // minimum instead can only be reached directly.
+    let ctx = parse::Ctx {
+        path: Path::new("scenarios/x.toml"),
+        text: &text,
+    };
+    let located = parse::Located {
+        value: 30,
+        path: "variant[0].run.repetitions".to_string(),
+        offset: text.find("30").unwrap(),
+    };
+    let min = expand::Count {
+        value: 30,
+        set_by: Some(&located),
+    };
+    let max = expand::Count {
+        value: 20,
+        set_by: None,
+    };
+    let error = expand::check_limit(&ctx, "repetitions", min, max).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "scenarios/x.toml:8:23: `variant[0].run.repetitions` = 30 is more than `repetitions_max` = 20\n  \
+         hint: `repetitions_max` defaults to 20; raise `repetitions_max` to at least 30 or lower `repetitions`"
+    );
+    assert_eq!(error.key.as_deref(), Some("variant[0].run.repetitions"));
 }

@@ -78,6 +78,41 @@ pub fn gpu_info(nvml: &Nvml, device: &Device<'_>) -> Result<GpuInfo, String> {
     })
 }
 
+/// Device memory this process holds outside the caching allocator's reservations: the CUDA
+/// context, cuBLAS/cuDNN handles and loaded kernels. NVML reports per-process usage; when this
+/// process is not listed under its own PID (PID namespaces), the device-wide usage is taken
+/// instead, but only if this is the device's only compute process.
+pub fn process_overhead_bytes(reserved_bytes: u64) -> Result<u64, String> {
+    use nvml_wrapper::enums::device::UsedGpuMemory;
+    let nvml = open()?;
+    let device = device_for_cuda0(&nvml)?;
+    let processes = device
+        .running_compute_processes()
+        .map_err(|e| format!("NVML compute processes: {e}"))?;
+    let me = std::process::id();
+    let used = match processes.iter().find(|p| p.pid == me) {
+        Some(p) => match p.used_gpu_memory {
+            UsedGpuMemory::Used(bytes) => bytes,
+            UsedGpuMemory::Unavailable => {
+                return Err("NVML does not report per-process memory".into())
+            }
+        },
+        None if processes.len() == 1 => {
+            device
+                .memory_info()
+                .map_err(|e| format!("NVML memory: {e}"))?
+                .used
+        }
+        None => {
+            return Err(format!(
+                "this process is not among the device's {} compute processes",
+                processes.len()
+            ))
+        }
+    };
+    Ok(used.saturating_sub(reserved_bytes))
+}
+
 /// One poll of the device. Fields NVML refuses on this device are `None`.
 #[derive(Debug, Clone, Copy)]
 struct Reading {

@@ -78,3 +78,85 @@ pub fn summary(run: &RunRecord, samples: &[SampleRow]) -> String {
     }
     out
 }
+
+fn fmt_value(metric: &str, v: Option<f64>) -> String {
+    match v {
+        None => "–".into(),
+        Some(x) if metric.ends_with("_bytes") => format!("{:.1} MiB", x / (1u64 << 20) as f64),
+        Some(x) => format!("{x:.3} ms"),
+    }
+}
+
+fn fmt_pct(v: Option<f64>) -> String {
+    v.map(|x| format!("{:+.1}%", x * 100.0))
+        .unwrap_or_else(|| "–".into())
+}
+
+/// The regression table: regressions first, then the rest, one line per (variant, metric).
+pub fn gate_table(report: &crate::verdict::gate::GateReport) -> String {
+    use crate::verdict::gate::GateVerdict;
+    let mut out = String::new();
+    if !report.mismatches.is_empty() {
+        let _ = writeln!(
+            out,
+            "warning: baseline from different hardware/software ({}); timings may not be comparable",
+            report.mismatches.join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<14} {:<36} {:<20} {:>14} {:>14} {:>8} {:>19} {:>8}  reason",
+        "verdict", "variant", "metric", "baseline", "candidate", "change", "95% CI", "p (adj)"
+    );
+    let rank = |v: GateVerdict| match v {
+        GateVerdict::Regression => 0,
+        GateVerdict::Inconclusive => 1,
+        GateVerdict::Improvement => 2,
+        GateVerdict::NotCompared => 3,
+        GateVerdict::Unchanged => 4,
+    };
+    let mut entries: Vec<_> = report.entries.iter().collect();
+    entries.sort_by_key(|e| rank(e.verdict));
+    for e in entries {
+        let ci = e
+            .interval
+            .map(|i| format!("[{:+.1}%, {:+.1}%]", i.lower() * 100.0, i.upper() * 100.0))
+            .unwrap_or_else(|| "–".into());
+        let p = e
+            .p_adjusted
+            .map(|p| format!("{p:.3}"))
+            .unwrap_or_else(|| "–".into());
+        let _ = writeln!(
+            out,
+            "{:<14} {:<36} {:<20} {:>14} {:>14} {:>8} {:>19} {:>8}  {}",
+            e.verdict.name(),
+            format!("{}/{}", e.suite, e.variant),
+            e.metric,
+            fmt_value(&e.metric, e.baseline_median),
+            fmt_value(&e.metric, e.candidate_median),
+            fmt_pct(e.relative_change),
+            ci,
+            p,
+            e.reason
+        );
+        if !e.config_changes.is_empty() {
+            let _ = writeln!(
+                out,
+                "{:<14} configuration changed since the baseline: {}",
+                "",
+                e.config_changes.join(", ")
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} regression(s), {} improvement(s), {} inconclusive, {} unchanged, {} not compared; correction: {}",
+        report.count(GateVerdict::Regression),
+        report.count(GateVerdict::Improvement),
+        report.count(GateVerdict::Inconclusive),
+        report.count(GateVerdict::Unchanged),
+        report.count(GateVerdict::NotCompared),
+        report.corrections.iter().map(|(s, c)| format!("{s}: {c}")).collect::<Vec<_>>().join("; ")
+    );
+    out
+}

@@ -6,10 +6,12 @@
 //! then kills the current worker's group, marks it interrupted and stops scheduling.
 
 use crate::plan::{Job, Plan};
-use crate::store::{ProcessRecord, RunDir, SampleRow};
+use crate::stats::{check_nested, NestedSample, StopDecision, StopReason, StoppingRule};
+use crate::store::{AdaptiveRecord, AdaptiveVariant, ProcessRecord, RunDir, SampleRow};
 use crate::worker::protocol::{Message, OomInfo, Status, WorkerJob, PROTOCOL_VERSION};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -40,7 +42,8 @@ pub struct Launcher {
     pub stderr_tail_lines: usize,
 }
 
-/// Runs every job of `plan` (already added to `run` as suite `suite_index`).
+/// Runs every job of `plan` (already added to `run` as suite `suite_index`), then, if the plan
+/// has an adaptive budget, extra processes for variants whose median is not yet precise.
 pub fn run_plan(
     run: &mut RunDir,
     suite_index: usize,
@@ -50,51 +53,167 @@ pub fn run_plan(
     let plan = run.record.suites[suite_index].plan.clone();
     for job in &plan.jobs {
         if interrupted() {
-            break;
+            return Ok(());
         }
-        let variant = &plan.variants[job.variant];
-        progress.set_message(format!(
-            "{} · {} · process {}",
-            plan.suite,
-            variant.name,
-            job.process + 1
-        ));
-        let (record, samples) = run_job(run, &plan, job, launcher, progress)?;
-        let line = format!(
-            "{:<28} {:<40} p{:<2} {:<12} {} samples{}",
-            plan.suite,
-            variant.name,
-            job.process,
-            record.status.as_str(),
-            record.samples,
-            record
-                .message
-                .as_deref()
-                .map(|m| format!(" — {}", first_line(m)))
-                .unwrap_or_default()
-        );
-        if progress.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            progress.println(line);
-        }
-        if run.record.fingerprint.device.is_none() {
-            if let Some(h) = &record.hello {
-                let f = &mut run.record.fingerprint;
-                f.device = Some(h.device.clone());
-                f.torch_version = Some(h.versions.torch.clone());
-                f.cudnn_version = h.versions.cudnn;
-                f.cuda_runtime_version = h.versions.cuda_runtime;
-                if f.gpu.is_none() {
-                    f.gpu = h.gpu.clone();
-                }
-            }
-        }
-        run.samples.extend(samples);
-        run.record.suites[suite_index].processes.push(record);
+        execute(run, suite_index, &plan, job, launcher, progress)?;
+    }
+    if let Some(budget_s) = plan.adaptive_budget_s {
+        let adaptive = add_processes(run, suite_index, &plan, budget_s, launcher, progress)?;
+        run.record.suites[suite_index].adaptive = Some(adaptive);
         run.save()?;
     }
     Ok(())
+}
+
+/// Runs one job and stores its record and samples.
+fn execute(
+    run: &mut RunDir,
+    suite_index: usize,
+    plan: &Plan,
+    job: &Job,
+    launcher: &Launcher,
+    progress: &ProgressBar,
+) -> Result<f64> {
+    let variant = &plan.variants[job.variant];
+    progress.set_message(format!(
+        "{} · {} · process {}",
+        plan.suite,
+        variant.name,
+        job.process + 1
+    ));
+    let (record, samples) = run_job(run, plan, job, launcher, progress)?;
+    let line = format!(
+        "{:<28} {:<40} p{:<2} {:<12} {} samples{}",
+        plan.suite,
+        variant.name,
+        job.process,
+        record.status.as_str(),
+        record.samples,
+        record
+            .message
+            .as_deref()
+            .map(|m| format!(" — {}", first_line(m)))
+            .unwrap_or_default()
+    );
+    if progress.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        progress.println(line);
+    }
+    if run.record.fingerprint.device.is_none() {
+        if let Some(h) = &record.hello {
+            let f = &mut run.record.fingerprint;
+            f.device = Some(h.device.clone());
+            f.torch_version = Some(h.versions.torch.clone());
+            f.cudnn_version = h.versions.cudnn;
+            f.cuda_runtime_version = h.versions.cuda_runtime;
+            if f.gpu.is_none() {
+                f.gpu = h.gpu.clone();
+            }
+        }
+    }
+    let seconds = record.duration_ms / 1e3;
+    run.samples.extend(samples);
+    run.record.suites[suite_index].processes.push(record);
+    run.save()?;
+    Ok(seconds)
+}
+
+/// Measured wall times of one variant, grouped by process (successful processes only).
+fn nested_wall_times(run: &RunDir, suite: &str, variant: &str) -> Option<NestedSample> {
+    let mut by_process: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+    for s in run
+        .samples
+        .iter()
+        .filter(|s| s.suite == suite && s.variant == variant && !s.warmup)
+    {
+        by_process
+            .entry(s.process)
+            .or_default()
+            .push(s.measurement.wall_ms);
+    }
+    NestedSample::new(by_process.into_values().collect()).ok()
+}
+
+/// Adaptive replication: round-robin over the variants that have a precision target, adding
+/// one process at a time to each variant whose process-level interval (two-stage bootstrap,
+/// see `stats::stopping`) is still wider than its target, until every variant is precise or
+/// at `processes_max`, or the budget of worker wall time is spent.
+fn add_processes(
+    run: &mut RunDir,
+    suite_index: usize,
+    plan: &Plan,
+    budget_s: f64,
+    launcher: &Launcher,
+    progress: &ProgressBar,
+) -> Result<AdaptiveRecord> {
+    let mut processes: Vec<u32> = plan.variants.iter().map(|v| v.processes).collect();
+    let mut spent_s = 0.0;
+    let mut budget_exhausted = false;
+    let decision = |run: &RunDir, i: usize| -> Option<StopDecision> {
+        let v = &plan.variants[i];
+        let rule = StoppingRule::new(v.target_rel_ci?, v.processes_max as usize)
+            .ok()?
+            .with_min_units(v.processes as usize);
+        Some(check_nested(
+            &nested_wall_times(run, &plan.suite, &v.name)?,
+            &rule,
+        ))
+    };
+    'rounds: loop {
+        let needy: Vec<usize> = (0..plan.variants.len())
+            .filter(|&i| processes[i] < plan.variants[i].processes_max)
+            .filter(|&i| decision(run, i).is_some_and(|d| !d.should_stop()))
+            .collect();
+        if needy.is_empty() {
+            break;
+        }
+        for i in needy {
+            if interrupted() {
+                break 'rounds;
+            }
+            if spent_s >= budget_s {
+                budget_exhausted = true;
+                break 'rounds;
+            }
+            progress.inc_length(u64::from(
+                plan.variants[i].warmup + plan.variants[i].repetitions,
+            ));
+            let job = Job {
+                variant: i,
+                process: processes[i],
+            };
+            spent_s += execute(run, suite_index, plan, &job, launcher, progress)?;
+            processes[i] += 1;
+        }
+    }
+    let variants = plan
+        .variants
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let d = decision(run, i);
+            let reason = match d {
+                None => "no precision target".to_string(),
+                Some(d) if d.reason == StopReason::Precise => "precise".into(),
+                Some(_) if processes[i] >= v.processes_max => "processes_max reached".into(),
+                Some(_) if budget_exhausted => "budget spent".into(),
+                Some(_) => "stopped".into(),
+            };
+            AdaptiveVariant {
+                variant: v.name.clone(),
+                processes: processes[i],
+                relative_ci: d.map(|d| d.relative_width),
+                reason,
+            }
+        })
+        .collect();
+    Ok(AdaptiveRecord {
+        budget_s,
+        spent_s,
+        budget_exhausted,
+        variants,
+    })
 }
 
 fn first_line(s: &str) -> &str {
@@ -137,6 +256,9 @@ fn run_job(
         duration_ms: 0.0,
         samples: 0,
         hello: None,
+        warmup_calls: None,
+        warmup_settled: None,
+        stop: None,
         warnings: Vec::new(),
         log_file: log_file.clone(),
     };
@@ -223,10 +345,16 @@ fn run_job(
                         process: job.process,
                         call: s.call,
                         warmup: s.warmup,
+                        flags: s.flags,
                         measurement: s.measurement,
                     });
                 }
                 Ok(Message::Log { message, .. }) => record.warnings.push(message),
+                Ok(Message::WarmedUp { calls, settled }) => {
+                    record.warmup_calls = Some(calls);
+                    record.warmup_settled = Some(settled);
+                }
+                Ok(Message::Measured(stop)) => record.stop = Some(stop),
                 Ok(Message::Outcome(o)) => outcome = Some(o),
                 // Stray stdout from a library: keep it, it may explain a failure.
                 Err(_) => record.warnings.push(format!("stdout: {line}")),

@@ -17,6 +17,8 @@ pub struct SampleRow {
     pub process: u32,
     pub call: u32,
     pub warmup: bool,
+    /// Sample-quality flags (`throttled`, `low_clock`, `shared_gpu`).
+    pub flags: Vec<String>,
     pub measurement: Measurement,
 }
 
@@ -26,6 +28,7 @@ const FIXED_COLUMNS: &[&str] = &[
     "process",
     "call",
     "warmup",
+    "flags",
     "wall_ms",
     "gpu_ms",
     "peak_allocated_bytes",
@@ -55,6 +58,7 @@ fn fixed_values(row: &SampleRow) -> Vec<String> {
         row.process.to_string(),
         row.call.to_string(),
         row.warmup.to_string(),
+        row.flags.join("|"),
         format!("{:.6}", m.wall_ms),
         opt(m.gpu_ms.map(|x| format!("{x:.6}"))),
         opt(m.peak_allocated_bytes),
@@ -159,6 +163,9 @@ pub fn read_samples(path: &Path) -> Result<Vec<SampleRow>> {
             process: int("process")?.unwrap_or(0) as u32,
             call: int("call")?.unwrap_or(0) as u32,
             warmup: get("warmup") == Some("true"),
+            flags: get("flags")
+                .map(|f| f.split('|').map(str::to_string).collect())
+                .unwrap_or_default(),
             measurement: Measurement {
                 wall_ms: num("wall_ms")?.unwrap_or(f64::NAN),
                 gpu_ms: num("gpu_ms")?,
@@ -186,6 +193,7 @@ mod tests {
             process: 1,
             call: 2,
             warmup: false,
+            flags: vec!["low_clock".into(), "throttled".into()],
             measurement: Measurement {
                 wall_ms: 12.5,
                 gpu_ms: Some(11.0),

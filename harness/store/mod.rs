@@ -7,13 +7,14 @@
 //! Both data files are rewritten after every worker through a temporary file and a rename, so an
 //! interrupted run always leaves complete, parseable files behind.
 
+pub mod baseline;
 mod csv_io;
 
 pub use csv_io::{read_samples, SampleRow};
 
 use crate::measure::nvml::GpuInfo;
 use crate::plan::Plan;
-use crate::worker::protocol::{Hello, OomInfo, Status};
+use crate::worker::protocol::{Hello, OomInfo, Status, StopInfo};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -51,6 +52,11 @@ pub struct ProcessRecord {
     pub duration_ms: f64,
     pub samples: u32,
     pub hello: Option<Hello>,
+    /// Warm-up calls made, and whether the settle rule was met before `warmup_max`.
+    pub warmup_calls: Option<u32>,
+    pub warmup_settled: Option<bool>,
+    /// Why measured calls stopped.
+    pub stop: Option<StopInfo>,
     pub warnings: Vec<String>,
     /// Relative to the run directory.
     pub log_file: String,
@@ -62,6 +68,30 @@ pub struct SuiteRecord {
     /// Relative to the run directory.
     pub manifest_file: String,
     pub processes: Vec<ProcessRecord>,
+    /// What adaptive replication did, when the plan asked for it.
+    #[serde(default)]
+    pub adaptive: Option<AdaptiveRecord>,
+}
+
+/// The outcome of adding processes until each variant's interval was narrow enough.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdaptiveRecord {
+    /// Worker wall-clock seconds allowed for extra processes.
+    pub budget_s: f64,
+    pub spent_s: f64,
+    pub budget_exhausted: bool,
+    pub variants: Vec<AdaptiveVariant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdaptiveVariant {
+    pub variant: String,
+    /// Processes run in total.
+    pub processes: u32,
+    /// Relative width of the process-level 95 % interval of the median at the end.
+    pub relative_ci: Option<f64>,
+    /// `precise`, `processes_max reached`, `budget spent`, or `no precision target`.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,25 +108,30 @@ pub struct RunRecord {
 impl RunRecord {
     /// Reads `run.json` from a run directory, refusing other major format versions.
     pub fn load(dir: &Path) -> Result<RunRecord> {
-        let path = dir.join("run.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not valid JSON", path.display()))?;
-        let version = value
-            .get("format_version")
-            .and_then(|v| v.as_str())
-            .unwrap_or("missing");
-        let major = |v: &str| v.split('.').next().map(str::to_string);
-        if major(version) != major(FORMAT_VERSION) {
-            bail!(
-                "{}: run format version {version} is not readable by this claimbench (reads {FORMAT_VERSION}); use the claimbench version that wrote it",
-                path.display()
-            );
-        }
-        serde_json::from_value(value)
-            .with_context(|| format!("{}: unexpected run record layout", path.display()))
+        read_versioned(&dir.join("run.json"), "run record")
     }
+}
+
+/// Reads a JSON file that carries `format_version`, refusing another major version with a
+/// message that says which claimbench can read it.
+pub fn read_versioned<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let version = value
+        .get("format_version")
+        .and_then(|v| v.as_str())
+        .unwrap_or("missing");
+    let major = |v: &str| v.split('.').next().map(str::to_string);
+    if major(version) != major(FORMAT_VERSION) {
+        bail!(
+            "{}: {what} format version {version} is not readable by this claimbench (reads {FORMAT_VERSION}); use the claimbench version that wrote it",
+            path.display()
+        );
+    }
+    serde_json::from_value(value)
+        .with_context(|| format!("{}: unexpected {what} layout", path.display()))
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, then a rename.
@@ -195,6 +230,7 @@ impl RunDir {
             plan,
             manifest_file: file,
             processes: Vec::new(),
+            adaptive: None,
         });
         self.save()?;
         Ok(self.record.suites.len() - 1)

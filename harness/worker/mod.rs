@@ -10,9 +10,13 @@ pub mod protocol;
 
 use crate::ffi;
 use crate::knobs::{DeterministicAlgorithms, DeviceChoice, Knobs};
-use crate::measure::{nvml, MeasureError, Meter, Target};
+use crate::measure::{nvml, MeasureError, Measurement, Meter, Target};
+use crate::plan::Settle;
+use crate::stats::{check_flat, Sample, StopReason, StoppingRule};
 use crate::workloads;
-use protocol::{Hello, LogLevel, Message, OomInfo, Outcome, SampleMsg, Status, WorkerJob};
+use protocol::{
+    Hello, LogLevel, Message, OomInfo, Outcome, SampleFlag, SampleMsg, Status, StopInfo, WorkerJob,
+};
 use std::io::{BufRead, Write};
 use std::panic::AssertUnwindSafe;
 
@@ -82,14 +86,7 @@ pub fn main() -> i32 {
     // default hook's report stays on stderr for the parent's log.
     match std::panic::catch_unwind(AssertUnwindSafe(|| run(&job))) {
         Ok(code) => code,
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic without message".into());
-            classify_failure(message, None, 0)
-        }
+        Err(payload) => classify_failure(panic_message(payload), None, 0),
     }
 }
 
@@ -165,8 +162,18 @@ fn apply_knobs(knobs: &Knobs, target: Target) -> Result<Vec<String>, String> {
     Ok(not_applicable)
 }
 
-/// Sets the allocator's memory fraction so that it may reserve at most `budget_gib`.
-fn apply_budget(budget_gib: f64, device: usize) -> Result<(u64, f64), String> {
+/// How the VRAM budget was applied.
+struct Budget {
+    budget_bytes: u64,
+    overhead_bytes: Option<u64>,
+    fraction: f64,
+}
+
+/// Sets the allocator's memory fraction so that this process fits in `budget_gib` of device
+/// memory, as on a card of that size: the CUDA context and library handles, which a real card
+/// must also hold, are measured (NVML) and taken off the allocator's share. If they cannot be
+/// measured, the whole budget goes to the allocator and a warning says so.
+fn apply_budget(budget_gib: f64, device: usize) -> Result<Budget, String> {
     let (_, total) = ffi::memory_info(device).map_err(|e| e.to_string())?;
     let budget = (budget_gib * (1u64 << 30) as f64) as u64;
     if budget > total {
@@ -175,12 +182,91 @@ fn apply_budget(budget_gib: f64, device: usize) -> Result<(u64, f64), String> {
             total as f64 / (1u64 << 30) as f64
         ));
     }
-    let fraction = budget as f64 / total as f64;
-    ffi::set_memory_fraction(fraction, device).map_err(|e| e.to_string())?;
-    Ok((
-        budget,
-        ffi::memory_fraction(device).map_err(|e| e.to_string())?,
-    ))
+    let reserved = ffi::memory_stats(device)
+        .map_err(|e| e.to_string())?
+        .reserved_current_bytes;
+    let overhead = match nvml::process_overhead_bytes(reserved) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            log(
+                LogLevel::Warn,
+                format!("CUDA context size unknown ({e}); the whole budget goes to the allocator"),
+            );
+            None
+        }
+    };
+    let allocator_share = budget.saturating_sub(overhead.unwrap_or(0));
+    if allocator_share == 0 {
+        return Err(format!(
+            "vram_budget_gib = {budget_gib} is smaller than this process's CUDA context"
+        ));
+    }
+    ffi::set_memory_fraction(allocator_share as f64 / total as f64, device)
+        .map_err(|e| e.to_string())?;
+    Ok(Budget {
+        budget_bytes: budget,
+        overhead_bytes: overhead,
+        fraction: ffi::memory_fraction(device).map_err(|e| e.to_string())?,
+    })
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic without message".into())
+}
+
+/// NVML clock-throttle reasons that slow the GPU down (idle and application clocks excluded).
+const SLOWDOWN_REASONS: u64 = 0x4 | 0x8 | 0x20 | 0x40 | 0x80;
+
+/// Conditions under which a sample's time is suspect; reports show how verdicts change
+/// without flagged samples.
+fn quality_flags(
+    m: &Measurement,
+    sm_clock_max: Option<u32>,
+    min_clock_fraction: f64,
+) -> Vec<String> {
+    let mut flags = Vec::new();
+    if let Some(t) = &m.telemetry {
+        if t.throttle_reasons
+            .is_some_and(|bits| bits & SLOWDOWN_REASONS != 0)
+        {
+            flags.push(SampleFlag::Throttled.as_str().to_string());
+        }
+        if let (Some(clock), Some(max)) = (t.sm_clock_min_mhz, sm_clock_max) {
+            if f64::from(clock) < min_clock_fraction * f64::from(max) {
+                flags.push(SampleFlag::LowClock.as_str().to_string());
+            }
+        }
+        if t.compute_processes_max.is_some_and(|n| n > 1) {
+            flags.push(SampleFlag::SharedGpu.as_str().to_string());
+        }
+    }
+    flags
+}
+
+/// Whether the last `window` warm-up calls agree within `tolerance` and ran at a high clock.
+fn is_settled(warm: &[Measurement], rule: &Settle, sm_clock_max: Option<u32>) -> bool {
+    let window = rule.window as usize;
+    if warm.len() < window {
+        return false;
+    }
+    let last = &warm[warm.len() - window..];
+    let (lo, hi) = last.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), m| {
+        (lo.min(m.wall_ms), hi.max(m.wall_ms))
+    });
+    let times_agree = lo > 0.0 && hi / lo - 1.0 <= rule.tolerance;
+    let clocks_up = match sm_clock_max {
+        Some(max) => last.iter().all(|m| {
+            m.telemetry
+                .and_then(|t| t.sm_clock_min_mhz)
+                .is_none_or(|c| f64::from(c) >= rule.min_clock_fraction * f64::from(max))
+        }),
+        None => true,
+    };
+    times_agree && clocks_up
 }
 
 fn run(job: &WorkerJob) -> i32 {
@@ -213,12 +299,13 @@ fn run(job: &WorkerJob) -> i32 {
             return classify_failure(format!("initialising CUDA: {e}"), None, 0);
         }
     }
-    let (mut budget_bytes, mut memory_fraction) = (None, None);
+    let (mut budget_bytes, mut memory_fraction, mut overhead_bytes) = (None, None, None);
     if let (Some(gib), Target::Cuda(i)) = (knobs.vram_budget_gib, target) {
         match apply_budget(gib, i) {
-            Ok((bytes, fraction)) => {
-                budget_bytes = Some(bytes);
-                memory_fraction = Some(fraction);
+            Ok(b) => {
+                budget_bytes = Some(b.budget_bytes);
+                memory_fraction = Some(b.fraction);
+                overhead_bytes = b.overhead_bytes;
             }
             Err(e) => {
                 return finish(
@@ -259,6 +346,7 @@ fn run(job: &WorkerJob) -> i32 {
         backend_flags,
         memory_fraction,
         budget_bytes,
+        cuda_overhead_bytes: overhead_bytes,
         not_applicable,
         environment: knobs
             .env
@@ -276,33 +364,98 @@ fn run(job: &WorkerJob) -> i32 {
         empty_cache_between_stages: knobs.empty_cache_between_stages,
         sampler,
     };
-    let total = variant.warmup + variant.repetitions;
-    let mut completed = 0;
-    for call in 0..total {
-        let warmup = call < variant.warmup;
+    let sm_clock_max = meter.sampler.as_ref().map(|s| s.info().sm_clock_max_mhz);
+    let min_clock_fraction = variant.settle.unwrap_or_default().min_clock_fraction;
+    let mut call: u32 = 0;
+    // One call, measured and streamed; a failure ends the process with its outcome.
+    let mut run_call = |warmup: bool| -> Result<Measurement, String> {
         let result =
             std::panic::catch_unwind(AssertUnwindSafe(|| meter.measure(|s| workload.call(s))));
-        let failure = match result {
-            Ok(Ok(measurement)) => {
-                emit(&Message::Sample(Box::new(SampleMsg {
-                    call,
-                    warmup,
-                    measurement,
-                })));
-                if !warmup {
-                    completed += 1;
-                }
-                continue;
-            }
-            Ok(Err(MeasureError::Workload(e))) => format!("{e:#}"),
-            Ok(Err(MeasureError::Backend(e))) => e.to_string(),
-            Err(payload) => payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic without message".into()),
+        let measurement = match result {
+            Ok(Ok(m)) => m,
+            Ok(Err(MeasureError::Workload(e))) => return Err(format!("{e:#}")),
+            Ok(Err(MeasureError::Backend(e))) => return Err(e.to_string()),
+            Err(payload) => return Err(panic_message(payload)),
         };
-        return classify_failure(failure, budget_bytes, completed);
-    }
+        let flags = quality_flags(&measurement, sm_clock_max, min_clock_fraction);
+        emit(&Message::Sample(Box::new(SampleMsg {
+            call,
+            warmup,
+            flags,
+            measurement: measurement.clone(),
+        })));
+        call += 1;
+        Ok(measurement)
+    };
+
+    // Warm-up: at least `warmup` calls; with `settle`, more until the call time and the SM
+    // clock have settled, never more than `warmup_max`.
+    let mut warm: Vec<Measurement> = Vec::new();
+    let settled = loop {
+        let n = warm.len() as u32;
+        let settled = match variant.settle {
+            Some(rule) => is_settled(&warm, &rule, sm_clock_max),
+            None => n >= variant.warmup,
+        };
+        if n >= variant.warmup_max || (n >= variant.warmup && settled) {
+            break settled;
+        }
+        match run_call(true) {
+            Ok(m) => warm.push(m),
+            Err(e) => return classify_failure(e, budget_bytes, 0),
+        }
+    };
+    emit(&Message::WarmedUp {
+        calls: warm.len() as u32,
+        settled,
+    });
+
+    // Measured calls: at least `repetitions`; with `target_rel_ci`, more until the interval of
+    // this process's median is narrow enough, never more than `repetitions_max`.
+    let rule = variant.target_rel_ci.and_then(|target| {
+        StoppingRule::new(target, variant.repetitions_max as usize)
+            .ok()
+            .map(|r| r.with_min_units(variant.repetitions as usize))
+    });
+    let mut times: Vec<f64> = Vec::new();
+    let stop = loop {
+        let n = times.len() as u32;
+        if n >= variant.repetitions_max {
+            break StopInfo {
+                reason: "max".into(),
+                relative_ci: None,
+            };
+        }
+        if n >= variant.repetitions {
+            match &rule {
+                None => {
+                    break StopInfo {
+                        reason: "fixed".into(),
+                        relative_ci: None,
+                    }
+                }
+                Some(rule) => {
+                    if let Ok(sample) = Sample::new(times.clone()) {
+                        let decision = check_flat(&sample, rule);
+                        if decision.should_stop() {
+                            let reason = match decision.reason {
+                                StopReason::Precise => "precise",
+                                _ => "max",
+                            };
+                            break StopInfo {
+                                reason: reason.into(),
+                                relative_ci: Some(decision.relative_width),
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        match run_call(false) {
+            Ok(m) => times.push(m.wall_ms),
+            Err(e) => return classify_failure(e, budget_bytes, n),
+        }
+    };
+    emit(&Message::Measured(stop));
     finish(Status::Ok, None, None)
 }

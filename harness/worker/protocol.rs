@@ -28,8 +28,50 @@ pub struct WorkerJob {
 pub enum Message {
     Hello(Box<Hello>),
     Sample(Box<SampleMsg>),
-    Log { level: LogLevel, message: String },
+    Log {
+        level: LogLevel,
+        message: String,
+    },
+    /// Warm-up is over: how many calls it took and whether the settle rule was met (false:
+    /// `warmup_max` was reached first, or no settle rule applies and none was checked).
+    WarmedUp {
+        calls: u32,
+        settled: bool,
+    },
+    /// Measuring is over, and why.
+    Measured(StopInfo),
     Outcome(Outcome),
+}
+
+/// Why a worker stopped taking measured calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StopInfo {
+    /// `fixed` (the set repetitions), `precise` (interval narrow enough) or `max`
+    /// (`repetitions_max` reached).
+    pub reason: String,
+    /// Relative width of the 95 % interval of the median when the rule was checked.
+    pub relative_ci: Option<f64>,
+}
+
+/// Why a sample's timing may not be representative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleFlag {
+    /// NVML reported power or thermal throttling during the call.
+    Throttled,
+    /// The SM clock fell below the settle rule's fraction of its maximum.
+    LowClock,
+    /// Another process used the GPU during the call.
+    SharedGpu,
+}
+
+impl SampleFlag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SampleFlag::Throttled => "throttled",
+            SampleFlag::LowClock => "low_clock",
+            SampleFlag::SharedGpu => "shared_gpu",
+        }
+    }
 }
 
 /// The worker's environment, sent once after knobs are applied and before the first call.
@@ -45,8 +87,11 @@ pub struct Hello {
     pub backend_flags: BackendFlags,
     /// Per-process memory fraction in force (CUDA only).
     pub memory_fraction: Option<f64>,
-    /// Bytes the allocator may reserve under the VRAM budget knob.
+    /// The VRAM budget knob in bytes (the emulated card's size).
     pub budget_bytes: Option<u64>,
+    /// Device memory held outside the allocator (CUDA context, handles) when the budget was
+    /// applied; the allocator's share of the budget is `budget_bytes` minus this.
+    pub cuda_overhead_bytes: Option<u64>,
     /// Knobs that could not act here, and why.
     pub not_applicable: Vec<String>,
     /// The environment knobs' variables as this process sees them (proof they were applied
@@ -59,6 +104,9 @@ pub struct SampleMsg {
     /// 0-based index over all calls of this process, warm-up included.
     pub call: u32,
     pub warmup: bool,
+    /// [`SampleFlag`] names.
+    #[serde(default)]
+    pub flags: Vec<String>,
     #[serde(flatten)]
     pub measurement: Measurement,
 }

@@ -169,6 +169,21 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
         ],
     },
     WorkloadSpec {
+        id: "sleep",
+        summary: "sleeps a fixed time per call: a deterministic workload for testing the gate",
+        test_only: true,
+        params: &[
+            float("ms", 10.0, 0.0, 3_600_000.0, "milliseconds per call"),
+            int(
+                "stages",
+                1,
+                1,
+                64,
+                "the sleep is split evenly over this many stages",
+            ),
+        ],
+    },
+    WorkloadSpec {
         id: "fault",
         summary: "fault injection for testing the harness: abort, hang, exit, panic, or allocate",
         test_only: true,

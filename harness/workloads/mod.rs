@@ -5,6 +5,7 @@ pub mod catalog;
 mod conv_stack;
 mod fault;
 mod matmul;
+mod sleep;
 
 use crate::knobs::Dtype;
 use crate::measure::{Stages, Target};
@@ -84,6 +85,41 @@ impl Params<'_> {
     }
 }
 
+/// A single-process, single-call plan for `workload` with the catalogue's default parameters
+/// and `overrides`: for benches and tests that drive a workload without a manifest.
+pub fn default_plan(workload: &str, overrides: &[(&str, ParamValue)]) -> Result<VariantPlan> {
+    let spec =
+        catalog::workload(workload).ok_or_else(|| anyhow!("unknown workload `{workload}`"))?;
+    let mut params: BTreeMap<String, ParamValue> = spec
+        .params
+        .iter()
+        .map(|p| (p.name.to_string(), p.default.to_value()))
+        .collect();
+    for (name, value) in overrides {
+        if spec.param(name).is_none() {
+            bail!("workload `{workload}` has no parameter `{name}`");
+        }
+        params.insert(name.to_string(), value.clone());
+    }
+    Ok(VariantPlan {
+        name: workload.into(),
+        claims: vec![],
+        workload: workload.into(),
+        params,
+        knobs: Default::default(),
+        description: None,
+        warmup: 0,
+        warmup_max: 0,
+        settle: None,
+        repetitions: 1,
+        repetitions_max: 1,
+        target_rel_ci: None,
+        processes: 1,
+        processes_max: 1,
+        timeout_ms: 60_000,
+    })
+}
+
 /// Builds the workload a variant names.
 pub fn build(variant: &VariantPlan, target: Target) -> Result<Box<dyn Workload>> {
     let setup = Setup {
@@ -96,6 +132,7 @@ pub fn build(variant: &VariantPlan, target: Target) -> Result<Box<dyn Workload>>
         "conv_stack" => Box::new(conv_stack::ConvStack::new(&setup)?),
         "matmul" => Box::new(matmul::Matmul::new(&setup)?),
         "fault" => Box::new(fault::Fault::new(&setup)?),
+        "sleep" => Box::new(sleep::Sleep::new(&setup)?),
         other => bail!("unknown workload `{other}`"),
     })
 }
@@ -104,29 +141,6 @@ pub fn build(variant: &VariantPlan, target: Target) -> Result<Box<dyn Workload>>
 mod tests {
     use super::*;
     use crate::measure::Meter;
-
-    fn plan_for(workload: &str, overrides: &[(&str, ParamValue)]) -> VariantPlan {
-        let spec = catalog::workload(workload).unwrap();
-        let mut params: BTreeMap<String, ParamValue> = spec
-            .params
-            .iter()
-            .map(|p| (p.name.to_string(), p.default.to_value()))
-            .collect();
-        for (k, v) in overrides {
-            params.insert(k.to_string(), v.clone());
-        }
-        VariantPlan {
-            name: "t".into(),
-            claims: vec![],
-            workload: workload.into(),
-            params,
-            knobs: Default::default(),
-            warmup: 0,
-            repetitions: 1,
-            processes: 1,
-            timeout_ms: 60_000,
-        }
-    }
 
     #[test]
     fn every_catalog_workload_builds_and_runs_on_cpu() {
@@ -144,7 +158,7 @@ mod tests {
                 .filter(|(k, _)| spec.param(k).is_some())
                 .cloned()
                 .collect();
-            let plan = plan_for(spec.id, &overrides);
+            let plan = default_plan(spec.id, &overrides).unwrap();
             let mut w = build(&plan, Target::Cpu).unwrap();
             let meter = Meter {
                 target: Target::Cpu,

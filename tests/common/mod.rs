@@ -71,7 +71,7 @@ impl Sandbox {
 /// A fault-workload manifest with the given variants (TOML snippets) on CPU.
 pub fn fault_manifest(name: &str, timeout: &str, variants: &[&str]) -> String {
     let mut text = format!(
-        "[suite]\nname = \"{name}\"\nworkload = \"fault\"\n\n[knobs]\ndevice = \"cpu\"\n\n[run]\nwarmup = 1\nrepetitions = 2\ntimeout = \"{timeout}\"\norder = \"sequential\"\n"
+        "[suite]\nname = \"{name}\"\nworkload = \"fault\"\n\n[knobs]\ndevice = \"cpu\"\n\n[run]\nwarmup = 1\nsettle = false\nrepetitions = 2\ntimeout = \"{timeout}\"\norder = \"sequential\"\n"
     );
     for v in variants {
         text.push_str("\n[[variant]]\n");

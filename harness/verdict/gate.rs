@@ -1,0 +1,349 @@
+//! The regression gate: every (variant, metric) of a run against its baseline, with the
+//! multiple-comparison correction applied per suite and the manifest's thresholds, plus the
+//! cases statistics cannot judge (a variant that now runs out of memory, a changed
+//! configuration, a missing baseline).
+
+use super::regression::{
+    apply_correction, compare, verdict, CompareConfig, Comparison, MetricKind, Thresholds,
+    VerdictKind,
+};
+use crate::plan::CompareSettings;
+use crate::stats::{Interval, NestedSample};
+use crate::store::baseline::{config_hash, metric_values, Baseline, BaselineKey, ProcessValues};
+use crate::store::{RunRecord, SampleRow, SuiteRecord};
+use crate::worker::protocol::Status;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Metrics every comparison covers; others (stage times) when the manifest sets a threshold.
+pub const DEFAULT_METRICS: &[&str] = &["wall_ms", "peak_allocated_bytes", "peak_reserved_bytes"];
+
+/// The verdict of one gate entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GateVerdict {
+    Regression,
+    Improvement,
+    Unchanged,
+    Inconclusive,
+    /// Could not be compared (no baseline, changed configuration, failed workers).
+    NotCompared,
+}
+
+impl GateVerdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            GateVerdict::Regression => "regression",
+            GateVerdict::Improvement => "improvement",
+            GateVerdict::Unchanged => "unchanged",
+            GateVerdict::Inconclusive => "inconclusive",
+            GateVerdict::NotCompared => "not compared",
+        }
+    }
+}
+
+impl From<VerdictKind> for GateVerdict {
+    fn from(k: VerdictKind) -> Self {
+        match k {
+            VerdictKind::Regression => GateVerdict::Regression,
+            VerdictKind::Improvement => GateVerdict::Improvement,
+            VerdictKind::Unchanged => GateVerdict::Unchanged,
+            VerdictKind::Inconclusive => GateVerdict::Inconclusive,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GateEntry {
+    pub suite: String,
+    /// Configuration differences from the baseline (`knobs.cudnn_enabled: true → false`).
+    pub config_changes: Vec<String>,
+    pub variant: String,
+    /// A metric name, or `outcome` for out-of-memory transitions.
+    pub metric: String,
+    pub verdict: GateVerdict,
+    pub baseline_median: Option<f64>,
+    pub candidate_median: Option<f64>,
+    /// `candidate / baseline − 1`.
+    pub relative_change: Option<f64>,
+    pub interval: Option<Interval>,
+    pub p_raw: Option<f64>,
+    pub p_adjusted: Option<f64>,
+    /// `process` or `call`: what the test counted as independent.
+    pub unit: Option<String>,
+    pub processes: (usize, usize),
+    pub reason: String,
+    pub comparison: Option<Comparison>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GateReport {
+    pub candidate_run: String,
+    pub baselines: Vec<String>,
+    /// Fingerprint differences the user allowed with `--allow-mismatch`.
+    pub mismatches: Vec<String>,
+    pub entries: Vec<GateEntry>,
+    /// Per suite: correction applied and significance level.
+    pub corrections: BTreeMap<String, String>,
+}
+
+impl GateReport {
+    pub fn count(&self, verdict: GateVerdict) -> usize {
+        self.entries.iter().filter(|e| e.verdict == verdict).count()
+    }
+}
+
+fn not_compared(suite: &str, variant: &str, metric: &str, reason: String) -> GateEntry {
+    GateEntry {
+        suite: suite.into(),
+        config_changes: Vec::new(),
+        variant: variant.into(),
+        metric: metric.into(),
+        verdict: GateVerdict::NotCompared,
+        baseline_median: None,
+        candidate_median: None,
+        relative_change: None,
+        interval: None,
+        p_raw: None,
+        p_adjusted: None,
+        unit: None,
+        processes: (0, 0),
+        reason,
+        comparison: None,
+    }
+}
+
+fn thresholds_for(settings: &CompareSettings, metric: &str) -> Thresholds {
+    let time = settings
+        .metric_thresholds
+        .get(metric)
+        .copied()
+        .unwrap_or(settings.time_threshold);
+    // The manifest validated these ranges; fall back to defaults rather than fail a gate.
+    Thresholds::default()
+        .with_time_threshold(time)
+        .and_then(|t| t.with_alpha(settings.alpha))
+        .and_then(|t| {
+            t.with_memory_tolerance(
+                settings.memory_rel_tolerance,
+                settings.memory_abs_tolerance_bytes as f64,
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Candidate values of one variant: metric → per-process values, from processes that ended ok.
+fn candidate_metrics(
+    suite: &SuiteRecord,
+    samples: &[SampleRow],
+    variant: &str,
+) -> BTreeMap<String, ProcessValues> {
+    let mut by: BTreeMap<String, BTreeMap<u32, Vec<f64>>> = BTreeMap::new();
+    let ok: Vec<u32> = suite
+        .processes
+        .iter()
+        .filter(|p| p.variant == variant && p.status == Status::Ok)
+        .map(|p| p.process)
+        .collect();
+    for row in samples.iter().filter(|s| {
+        s.suite == suite.plan.suite && s.variant == variant && !s.warmup && ok.contains(&s.process)
+    }) {
+        for (name, value) in metric_values(row) {
+            by.entry(name)
+                .or_default()
+                .entry(row.process)
+                .or_default()
+                .push(value);
+        }
+    }
+    by.into_iter()
+        .map(|(k, v)| (k, v.into_values().collect()))
+        .collect()
+}
+
+fn outcome_summary(statuses: &[Status]) -> (bool, bool) {
+    let all_oom = !statuses.is_empty() && statuses.iter().all(|s| *s == Status::Oom);
+    let any_ok = statuses.contains(&Status::Ok);
+    (all_oom, any_ok)
+}
+
+/// Compares one suite of a run with its baseline.
+fn gate_suite(suite: &SuiteRecord, samples: &[SampleRow], baseline: &Baseline) -> Vec<GateEntry> {
+    let name = &suite.plan.suite;
+    let settings = &suite.plan.compare;
+    let config = CompareConfig::default();
+    let mut entries = Vec::new();
+    let mut comparisons: Vec<(usize, Comparison)> = Vec::new();
+    for v in &suite.plan.variants {
+        let Some(base) = baseline.variant(&v.name) else {
+            entries.push(not_compared(
+                name,
+                &v.name,
+                "*",
+                "not in the baseline".into(),
+            ));
+            continue;
+        };
+        // Compared by name, as criterion and Bencher do; a changed configuration is shown on
+        // every entry of the variant so a "regression" caused by it is not mistaken for code.
+        let changes = if base.config_sha256 == config_hash(v) {
+            Vec::new()
+        } else {
+            base.config_changes(v)
+        };
+        let first_entry = entries.len();
+        let statuses: Vec<Status> = suite
+            .processes
+            .iter()
+            .filter(|p| p.variant == v.name)
+            .map(|p| p.status)
+            .collect();
+        let (cand_oom, cand_ok) = outcome_summary(&statuses);
+        let (base_oom, base_ok) = outcome_summary(&base.outcomes);
+        let oom_entry = |verdict, reason: &str| GateEntry {
+            verdict,
+            reason: reason.into(),
+            config_changes: changes.clone(),
+            ..not_compared(name, &v.name, "outcome", String::new())
+        };
+        match (base_ok, cand_ok) {
+            (true, false) if cand_oom => {
+                entries.push(oom_entry(
+                    GateVerdict::Regression,
+                    "runs out of memory; the baseline fit",
+                ));
+                continue;
+            }
+            (false, true) if base_oom => {
+                entries.push(oom_entry(
+                    GateVerdict::Improvement,
+                    "fits now; the baseline ran out of memory",
+                ));
+                continue;
+            }
+            (false, false) if base_oom && cand_oom => {
+                entries.push(oom_entry(
+                    GateVerdict::Unchanged,
+                    "runs out of memory, as in the baseline",
+                ));
+                continue;
+            }
+            (_, false) => {
+                entries.push(not_compared(
+                    name,
+                    &v.name,
+                    "*",
+                    "no successful worker in this run".into(),
+                ));
+                continue;
+            }
+            (false, _) => {
+                entries.push(not_compared(
+                    name,
+                    &v.name,
+                    "*",
+                    "no successful worker in the baseline".into(),
+                ));
+                continue;
+            }
+            (true, true) => {}
+        }
+        let candidate = candidate_metrics(suite, samples, &v.name);
+        let metrics: Vec<String> = DEFAULT_METRICS
+            .iter()
+            .map(|m| m.to_string())
+            .chain(settings.metric_thresholds.keys().cloned())
+            .collect();
+        for metric in metrics {
+            let (Some(b), Some(c)) = (base.metrics.get(&metric), candidate.get(&metric)) else {
+                continue;
+            };
+            let kind = if metric.ends_with("_bytes") {
+                MetricKind::Memory
+            } else {
+                MetricKind::Time
+            };
+            let built =
+                NestedSample::new(b.clone()).and_then(|b| Ok((b, NestedSample::new(c.clone())?)));
+            match built.and_then(|(b, c)| compare(&v.name, &metric, kind, &b, &c, &config)) {
+                Ok(cmp) => comparisons.push((entries.len(), cmp)),
+                Err(e) => {
+                    entries.push(not_compared(
+                        name,
+                        &v.name,
+                        &metric,
+                        format!("cannot compare: {e}"),
+                    ));
+                    continue;
+                }
+            }
+            // Placeholder slot, filled once the correction has seen the whole family.
+            entries.push(not_compared(name, &v.name, &metric, String::new()));
+        }
+        for e in &mut entries[first_entry..] {
+            e.config_changes = changes.clone();
+        }
+    }
+    let mut family: Vec<Comparison> = comparisons.iter().map(|(_, c)| c.clone()).collect();
+    apply_correction(&mut family, settings.correction);
+    for ((slot, _), cmp) in comparisons.iter().zip(family) {
+        let v = verdict(&cmp, &thresholds_for(settings, cmp.metric()));
+        let e = &mut entries[*slot];
+        e.verdict = v.kind.into();
+        e.baseline_median = Some(cmp.baseline().median);
+        e.candidate_median = Some(cmp.candidate().median);
+        e.relative_change = Some(v.relative_change);
+        e.interval = v.interval;
+        e.p_raw = v.p_raw;
+        e.p_adjusted = v.p_adjusted;
+        e.unit = cmp.unit().map(|u| format!("{u:?}").to_lowercase());
+        e.processes = (cmp.baseline().processes, cmp.candidate().processes);
+        e.reason = v.reason;
+        e.comparison = Some(cmp);
+    }
+    entries
+}
+
+/// Runs the gate for every suite of `run` that has a baseline in `baselines`.
+pub fn gate(
+    run: &RunRecord,
+    samples: &[SampleRow],
+    baselines: &[Baseline],
+    mismatches: Vec<String>,
+) -> GateReport {
+    let mut entries = Vec::new();
+    let mut corrections = BTreeMap::new();
+    for suite in &run.suites {
+        corrections.insert(
+            suite.plan.suite.clone(),
+            format!(
+                "{} (α = {})",
+                suite.plan.compare.correction.name(),
+                suite.plan.compare.alpha
+            ),
+        );
+        match baselines.iter().find(|b| b.suite == suite.plan.suite) {
+            Some(b) => entries.extend(gate_suite(suite, samples, b)),
+            None => entries.push(not_compared(
+                &suite.plan.suite,
+                "*",
+                "*",
+                format!(
+                    "no baseline for this suite under {}; create one with `claimbench baseline save {}`",
+                    BaselineKey::of(&run.fingerprint).dir_name(),
+                    run.id
+                ),
+            )),
+        }
+    }
+    GateReport {
+        candidate_run: run.id.clone(),
+        baselines: baselines
+            .iter()
+            .map(|b| format!("{} (from {})", b.suite, b.source_run))
+            .collect(),
+        mismatches,
+        entries,
+        corrections,
+    }
+}

@@ -1,0 +1,6 @@
+//! Verdicts on measured changes: turning statistics into "regression", "improvement",
+//! "unchanged" or "inconclusive" for a report or a CI gate. The functions are pure; the
+//! statistics they rest on live in [`crate::stats`].
+
+pub mod gate;
+pub mod regression;

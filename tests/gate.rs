@@ -1,0 +1,178 @@
+//! Baselines and the regression gate end to end, on the `sleep` workload whose timings are
+//! known in advance.
+
+mod common;
+
+use common::Sandbox;
+use predicates::prelude::*;
+
+fn sleep_manifest(ms: f64) -> String {
+    format!(
+        r#"[suite]
+name = "naps"
+workload = "sleep"
+
+[knobs]
+device = "cpu"
+
+[run]
+warmup = 1
+settle = false
+repetitions = 5
+processes = 4
+
+[[variant]]
+name = "nap"
+params = {{ ms = {ms} }}
+"#
+    )
+}
+
+fn newest_run(sb: &Sandbox) -> String {
+    let mut runs: Vec<_> = std::fs::read_dir(sb.path().join("results/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    runs.sort();
+    runs.last().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn a_a_passes_and_a_slowdown_fails_the_gate() {
+    let sb = Sandbox::new();
+    let manifest = sb.manifest("naps.toml", &sleep_manifest(20.0));
+    sb.cmd()
+        .args(["run", "--quiet", &manifest])
+        .assert()
+        .success();
+    let first = newest_run(&sb);
+    let saved = sb
+        .cmd()
+        .args(["baseline", "save", &first])
+        .assert()
+        .success();
+    let path = String::from_utf8(saved.get_output().stdout.clone()).unwrap();
+    assert!(path.trim().ends_with("naps.json"), "{path}");
+    assert!(path.contains("results/baselines/cpu_driver-none"), "{path}");
+
+    // A/A: same configuration, separate processes.
+    sb.cmd()
+        .args(["run", "--quiet", "--compare", &manifest])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0 regression(s)"));
+
+    // The same variant made 50 % slower is flagged, and the exit code says so.
+    std::fs::write(sb.path().join(&manifest), sleep_manifest(30.0)).unwrap();
+    sb.cmd()
+        .args(["run", "--quiet", "--compare", &manifest])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::is_match(r"regression\s+naps/nap\s+wall_ms").unwrap())
+        .stdout(predicate::str::contains("params.ms: 20.0 → 30.0"));
+    let compare: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(&newest_run(&sb)).join("compare.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let wall = compare["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["metric"] == "wall_ms")
+        .unwrap();
+    let change = wall["relative_change"].as_f64().unwrap();
+    assert!((0.4..0.6).contains(&change), "measured change {change}");
+    assert_eq!(wall["unit"], "process");
+}
+
+#[test]
+fn baselines_are_written_only_on_request_and_never_silently_replaced() {
+    let sb = Sandbox::new();
+    let manifest = sb.manifest("naps.toml", &sleep_manifest(2.0));
+    sb.cmd()
+        .args(["run", "--quiet", &manifest])
+        .assert()
+        .success();
+    assert!(!sb.path().join("results/baselines").exists());
+    let run = newest_run(&sb);
+    sb.cmd().args(["baseline", "save", &run]).assert().success();
+    sb.cmd()
+        .args(["baseline", "save", &run])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("baseline accept"));
+    sb.cmd().args(["baseline", "accept"]).assert().success();
+}
+
+#[test]
+fn comparing_across_hardware_is_refused_unless_allowed() {
+    let sb = Sandbox::new();
+    let manifest = sb.manifest("naps.toml", &sleep_manifest(2.0));
+    sb.cmd()
+        .args(["run", "--quiet", &manifest])
+        .assert()
+        .success();
+    let run = newest_run(&sb);
+    let out = sb.cmd().args(["baseline", "save", &run]).assert().success();
+    let path = String::from_utf8(out.get_output().stdout.clone())
+        .unwrap()
+        .trim()
+        .to_string();
+    let mut baseline: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.path().join(&path)).unwrap()).unwrap();
+    baseline["key"]["gpu"] = "NVIDIA A100".into();
+    let other = sb.path().join("other.json");
+    std::fs::write(&other, serde_json::to_string(&baseline).unwrap()).unwrap();
+
+    sb.cmd()
+        .args(["compare", &run, "--baseline", "other.json"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("GPU: cpu ≠ NVIDIA A100"))
+        .stderr(predicate::str::contains("--allow-mismatch"));
+    sb.cmd()
+        .args([
+            "compare",
+            &run,
+            "--baseline",
+            "other.json",
+            "--allow-mismatch",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "warning: baseline from different hardware",
+        ));
+}
+
+#[test]
+fn a_variant_that_now_runs_out_of_memory_is_a_regression() {
+    let sb = Sandbox::new();
+    let text = |gib: f64| {
+        common::fault_manifest(
+            "alloc",
+            "1m",
+            &[&format!(
+                "name = \"buffer\"\nparams = {{ kind = \"alloc\", alloc_gib = {gib} }}"
+            )],
+        )
+    };
+    let manifest = sb.manifest("alloc.toml", &text(0.001));
+    sb.cmd()
+        .args(["run", "--quiet", &manifest])
+        .assert()
+        .success();
+    sb.cmd()
+        .args(["baseline", "save", &newest_run(&sb)])
+        .assert()
+        .success();
+    std::fs::write(sb.path().join(&manifest), text(100000.0)).unwrap();
+    sb.cmd()
+        .args(["run", "--quiet", "--compare", &manifest])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "runs out of memory; the baseline fit",
+        ));
+}
