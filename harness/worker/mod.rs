@@ -420,34 +420,30 @@ fn run(job: &WorkerJob) -> i32 {
     let mut times: Vec<f64> = Vec::new();
     let stop = loop {
         let n = times.len() as u32;
+        if n >= variant.repetitions && rule.is_none() {
+            break StopInfo {
+                reason: "fixed".into(),
+                relative_ci: None,
+            };
+        }
         if n >= variant.repetitions_max {
             break StopInfo {
                 reason: "max".into(),
                 relative_ci: None,
             };
         }
-        if n >= variant.repetitions {
-            match &rule {
-                None => {
+        if let (Some(rule), true) = (&rule, n >= variant.repetitions) {
+            if let Ok(sample) = Sample::new(times.clone()) {
+                let decision = check_flat(&sample, rule);
+                if decision.should_stop() {
+                    let reason = match decision.reason {
+                        StopReason::Precise => "precise",
+                        _ => "max",
+                    };
                     break StopInfo {
-                        reason: "fixed".into(),
-                        relative_ci: None,
-                    }
-                }
-                Some(rule) => {
-                    if let Ok(sample) = Sample::new(times.clone()) {
-                        let decision = check_flat(&sample, rule);
-                        if decision.should_stop() {
-                            let reason = match decision.reason {
-                                StopReason::Precise => "precise",
-                                _ => "max",
-                            };
-                            break StopInfo {
-                                reason: reason.into(),
-                                relative_ci: Some(decision.relative_width),
-                            };
-                        }
-                    }
+                        reason: reason.into(),
+                        relative_ci: Some(decision.relative_width),
+                    };
                 }
             }
         }
