@@ -10,6 +10,7 @@ pub mod ffi;
 pub mod knobs;
 pub mod manifest;
 pub mod measure;
+pub mod models;
 pub mod plan;
 pub mod report;
 pub mod runner;

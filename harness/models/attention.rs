@@ -1,0 +1,274 @@
+//! Attention with selectable implementations, as diffusers users switch them:
+//! - `sdpa`: fused `scaled_dot_product_attention` (flash / memory-efficient kernels);
+//! - `math`: explicit QKᵀ → softmax → V, materialising the whole score matrix;
+//! - `sliced`: diffusers' attention slicing (`SlicedAttnProcessor`): the (batch·heads) rows are
+//!   processed `slice_size` at a time with explicit matmuls, so only one slice's score matrix
+//!   exists at once. `auto` = heads/2, `max` = 1, or a fixed count.
+//!
+//! `upcast` computes the scores and softmax in fp32, as diffusers' `upcast_attention` does for
+//! the non-SDPA processors (SD 2.1 sets it).
+
+use super::layers::{LayerNorm, Linear, RmsNorm};
+use super::weights::{Builder, Weights};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use tch::{Kind, Tensor};
+
+/// Rows of (batch·heads) per slice of sliced attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SliceSize {
+    /// heads / 2 (diffusers' `"auto"`).
+    Auto,
+    /// One row at a time (diffusers' `"max"`, or `1`).
+    Max,
+    Fixed(i64),
+}
+
+/// Which attention kernel path runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum AttentionImpl {
+    #[default]
+    Sdpa,
+    Math,
+    Sliced(SliceSize),
+}
+
+impl AttentionImpl {
+    /// Parses the manifest spelling: `sdpa`, `math`, `sliced` (= auto), `sliced:auto`,
+    /// `sliced:max`, `sliced:N`.
+    pub fn parse(text: &str) -> Option<AttentionImpl> {
+        match text {
+            "sdpa" => Some(AttentionImpl::Sdpa),
+            "math" => Some(AttentionImpl::Math),
+            "sliced" | "sliced:auto" => Some(AttentionImpl::Sliced(SliceSize::Auto)),
+            "sliced:max" | "sliced:1" => Some(AttentionImpl::Sliced(SliceSize::Max)),
+            other => {
+                let n: i64 = other.strip_prefix("sliced:")?.parse().ok()?;
+                (n >= 1).then_some(AttentionImpl::Sliced(SliceSize::Fixed(n)))
+            }
+        }
+    }
+}
+
+impl fmt::Display for AttentionImpl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttentionImpl::Sdpa => f.write_str("sdpa"),
+            AttentionImpl::Math => f.write_str("math"),
+            AttentionImpl::Sliced(SliceSize::Auto) => f.write_str("sliced:auto"),
+            AttentionImpl::Sliced(SliceSize::Max) => f.write_str("sliced:max"),
+            AttentionImpl::Sliced(SliceSize::Fixed(n)) => write!(f, "sliced:{n}"),
+        }
+    }
+}
+
+/// Attention over `q`, `k`, `v` shaped `[batch, heads, tokens, head_dim]`.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, imp: AttentionImpl, upcast: bool) -> Tensor {
+    let (batch, heads, lq, d) = q.size4().expect("q is [batch, heads, tokens, head_dim]");
+    let scale = 1.0 / (d as f64).sqrt();
+    let explicit = |q: &Tensor, k: &Tensor, v: &Tensor| -> Tensor {
+        let kind = q.kind();
+        let (q, k) = if upcast {
+            (q.to_kind(Kind::Float), k.to_kind(Kind::Float))
+        } else {
+            (q.shallow_clone(), k.shallow_clone())
+        };
+        let scores = q.matmul(&k.transpose(-1, -2)) * scale;
+        let probs = scores.softmax(-1, scores.kind()).to_kind(kind);
+        probs.matmul(v)
+    };
+    match imp {
+        AttentionImpl::Sdpa => {
+            Tensor::scaled_dot_product_attention(q, k, v, None::<Tensor>, 0.0, false, scale, false)
+        }
+        AttentionImpl::Math => explicit(q, k, v),
+        AttentionImpl::Sliced(size) => {
+            let rows = batch * heads;
+            let slice = match size {
+                SliceSize::Auto => (heads / 2).max(1),
+                SliceSize::Max => 1,
+                SliceSize::Fixed(n) => n,
+            };
+            let lk = k.size()[2];
+            let q = q.reshape([rows, lq, d]);
+            let k = k.reshape([rows, lk, d]);
+            let v = v.reshape([rows, lk, v.size()[3]]);
+            let parts: Vec<Tensor> = (0..rows)
+                .step_by(slice as usize)
+                .map(|start| {
+                    let len = slice.min(rows - start);
+                    explicit(
+                        &q.narrow(0, start, len),
+                        &k.narrow(0, start, len),
+                        &v.narrow(0, start, len),
+                    )
+                })
+                .collect();
+            Tensor::cat(&parts, 0).reshape([batch, heads, lq, -1])
+        }
+    }
+}
+
+/// Per-head normalisation of queries and keys (QK-norm).
+#[derive(Debug, Clone)]
+pub enum QkNorm {
+    Rms(RmsNorm, RmsNorm),
+    Layer(LayerNorm, LayerNorm),
+}
+
+/// Multi-head attention with separate q/k/v/out projections (diffusers' `Attention`):
+/// self-attention when no context is given, cross-attention otherwise.
+#[derive(Debug, Clone)]
+pub struct MultiHeadAttention {
+    pub heads: i64,
+    pub head_dim: i64,
+    pub to_q: Linear,
+    pub to_k: Linear,
+    pub to_v: Linear,
+    pub to_out: Linear,
+    pub qk_norm: Option<QkNorm>,
+    pub upcast: bool,
+}
+
+/// Shape of a [`MultiHeadAttention`].
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionConfig {
+    pub query_dim: i64,
+    /// Key/value input width (`query_dim` for self-attention).
+    pub context_dim: i64,
+    pub heads: i64,
+    pub head_dim: i64,
+    pub qkv_bias: bool,
+    pub out_bias: bool,
+    pub qk_norm: QkNormKind,
+    pub upcast: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QkNormKind {
+    None,
+    Rms,
+    Layer,
+}
+
+impl MultiHeadAttention {
+    pub fn new(b: &mut Builder, name: &str, c: AttentionConfig) -> MultiHeadAttention {
+        let inner = c.heads * c.head_dim;
+        let qk_norm = match c.qk_norm {
+            QkNormKind::None => None,
+            QkNormKind::Rms => Some(QkNorm::Rms(
+                RmsNorm::new(b, &format!("{name}.norm_q"), c.head_dim, 1e-6),
+                RmsNorm::new(b, &format!("{name}.norm_k"), c.head_dim, 1e-6),
+            )),
+            QkNormKind::Layer => Some(QkNorm::Layer(
+                LayerNorm::new(b, &format!("{name}.norm_q"), c.head_dim, 1e-6, true),
+                LayerNorm::new(b, &format!("{name}.norm_k"), c.head_dim, 1e-6, true),
+            )),
+        };
+        MultiHeadAttention {
+            heads: c.heads,
+            head_dim: c.head_dim,
+            to_q: Linear::new(b, &format!("{name}.to_q"), c.query_dim, inner, c.qkv_bias),
+            to_k: Linear::new(b, &format!("{name}.to_k"), c.context_dim, inner, c.qkv_bias),
+            to_v: Linear::new(b, &format!("{name}.to_v"), c.context_dim, inner, c.qkv_bias),
+            to_out: Linear::new(b, &format!("{name}.to_out"), inner, c.query_dim, c.out_bias),
+            qk_norm,
+            upcast: c.upcast,
+        }
+    }
+
+    /// `[batch, tokens, heads·head_dim]` → `[batch, heads, tokens, head_dim]`
+    pub fn split_heads(&self, x: &Tensor) -> Tensor {
+        let (b, n, _) = x.size3().expect("[batch, tokens, channels]");
+        x.view([b, n, self.heads, self.head_dim]).transpose(1, 2)
+    }
+
+    /// Applies the QK-norm, if any, to `[batch, heads, tokens, head_dim]` tensors.
+    pub fn norm_qk(&self, w: &Weights, q: Tensor, k: Tensor) -> (Tensor, Tensor) {
+        match &self.qk_norm {
+            None => (q, k),
+            Some(QkNorm::Rms(nq, nk)) => (nq.forward(w, &q), nk.forward(w, &k)),
+            Some(QkNorm::Layer(nq, nk)) => (nq.forward(w, &q), nk.forward(w, &k)),
+        }
+    }
+
+    /// `x`: `[batch, tokens, query_dim]`; `context`: `[batch, ctx_tokens, context_dim]`.
+    pub fn forward(
+        &self,
+        w: &Weights,
+        x: &Tensor,
+        context: Option<&Tensor>,
+        imp: AttentionImpl,
+    ) -> Tensor {
+        let ctx = context.unwrap_or(x);
+        let q = self.split_heads(&self.to_q.forward(w, x));
+        let k = self.split_heads(&self.to_k.forward(w, ctx));
+        let v = self.split_heads(&self.to_v.forward(w, ctx));
+        let (q, k) = self.norm_qk(w, q, k);
+        let out = attention(&q, &k, &v, imp, self.upcast);
+        let (b, _, n, _) = out.size4().expect("attention output");
+        self.to_out.forward(
+            w,
+            &out.transpose(1, 2)
+                .reshape([b, n, self.heads * self.head_dim]),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qkv(seed: i64) -> (Tensor, Tensor, Tensor) {
+        tch::manual_seed(seed);
+        let opts = (Kind::Float, tch::Device::Cpu);
+        (
+            Tensor::randn([2, 4, 33, 16], opts),
+            Tensor::randn([2, 4, 47, 16], opts),
+            Tensor::randn([2, 4, 47, 16], opts),
+        )
+    }
+
+    #[test]
+    fn math_and_sliced_equal_sdpa_in_fp32() {
+        let (q, k, v) = qkv(1);
+        let reference = attention(&q, &k, &v, AttentionImpl::Sdpa, false);
+        for imp in [
+            AttentionImpl::Math,
+            AttentionImpl::Sliced(SliceSize::Auto),
+            AttentionImpl::Sliced(SliceSize::Max),
+            AttentionImpl::Sliced(SliceSize::Fixed(3)),
+        ] {
+            let out = attention(&q, &k, &v, imp, false);
+            assert_eq!(out.size(), reference.size());
+            let err = (&out - &reference).abs().max().double_value(&[]);
+            assert!(err < 1e-5, "{imp}: max abs error {err}");
+            let up = attention(&q, &k, &v, imp, true);
+            assert!(
+                (&up - &reference).abs().max().double_value(&[]) < 1e-5,
+                "{imp} upcast"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_manifest_spellings() {
+        assert_eq!(
+            AttentionImpl::parse("sliced"),
+            Some(AttentionImpl::Sliced(SliceSize::Auto))
+        );
+        assert_eq!(
+            AttentionImpl::parse("sliced:1"),
+            Some(AttentionImpl::Sliced(SliceSize::Max))
+        );
+        assert_eq!(
+            AttentionImpl::parse("sliced:4"),
+            Some(AttentionImpl::Sliced(SliceSize::Fixed(4)))
+        );
+        assert_eq!(AttentionImpl::parse("sliced:0"), None);
+        assert_eq!(AttentionImpl::parse("flash"), None);
+        for s in ["sdpa", "math", "sliced:auto", "sliced:max", "sliced:3"] {
+            assert_eq!(AttentionImpl::parse(s).unwrap().to_string(), s);
+        }
+    }
+}

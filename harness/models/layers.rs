@@ -1,0 +1,219 @@
+//! Leaf layers over [`Weights`]: each holds parameter handles and fetches them at forward time
+//! (see `weights.rs` for why). Shapes and defaults follow PyTorch's modules of the same name.
+
+use super::weights::{Builder, Init, Param, Weights};
+use tch::Tensor;
+
+/// `nn.Linear`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight: Param,
+    pub bias: Option<Param>,
+}
+
+impl Linear {
+    pub fn new(b: &mut Builder, name: &str, in_dim: i64, out_dim: i64, bias: bool) -> Linear {
+        Linear {
+            weight: b.param(
+                &format!("{name}.weight"),
+                &[out_dim, in_dim],
+                Init::FanIn(in_dim),
+            ),
+            bias: bias.then(|| b.param(&format!("{name}.bias"), &[out_dim], Init::Zeros)),
+        }
+    }
+
+    pub fn forward(&self, w: &Weights, x: &Tensor) -> Tensor {
+        let bias = self.bias.map(|b| w.get(b));
+        x.linear(&w.get(self.weight), bias.as_ref())
+    }
+}
+
+/// `nn.Conv2d` with square kernels.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    pub weight: Param,
+    pub bias: Option<Param>,
+    pub stride: i64,
+    pub padding: i64,
+}
+
+impl Conv2d {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        b: &mut Builder,
+        name: &str,
+        in_ch: i64,
+        out_ch: i64,
+        kernel: i64,
+        stride: i64,
+        padding: i64,
+        bias: bool,
+    ) -> Conv2d {
+        Conv2d {
+            weight: b.param(
+                &format!("{name}.weight"),
+                &[out_ch, in_ch, kernel, kernel],
+                Init::FanIn(in_ch * kernel * kernel),
+            ),
+            bias: bias.then(|| b.param(&format!("{name}.bias"), &[out_ch], Init::Zeros)),
+            stride,
+            padding,
+        }
+    }
+
+    pub fn forward(&self, w: &Weights, x: &Tensor) -> Tensor {
+        let bias = self.bias.map(|b| w.get(b));
+        x.conv2d(
+            &w.get(self.weight),
+            bias.as_ref(),
+            [self.stride; 2],
+            [self.padding; 2],
+            [1; 2],
+            1,
+        )
+    }
+}
+
+/// `nn.Conv3d` with cubic kernels.
+#[derive(Debug, Clone)]
+pub struct Conv3d {
+    pub weight: Param,
+    pub bias: Option<Param>,
+    pub stride: i64,
+    pub padding: i64,
+}
+
+impl Conv3d {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        b: &mut Builder,
+        name: &str,
+        in_ch: i64,
+        out_ch: i64,
+        kernel: i64,
+        stride: i64,
+        padding: i64,
+        bias: bool,
+    ) -> Conv3d {
+        Conv3d {
+            weight: b.param(
+                &format!("{name}.weight"),
+                &[out_ch, in_ch, kernel, kernel, kernel],
+                Init::FanIn(in_ch * kernel * kernel * kernel),
+            ),
+            bias: bias.then(|| b.param(&format!("{name}.bias"), &[out_ch], Init::Zeros)),
+            stride,
+            padding,
+        }
+    }
+
+    pub fn forward(&self, w: &Weights, x: &Tensor) -> Tensor {
+        let bias = self.bias.map(|b| w.get(b));
+        x.conv3d(
+            &w.get(self.weight),
+            bias.as_ref(),
+            [self.stride; 3],
+            [self.padding; 3],
+            [1; 3],
+            1,
+        )
+    }
+}
+
+/// `nn.GroupNorm` (affine).
+#[derive(Debug, Clone)]
+pub struct GroupNorm {
+    pub groups: i64,
+    pub weight: Param,
+    pub bias: Param,
+    pub eps: f64,
+}
+
+impl GroupNorm {
+    pub fn new(b: &mut Builder, name: &str, groups: i64, channels: i64, eps: f64) -> GroupNorm {
+        GroupNorm {
+            groups,
+            weight: b.param(&format!("{name}.weight"), &[channels], Init::Ones),
+            bias: b.param(&format!("{name}.bias"), &[channels], Init::Zeros),
+            eps,
+        }
+    }
+
+    pub fn forward(&self, w: &Weights, x: &Tensor) -> Tensor {
+        x.group_norm(
+            self.groups,
+            Some(&w.get(self.weight)),
+            Some(&w.get(self.bias)),
+            self.eps,
+            true,
+        )
+    }
+}
+
+/// `nn.LayerNorm` over the last dimension, optionally without affine parameters.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    pub dim: i64,
+    pub weight: Option<Param>,
+    pub bias: Option<Param>,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(b: &mut Builder, name: &str, dim: i64, eps: f64, affine: bool) -> LayerNorm {
+        LayerNorm {
+            dim,
+            weight: affine.then(|| b.param(&format!("{name}.weight"), &[dim], Init::Ones)),
+            bias: affine.then(|| b.param(&format!("{name}.bias"), &[dim], Init::Zeros)),
+            eps,
+        }
+    }
+
+    pub fn forward(&self, w: &Weights, x: &Tensor) -> Tensor {
+        let weight = self.weight.map(|p| w.get(p));
+        let bias = self.bias.map(|p| w.get(p));
+        x.layer_norm([self.dim], weight.as_ref(), bias.as_ref(), self.eps, true)
+    }
+}
+
+/// RMSNorm over the last dimension (as in Flux/Llama QK-norm and Z-Image), computed in fp32.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    pub weight: Param,
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    pub fn new(b: &mut Builder, name: &str, dim: i64, eps: f64) -> RmsNorm {
+        RmsNorm {
+            weight: b.param(&format!("{name}.weight"), &[dim], Init::Ones),
+            eps,
+        }
+    }
+
+    pub fn forward(&self, w: &Weights, x: &Tensor) -> Tensor {
+        let kind = x.kind();
+        let xf = x.to_kind(tch::Kind::Float);
+        let rms = (xf.square().mean_dim(-1, true, tch::Kind::Float) + self.eps).rsqrt();
+        (xf * rms).to_kind(kind) * w.get(self.weight)
+    }
+}
+
+/// `nn.Embedding`.
+#[derive(Debug, Clone)]
+pub struct Embedding {
+    pub weight: Param,
+}
+
+impl Embedding {
+    pub fn new(b: &mut Builder, name: &str, count: i64, dim: i64) -> Embedding {
+        Embedding {
+            weight: b.param(&format!("{name}.weight"), &[count, dim], Init::Normal(1.0)),
+        }
+    }
+
+    pub fn forward(&self, w: &Weights, ids: &Tensor) -> Tensor {
+        Tensor::embedding(&w.get(self.weight), ids, -1, false, false)
+    }
+}

@@ -1,0 +1,17 @@
+//! Structural replicas of the networks behind the documented pipelines: randomly initialised,
+//! with the real architectures' shapes, so compute, memory traffic and peak VRAM behave like the
+//! real models without their weights.
+//!
+//! Every model is built through a [`weights::Builder`]: with random weights on a device, or in
+//! counting mode, which checks full-size parameter counts without allocating them. Layers fetch
+//! their weights at forward time, which is what makes whole-model and sequential offload
+//! possible (see [`weights`]).
+
+pub mod attention;
+pub mod embeddings;
+pub mod feed_forward;
+pub mod layers;
+pub mod weights;
+
+pub use attention::{attention, AttentionImpl, SliceSize};
+pub use weights::{Builder, Init, Param, Residency, Weights};

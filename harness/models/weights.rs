@@ -1,0 +1,248 @@
+//! Parameter storage for the replica networks, built so that the same model code can
+//! - run with random weights on CPU or CUDA, in any dtype;
+//! - be *counted* without allocating (every parameter is a zero-stride view of one scalar), so
+//!   full-size parameter counts are checked on a machine that could not hold the weights;
+//! - be offloaded as diffusers/accelerate do it: whole-model (all weights moved to the GPU
+//!   before a stage and back after), sequential (weights stay on the CPU and each one is copied
+//!   to the GPU just before the operation that uses it, then dropped), or unloaded.
+//!
+//! Layers hold [`Param`] handles, not tensors, and fetch them through [`Weights::get`] at
+//! forward time; that indirection is what lets residency change without rebuilding the model.
+
+use tch::{Device, Kind, Tensor};
+
+/// Handle to one parameter tensor in a [`Weights`] store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Param(usize);
+
+/// How parameters are initialised (random weights must keep activations finite through deep
+/// stacks in fp16, hence fan-in scaling).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// Normal with standard deviation `1/sqrt(fan_in)`.
+    FanIn(i64),
+    /// Normal with a fixed standard deviation.
+    Normal(f64),
+    Zeros,
+    Ones,
+}
+
+/// Where weights live between uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Residency {
+    /// On the storage device; used in place.
+    Resident,
+    /// On the CPU; each parameter is copied to the compute device when used (accelerate's
+    /// sequential CPU offload, one leaf module at a time).
+    Sequential,
+    /// Dropped; the model must be rebuilt or reloaded before use.
+    Unloaded,
+}
+
+/// The parameters of one model.
+pub struct Weights {
+    names: Vec<String>,
+    shapes: Vec<Vec<i64>>,
+    tensors: Vec<Tensor>,
+    kind: Kind,
+    storage: Device,
+    compute: Device,
+    residency: Residency,
+    counting: bool,
+}
+
+impl std::fmt::Debug for Weights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Weights")
+            .field("params", &self.names.len())
+            .field("numel", &self.numel())
+            .field("kind", &self.kind)
+            .field("storage", &self.storage)
+            .field("compute", &self.compute)
+            .field("residency", &self.residency)
+            .finish()
+    }
+}
+
+impl Weights {
+    /// The tensor for `p`, on the compute device. Resident weights are returned as shallow
+    /// clones; sequential offload copies the weight to the compute device here, and the copy
+    /// is freed when the caller drops it after the operation.
+    pub fn get(&self, p: Param) -> Tensor {
+        assert!(!self.counting, "a counting model cannot run forward");
+        match self.residency {
+            Residency::Resident => self.tensors[p.0].shallow_clone(),
+            Residency::Sequential => self.tensors[p.0].to_device(self.compute),
+            Residency::Unloaded => panic!("weights were unloaded: reload the model before use"),
+        }
+    }
+
+    /// Number of parameters (elements), counted from the shapes.
+    pub fn numel(&self) -> i64 {
+        self.shapes.iter().map(|s| s.iter().product::<i64>()).sum()
+    }
+
+    /// Bytes the parameters occupy in their dtype.
+    pub fn bytes(&self) -> i64 {
+        self.numel() * self.kind.elt_size_in_bytes() as i64
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Device the forward pass runs on.
+    pub fn compute_device(&self) -> Device {
+        self.compute
+    }
+
+    /// Device the weights are stored on between uses.
+    pub fn storage_device(&self) -> Device {
+        self.storage
+    }
+
+    pub fn residency(&self) -> Residency {
+        self.residency
+    }
+
+    /// Parameter names and shapes, in creation order.
+    pub fn shapes(&self) -> impl Iterator<Item = (&str, &[i64])> {
+        self.names
+            .iter()
+            .map(String::as_str)
+            .zip(self.shapes.iter().map(Vec::as_slice))
+    }
+
+    /// Moves every weight to `device` and computes there (whole-model offload moves a model
+    /// to the GPU before its stage and back to the CPU after).
+    pub fn move_to(&mut self, device: Device) {
+        if self.storage != device && !self.counting {
+            for t in &mut self.tensors {
+                *t = t.to_device(device);
+            }
+        }
+        self.storage = device;
+        self.compute = device;
+        self.residency = Residency::Resident;
+    }
+
+    /// Keeps the weights on the CPU and copies each to `compute` only while it is used.
+    pub fn offload_sequential(&mut self, compute: Device) {
+        self.move_to(Device::Cpu);
+        self.compute = compute;
+        self.residency = Residency::Sequential;
+    }
+
+    /// Drops every weight tensor (the caller empties the allocator cache if it wants the
+    /// memory back at once).
+    pub fn unload(&mut self) {
+        for t in &mut self.tensors {
+            *t = Tensor::new();
+        }
+        self.residency = Residency::Unloaded;
+    }
+}
+
+/// Creates parameters for a model under construction.
+pub struct Builder {
+    weights: Weights,
+    generator_device: Device,
+}
+
+impl Builder {
+    /// Random weights of `kind` on `device`.
+    pub fn new(kind: Kind, device: Device) -> Builder {
+        Builder {
+            weights: Weights {
+                names: Vec::new(),
+                shapes: Vec::new(),
+                tensors: Vec::new(),
+                kind,
+                storage: device,
+                compute: device,
+                residency: Residency::Resident,
+                counting: false,
+            },
+            generator_device: device,
+        }
+    }
+
+    /// Shapes only: each parameter is a broadcast view of one element, so a full-size model
+    /// costs a few bytes per parameter tensor.
+    pub fn counting() -> Builder {
+        let mut b = Builder::new(Kind::Float, Device::Cpu);
+        b.weights.counting = true;
+        b
+    }
+
+    pub fn is_counting(&self) -> bool {
+        self.weights.counting
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.weights.kind
+    }
+
+    pub fn device(&self) -> Device {
+        self.weights.compute
+    }
+
+    /// Adds a parameter called `name` of `shape`.
+    pub fn param(&mut self, name: &str, shape: &[i64], init: Init) -> Param {
+        let w = &mut self.weights;
+        let tensor = if w.counting {
+            Tensor::zeros([1], (Kind::Float, Device::Cpu)).expand(shape, false)
+        } else {
+            let opts = (Kind::Float, self.generator_device);
+            let t = match init {
+                Init::FanIn(fan_in) => {
+                    Tensor::randn(shape, opts) * (1.0 / (fan_in.max(1) as f64).sqrt())
+                }
+                Init::Normal(std) => Tensor::randn(shape, opts) * std,
+                Init::Zeros => Tensor::zeros(shape, opts),
+                Init::Ones => Tensor::ones(shape, opts),
+            };
+            t.to_kind(w.kind)
+        };
+        w.names.push(name.to_string());
+        w.shapes.push(shape.to_vec());
+        w.tensors.push(tensor);
+        Param(w.tensors.len() - 1)
+    }
+
+    pub fn finish(self) -> Weights {
+        self.weights
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counting_allocates_views_and_counts_exactly() {
+        let mut b = Builder::counting();
+        b.param("w", &[4096, 4096], Init::FanIn(4096));
+        b.param("b", &[4096], Init::Zeros);
+        let w = b.finish();
+        assert_eq!(w.numel(), 4096 * 4096 + 4096);
+        // The big "tensor" is a zero-stride view of one element.
+        assert_eq!(w.tensors[0].stride(), vec![0, 0]);
+    }
+
+    #[test]
+    fn sequential_offload_fetches_copies_and_keeps_storage_on_cpu() {
+        let mut b = Builder::new(Kind::Float, Device::Cpu);
+        let p = b.param("w", &[3, 2], Init::Normal(1.0));
+        let mut w = b.finish();
+        let resident = w.get(p);
+        w.offload_sequential(Device::Cpu);
+        assert_eq!(w.residency(), Residency::Sequential);
+        assert_eq!(w.storage_device(), Device::Cpu);
+        let fetched = w.get(p);
+        assert!(fetched.equal(&resident));
+        w.unload();
+        assert_eq!(w.residency(), Residency::Unloaded);
+        assert_eq!(w.numel(), 6, "counts survive unloading");
+    }
+}
