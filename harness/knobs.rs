@@ -92,6 +92,29 @@ pub struct Knobs {
     pub vram_budget_gib: Option<f64>,
     /// Device selection.
     pub device: DeviceChoice,
+    /// `torch.compile(mode=…)`, as the notes use it. libtorch has no TorchDynamo, so the worker
+    /// records it as not applicable instead of silently ignoring it.
+    #[serde(default)]
+    pub torch_compile: Option<CompileMode>,
+}
+
+/// `torch.compile` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CompileMode {
+    Default,
+    ReduceOverhead,
+    MaxAutotune,
+}
+
+impl CompileMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompileMode::Default => "default",
+            CompileMode::ReduceOverhead => "reduce-overhead",
+            CompileMode::MaxAutotune => "max-autotune",
+        }
+    }
 }
 
 impl Default for Knobs {
@@ -108,6 +131,7 @@ impl Default for Knobs {
             empty_cache_between_stages: false,
             vram_budget_gib: None,
             device: DeviceChoice::Auto,
+            torch_compile: None,
         }
     }
 }

@@ -20,15 +20,27 @@ fn run(sb: &Sandbox, run: &str) -> serde_json::Value {
 #[test]
 fn warm_up_ends_when_settled_or_at_its_maximum() {
     let sb = Sandbox::new();
-    let record = run(&sb, "warmup = 1\nwarmup_max = 10\nsettle = { window = 3, tolerance = 0.9 }\nrepetitions = 2");
+    let record = run(
+        &sb,
+        "warmup = 1\nwarmup_max = 10\nsettle = { window = 3, tolerance = 0.9 }\nrepetitions = 2",
+    );
     let p = &record["suites"][0]["processes"][0];
-    assert_eq!(p["warmup_calls"], 3, "three agreeing calls settle a window of 3: {p}");
+    assert_eq!(
+        p["warmup_calls"], 3,
+        "three agreeing calls settle a window of 3: {p}"
+    );
     assert_eq!(p["warmup_settled"], true);
 
     let sb = Sandbox::new();
-    let record = run(&sb, "warmup = 1\nwarmup_max = 4\nsettle = { window = 3, tolerance = 1e-12 }\nrepetitions = 2");
+    let record = run(
+        &sb,
+        "warmup = 1\nwarmup_max = 4\nsettle = { window = 3, tolerance = 1e-12 }\nrepetitions = 2",
+    );
     let p = &record["suites"][0]["processes"][0];
-    assert_eq!(p["warmup_calls"], 4, "an unreachable tolerance stops at warmup_max: {p}");
+    assert_eq!(
+        p["warmup_calls"], 4,
+        "an unreachable tolerance stops at warmup_max: {p}"
+    );
     assert_eq!(p["warmup_settled"], false);
 
     let sb = Sandbox::new();
@@ -39,14 +51,20 @@ fn warm_up_ends_when_settled_or_at_its_maximum() {
 #[test]
 fn measured_calls_stop_when_precise_or_at_the_maximum() {
     let sb = Sandbox::new();
-    let record = run(&sb, "warmup = 0\nsettle = false\nrepetitions = 5\nrepetitions_max = 40\ntarget_rel_ci = 0.5");
+    let record = run(
+        &sb,
+        "warmup = 0\nsettle = false\nrepetitions = 5\nrepetitions_max = 40\ntarget_rel_ci = 0.5",
+    );
     let p = &record["suites"][0]["processes"][0];
     assert_eq!(p["stop"]["reason"], "precise", "{p}");
     assert!(p["samples"].as_u64().unwrap() < 40);
     assert!(p["stop"]["relative_ci"].as_f64().unwrap() <= 0.5);
 
     let sb = Sandbox::new();
-    let record = run(&sb, "warmup = 0\nsettle = false\nrepetitions = 3\nrepetitions_max = 6\ntarget_rel_ci = 1e-9");
+    let record = run(
+        &sb,
+        "warmup = 0\nsettle = false\nrepetitions = 3\nrepetitions_max = 6\ntarget_rel_ci = 1e-9",
+    );
     let p = &record["suites"][0]["processes"][0];
     assert_eq!(p["stop"]["reason"], "max", "{p}");
     assert_eq!(p["samples"], 6);
@@ -62,7 +80,10 @@ fn processes_are_added_until_the_limit_within_the_budget() {
     let suite = &record["suites"][0];
     assert_eq!(suite["processes"].as_array().unwrap().len(), 4);
     let adaptive = &suite["adaptive"];
-    assert_eq!(adaptive["variants"][0]["reason"], "processes_max reached", "{adaptive}");
+    assert_eq!(
+        adaptive["variants"][0]["reason"], "processes_max reached",
+        "{adaptive}"
+    );
     assert_eq!(adaptive["variants"][0]["processes"], 4);
     assert!(adaptive["spent_s"].as_f64().unwrap() > 0.0);
 

@@ -31,7 +31,7 @@ name = "default-knobs"
 
 [[variant]]
 name = "cudnn-off"
-knobs = { cudnn.enabled = false, env = { CLAIMBENCH_TEST_MARKER = "1" } }
+knobs = { cudnn.enabled = false, compile = "reduce-overhead", env = { CLAIMBENCH_TEST_MARKER = "1" } }
 "#;
 
 #[test]
@@ -112,6 +112,13 @@ fn run_writes_tidy_samples_and_a_complete_record() {
         .unwrap();
     assert_eq!(off["hello"]["backend_flags"]["cudnn_enabled"], false);
     let notes = off["hello"]["not_applicable"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .starts_with("compile: torch.compile(mode=\"reduce-overhead\")")),
+        "{notes:?}"
+    );
     assert!(
         notes
             .iter()

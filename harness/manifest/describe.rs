@@ -237,6 +237,9 @@ fn knob_changes(knobs: &Knobs) -> Vec<String> {
     if let Some(gib) = knobs.vram_budget_gib {
         changes.push(format!("vram_budget_gib={gib}"));
     }
+    if let Some(mode) = knobs.torch_compile {
+        changes.push(format!("compile={}", mode.as_str()));
+    }
     if knobs.device != default.device {
         changes.push(format!("device={}", device_name(knobs.device)));
     }

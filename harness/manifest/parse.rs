@@ -3,7 +3,7 @@
 //! catches a mistake even in a profile that is not selected.
 
 use super::error::{backticked, choice_hint, ManifestError};
-use crate::knobs::{DeterministicAlgorithms, DeviceChoice, Dtype, Knobs};
+use crate::knobs::{CompileMode, DeterministicAlgorithms, DeviceChoice, Dtype, Knobs};
 use crate::plan::{Order, ParamValue};
 use crate::stats::Correction;
 use crate::workloads::catalog::{self, ParamKind, ParamSpec, WorkloadSpec};
@@ -160,6 +160,7 @@ pub(super) enum KnobSetting {
     EmptyCache(bool),
     VramBudget(f64),
     Device(DeviceChoice),
+    Compile(Option<CompileMode>),
     Env(String, String),
 }
 
@@ -176,6 +177,7 @@ impl KnobSetting {
             KnobSetting::EmptyCache(b) => knobs.empty_cache_between_stages = *b,
             KnobSetting::VramBudget(gib) => knobs.vram_budget_gib = Some(*gib),
             KnobSetting::Device(d) => knobs.device = *d,
+            KnobSetting::Compile(mode) => knobs.torch_compile = *mode,
             KnobSetting::Env(name, value) => {
                 knobs.env.insert(name.clone(), value.clone());
             }
@@ -194,6 +196,7 @@ impl KnobSetting {
             KnobSetting::Dtype(d) => d.as_str().to_string(),
             KnobSetting::VramBudget(gib) => gib.to_string(),
             KnobSetting::Device(d) => device_name(*d).to_string(),
+            KnobSetting::Compile(mode) => mode.map_or("false", CompileMode::as_str).to_string(),
             KnobSetting::Env(_, value) => value.clone(),
         }
     }
@@ -213,6 +216,7 @@ enum KnobLeaf {
     EmptyCache,
     VramBudget,
     Device,
+    Compile,
 }
 
 const KNOB_LEAVES: &[(&str, KnobLeaf)] = &[
@@ -229,6 +233,13 @@ const KNOB_LEAVES: &[(&str, KnobLeaf)] = &[
     ("empty_cache", KnobLeaf::EmptyCache),
     ("vram_budget_gib", KnobLeaf::VramBudget),
     ("device", KnobLeaf::Device),
+    ("compile", KnobLeaf::Compile),
+];
+
+const COMPILE_MODES: &[(&str, CompileMode)] = &[
+    ("default", CompileMode::Default),
+    ("reduce-overhead", CompileMode::ReduceOverhead),
+    ("max-autotune", CompileMode::MaxAutotune),
 ];
 
 const DTYPES: &[(&str, Dtype)] = &[
@@ -721,6 +732,18 @@ fn knob_setting(
         KnobLeaf::Tf32Cudnn => KnobSetting::Tf32Cudnn(expect_bool(ctx, value, path)?),
         KnobLeaf::Dtype => KnobSetting::Dtype(expect_enum(ctx, value, path, DTYPES)?),
         KnobLeaf::EmptyCache => KnobSetting::EmptyCache(expect_bool(ctx, value, path)?),
+        // `compile = false`, `compile = true` (default mode) or `compile = "reduce-overhead"`.
+        KnobLeaf::Compile => match value.get_ref() {
+            DeValue::Boolean(false) => KnobSetting::Compile(None),
+            DeValue::Boolean(true) => KnobSetting::Compile(Some(CompileMode::Default)),
+            DeValue::String(_) => {
+                KnobSetting::Compile(Some(expect_enum(ctx, value, path, COMPILE_MODES)?))
+            }
+            _ => {
+                return Err(type_error(ctx, value, path, "a boolean or a mode string")
+                    .with_hint("write `compile = true` or `compile = \"reduce-overhead\"`"))
+            }
+        },
         KnobLeaf::VramBudget => {
             let gib = expect_number(ctx, value, path)?;
             if gib <= 0.0 {

@@ -1153,3 +1153,28 @@ fn limit_errors_carry_the_key_of_the_offending_setting() {
     );
     assert_eq!(error.key.as_deref(), Some("variant[0].run.repetitions"));
 }
+
+#[test]
+fn compile_knob_is_accepted_in_its_three_spellings() {
+    for (text, want) in [
+        ("compile = false", None),
+        ("compile = true", Some(crate::knobs::CompileMode::Default)),
+        (
+            "compile = \"reduce-overhead\"",
+            Some(crate::knobs::CompileMode::ReduceOverhead),
+        ),
+    ] {
+        let plan = plan_of(&with_suite(&["[knobs]", text]));
+        assert_eq!(plan.variants[0].knobs.torch_compile, want, "{text}");
+    }
+    let err = parse(&with_suite(&["[knobs]", "compile = \"reduce-overhed\""])).unwrap_err();
+    assert!(
+        err.to_string().contains("did you mean `reduce-overhead`"),
+        "{err}"
+    );
+    let err = parse(&with_suite(&["[knobs]", "compile = 3"])).unwrap_err();
+    assert!(
+        err.to_string().contains("a boolean or a mode string"),
+        "{err}"
+    );
+}

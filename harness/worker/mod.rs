@@ -131,6 +131,12 @@ fn apply_knobs(knobs: &Knobs, target: Target) -> Result<Vec<String>, String> {
     })
     .map_err(|e| e.to_string())?;
     let mut not_applicable = Vec::new();
+    if let Some(mode) = knobs.torch_compile {
+        not_applicable.push(format!(
+            "compile: torch.compile(mode=\"{}\") needs TorchDynamo, which libtorch does not have; recorded, not applied",
+            mode.as_str()
+        ));
+    }
     if !target.is_cuda() {
         let defaults = Knobs::default();
         let cuda_only = [
