@@ -147,6 +147,46 @@ impl Weights {
 pub struct Builder {
     weights: Weights,
     generator_device: Device,
+    pool: NoisePool,
+}
+
+/// Standard-normal values for weights built on the CPU. Drawing billions of normals on the
+/// CPU in every worker process would dominate set-up (a 6 B-parameter model takes tens of
+/// seconds); instead one block of noise is drawn and copied into each tensor from a moving
+/// offset, at memory-copy speed. Values only need a realistic scale and no zeros (zeros can
+/// run faster than real data), not independence.
+struct NoisePool {
+    block: Option<Tensor>,
+    offset: i64,
+}
+
+impl NoisePool {
+    const LEN: i64 = 1 << 24;
+
+    fn fill(&mut self, shape: &[i64], kind: Kind) -> Tensor {
+        let block = self
+            .block
+            .get_or_insert_with(|| Tensor::randn([Self::LEN], (Kind::Float, Device::Cpu)));
+        let numel: i64 = shape.iter().product();
+        let out = Tensor::empty([numel], (kind, Device::Cpu));
+        let mut done = 0;
+        while done < numel {
+            let start = self.offset % Self::LEN;
+            let len = (Self::LEN - start).min(numel - done);
+            out.narrow(0, done, len).copy_(&block.narrow(0, start, len));
+            done += len;
+            // An odd step keeps consecutive tensors from starting on the same values.
+            self.offset = (self.offset + len + 7919) % Self::LEN;
+        }
+        out.view(shape)
+    }
+}
+
+fn push(w: &mut Weights, name: &str, shape: &[i64], tensor: Tensor) -> Param {
+    w.names.push(name.to_string());
+    w.shapes.push(shape.to_vec());
+    w.tensors.push(tensor);
+    Param(w.tensors.len() - 1)
 }
 
 impl Builder {
@@ -164,6 +204,10 @@ impl Builder {
                 counting: false,
             },
             generator_device: device,
+            pool: NoisePool {
+                block: None,
+                offset: 0,
+            },
         }
     }
 
@@ -193,21 +237,20 @@ impl Builder {
         let tensor = if w.counting {
             Tensor::zeros([1], (Kind::Float, Device::Cpu)).expand(shape, false)
         } else {
-            let opts = (Kind::Float, self.generator_device);
-            let t = match init {
-                Init::FanIn(fan_in) => {
-                    Tensor::randn(shape, opts) * (1.0 / (fan_in.max(1) as f64).sqrt())
-                }
-                Init::Normal(std) => Tensor::randn(shape, opts) * std,
-                Init::Zeros => Tensor::zeros(shape, opts),
-                Init::Ones => Tensor::ones(shape, opts),
+            let device = self.generator_device;
+            let std = match init {
+                Init::FanIn(fan_in) => 1.0 / (fan_in.max(1) as f64).sqrt(),
+                Init::Normal(std) => std,
+                Init::Zeros => return push(w, name, shape, Tensor::zeros(shape, (w.kind, device))),
+                Init::Ones => return push(w, name, shape, Tensor::ones(shape, (w.kind, device))),
             };
-            t.to_kind(w.kind)
+            if device == Device::Cpu {
+                self.pool.fill(shape, w.kind) * std
+            } else {
+                (Tensor::randn(shape, (Kind::Float, device)) * std).to_kind(w.kind)
+            }
         };
-        w.names.push(name.to_string());
-        w.shapes.push(shape.to_vec());
-        w.tensors.push(tensor);
-        Param(w.tensors.len() - 1)
+        push(w, name, shape, tensor)
     }
 
     pub fn finish(self) -> Weights {
@@ -241,6 +284,11 @@ mod tests {
         assert_eq!(w.storage_device(), Device::Cpu);
         let fetched = w.get(p);
         assert!(fetched.equal(&resident));
+        let std = resident.std(true).double_value(&[]);
+        assert!(
+            std > 0.1,
+            "CPU weights drawn from the noise pool are random, std {std}"
+        );
         w.unload();
         assert_eq!(w.residency(), Residency::Unloaded);
         assert_eq!(w.numel(), 6, "counts survive unloading");
