@@ -8,9 +8,12 @@
 //! possible (see [`weights`]).
 
 pub mod attention;
+pub mod dit;
 pub mod embeddings;
 pub mod feed_forward;
+pub mod hunyuan3d;
 pub mod layers;
+pub mod vit;
 pub mod weights;
 
 pub use attention::{attention, AttentionImpl, SliceSize};
