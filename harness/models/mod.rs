@@ -11,6 +11,9 @@ pub mod attention;
 pub mod embeddings;
 pub mod feed_forward;
 pub mod layers;
+pub mod unet;
+pub mod unet_blocks;
+pub mod vae;
 pub mod weights;
 
 pub use attention::{attention, AttentionImpl, SliceSize};
