@@ -636,6 +636,18 @@ fn param_value(
                 Err(unknown_value(ctx, value, path, s, options))
             }
         }
+        ParamKind::Text(check) => {
+            let s = expect_str(ctx, value, path)?;
+            (check.check)(s).map_err(|hint| {
+                ctx.err(
+                    value.span(),
+                    path,
+                    format!("invalid value `{s}` for `{path}`"),
+                )
+                .with_hint(hint)
+            })?;
+            Ok(ParamValue::Str(s.to_string()))
+        }
     }
 }
 

@@ -13,6 +13,9 @@ pub mod embeddings;
 pub mod feed_forward;
 pub mod hunyuan3d;
 pub mod layers;
+pub mod unet;
+pub mod unet_blocks;
+pub mod vae;
 pub mod vit;
 pub mod weights;
 

@@ -17,6 +17,28 @@ pub enum ParamKind {
     Bool,
     /// A string from a fixed set.
     Choice(&'static [&'static str]),
+    /// A string that a check accepts (for open families such as `sliced:N` attention).
+    Text(TextCheck),
+}
+
+/// A named check of a text parameter: returns the hint to show when it rejects a value.
+/// Compared by name, since function addresses are not meaningful to compare.
+#[derive(Clone, Copy)]
+pub struct TextCheck {
+    pub name: &'static str,
+    pub check: fn(&str) -> Result<(), String>,
+}
+
+impl PartialEq for TextCheck {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl std::fmt::Debug for TextCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TextCheck({})", self.name)
+    }
 }
 
 /// One parameter of a workload.
@@ -110,6 +132,32 @@ const fn choice(
         doc,
     }
 }
+
+const fn text(
+    name: &'static str,
+    default: &'static str,
+    check: TextCheck,
+    doc: &'static str,
+) -> ParamSpec {
+    ParamSpec {
+        name,
+        kind: ParamKind::Text(check),
+        default: DefaultValue::Str(default),
+        doc,
+    }
+}
+
+/// An attention implementation as `AttentionImpl::parse` spells it (a pure string check; it
+/// touches no libtorch).
+const ATTENTION: TextCheck = TextCheck {
+    name: "attention",
+    check: |text| match crate::models::AttentionImpl::parse(text) {
+        Some(_) => Ok(()),
+        None => Err(
+            "valid values: `sdpa`, `math`, `sliced:auto`, `sliced:max`, `sliced:N` (N ≥ 1)".into(),
+        ),
+    },
+};
 
 /// Every workload the worker can run.
 pub const WORKLOADS: &[WorkloadSpec] = &[
@@ -209,6 +257,68 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
                 "size of the allocation for kind = \"alloc\"",
             ),
             int("exit_code", 3, 0, 255, "exit status for kind = \"exit\""),
+        ],
+    },
+    WorkloadSpec {
+        id: "unet",
+        summary: "Stable Diffusion UNet (SD 2.1 geometry, random weights): `steps` calls per sample, \
+                  optionally with multiview and reference attentions",
+        test_only: false,
+        params: &[
+            choice("preset", "sd21", &["sd21", "tiny"], "network size: SD 2.1, or a toy size for CPU checks"),
+            int(
+                "in_channels",
+                4,
+                4,
+                64,
+                "conv_in channels: 4 latent + conditioning latents (8: InstructPix2Pix / delight, 12: Hunyuan3D-paint)",
+            ),
+            int("resolution", 512, 8, 8192, "image height and width in pixels (a multiple of 8; latent = /8)"),
+            int("batch", 2, 1, 4096, "UNet batch (2 = one image with classifier-free guidance; views × CFG for multiview)"),
+            int("steps", 1, 1, 10_000, "UNet calls per sample (denoising steps)"),
+            text(
+                "attention",
+                "sdpa",
+                ATTENTION,
+                "attention implementation of every layer: sdpa | math | sliced:auto | sliced:max | sliced:N",
+            ),
+            int("views", 1, 1, 64, "views per object: consecutive batch entries that the multiview attention joins"),
+            choice(
+                "multiview",
+                "none",
+                &["none", "full", "row"],
+                "extra multiview attention per transformer block: none, full sequence (Hunyuan3D-paint) or row-wise (UP2You)",
+            ),
+            choice(
+                "reference",
+                "none",
+                &["none", "all", "selected"],
+                "extra reference attention per transformer block: over all N_ref·HW recorded tokens (Hunyuan3D-paint) or reference_ratio·HW per view (UP2You)",
+            ),
+            float("reference_ratio", 2.0, 0.001, 64.0, "reference tokens per view as a multiple of HW (capped at reference_images), for reference = \"selected\""),
+            int("reference_images", 1, 1, 64, "reference images per object"),
+            choice(
+                "reference_pass",
+                "every_step",
+                &["every_step", "once", "synthetic"],
+                "how the reference tokens are made: a reference UNet pass every step (Hunyuan3D-paint) or once per sample (UP2You), or random stand-ins made at setup",
+            ),
+            boolean("camera_embedding", false, "add Hunyuan3D-paint's camera class embedding (49 × 1280)"),
+            int("seed", 0, 0, i64::MAX, "seed of the random weights and inputs"),
+        ],
+    },
+    WorkloadSpec {
+        id: "vae_decode",
+        summary: "AutoencoderKL decode (SD or 16-channel Flux-style VAE, random weights) with diffusers' slicing and tiling",
+        test_only: false,
+        params: &[
+            choice("preset", "sd", &["sd", "flux16", "tiny"], "VAE: SD 2.x, 16-channel Flux-style, or a toy size for CPU checks"),
+            int("resolution", 512, 8, 16384, "output height and width in pixels (a multiple of 8)"),
+            int("batch", 1, 1, 4096, "images decoded per call"),
+            boolean("slicing", false, "decode one image at a time (diffusers' enable_slicing)"),
+            boolean("tiling", false, "decode in overlapping, blended tiles (diffusers' enable_tiling)"),
+            int("tile_size", 0, 0, 16384, "tile size in pixels; 0 = the VAE's sample_size (768 for SD 2.1, 1024 for Flux)"),
+            int("seed", 0, 0, i64::MAX, "seed of the random weights and latents"),
         ],
     },
 ];

@@ -6,6 +6,8 @@ mod conv_stack;
 mod fault;
 mod matmul;
 mod sleep;
+mod unet;
+mod vae_decode;
 
 use crate::knobs::Dtype;
 use crate::measure::{Stages, Target};
@@ -133,6 +135,8 @@ pub fn build(variant: &VariantPlan, target: Target) -> Result<Box<dyn Workload>>
         "matmul" => Box::new(matmul::Matmul::new(&setup)?),
         "fault" => Box::new(fault::Fault::new(&setup)?),
         "sleep" => Box::new(sleep::Sleep::new(&setup)?),
+        "unet" => Box::new(unet::Unet::new(&setup)?),
+        "vae_decode" => Box::new(vae_decode::VaeDecode::new(&setup)?),
         other => bail!("unknown workload `{other}`"),
     })
 }
@@ -151,6 +155,7 @@ mod tests {
             ("m", ParamValue::Int(16)),
             ("k", ParamValue::Int(16)),
             ("n", ParamValue::Int(16)),
+            ("preset", ParamValue::Str("tiny".into())),
         ];
         for spec in catalog::WORKLOADS {
             let overrides: Vec<_> = small
