@@ -159,6 +159,64 @@ const ATTENTION: TextCheck = TextCheck {
     },
 };
 
+const PRESETS: &[&str] = &["full", "tiny"];
+
+const PRESET: ParamSpec = choice(
+    "preset",
+    "full",
+    PRESETS,
+    "model sizes: the real architectures, or `tiny` (same code, for CPU tests)",
+);
+const ATTENTION_PARAM: ParamSpec = text(
+    "attention",
+    "sdpa",
+    ATTENTION,
+    "attention kernel path: fused SDPA, explicit math, or diffusers' attention slicing",
+);
+const SEED: ParamSpec = int(
+    "seed",
+    0,
+    0,
+    i64::MAX,
+    "seed of the random weights and inputs",
+);
+const VAE_SLICING: ParamSpec = boolean("vae_slicing", false, "decode one image at a time");
+const VAE_TILING: ParamSpec = boolean("vae_tiling", false, "decode in overlapping tiles");
+const SHAPE_STEPS: ParamSpec = int("shape_steps", 50, 1, 1000, "flow-matching DiT steps");
+const SHAPE_GUIDANCE: ParamSpec = float(
+    "shape_guidance",
+    5.0,
+    0.0,
+    100.0,
+    "guidance scale; CFG doubles the DiT batch unless 0",
+);
+const OCTREE: ParamSpec = int(
+    "octree_resolution",
+    384,
+    16,
+    1024,
+    "volume decoding grid: (octree_resolution + 1)³ query points",
+);
+const NUM_CHUNKS: ParamSpec = int(
+    "num_chunks",
+    8000,
+    64,
+    1 << 24,
+    "query points per volume-decoder chunk",
+);
+const LOAD: ParamSpec = choice(
+    "load",
+    "all_at_once",
+    &["all_at_once", "lazy", "sequential"],
+    "load every model first, on first use, or load/unload around each stage",
+);
+const OFFLOAD: ParamSpec = choice(
+    "offload",
+    "none",
+    &["none", "model", "sequential"],
+    "diffusers CPU offload: none (`pipe.to(\"cuda\")`), model, or sequential",
+);
+
 /// Every workload the worker can run.
 pub const WORKLOADS: &[WorkloadSpec] = &[
     WorkloadSpec {
@@ -214,6 +272,103 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
             int("k", 4096, 1, 1 << 20, "inner dimension"),
             int("n", 4096, 1, 1 << 20, "columns of the right operand"),
             int("seed", 0, 0, i64::MAX, "seed of the random operands"),
+        ],
+    },
+    WorkloadSpec {
+        id: "hunyuan3d_shape",
+        summary: "Hunyuan3D-2 shape: DINOv2-g conditioning, DiT flow steps with CFG, ShapeVAE decode, chunked volume decode, surface extraction",
+        test_only: false,
+        params: &[
+            PRESET,
+            SHAPE_STEPS,
+            SHAPE_GUIDANCE,
+            OCTREE,
+            NUM_CHUNKS,
+            int("image_size", 518, 28, 2048, "conditioning image size (DINOv2 input)"),
+            LOAD,
+            ATTENTION_PARAM,
+            SEED,
+        ],
+    },
+    WorkloadSpec {
+        id: "hunyuan3d_texture",
+        summary: "Hunyuan3D-2 texture: delight UNet, UV unwrap, normal/position renders, multiview diffusion with a reference UNet, VAE decode, baking, inpainting (optionally after the shape stage)",
+        test_only: false,
+        params: &[
+            PRESET,
+            boolean("with_shape", false, "run the shape pipeline first, as the notes' end-to-end scenarios do"),
+            SHAPE_STEPS,
+            SHAPE_GUIDANCE,
+            OCTREE,
+            NUM_CHUNKS,
+            choice("views", "standard", &["minimal", "fast", "standard"], "camera views: 3, 4 or 6"),
+            int("delight_steps", 50, 1, 1000, "delight (InstructPix2Pix) UNet steps"),
+            int("multiview_steps", 30, 1, 1000, "multiview diffusion steps"),
+            float("multiview_guidance", 2.0, 0.0, 100.0, "CFG scale of the multiview UNet (≤ 1: no CFG)"),
+            boolean("reference_unet", true, "run the reference (dual-stream) UNet every step"),
+            int("render_size", 2048, 64, 8192, "rasterisation size of the normal/position renders and of baking"),
+            int("texture_size", 2048, 64, 8192, "UV atlas size for baking and inpainting"),
+            int("faces", 40000, 100, 10_000_000, "mesh faces for the UV-unwrap stand-in"),
+            boolean("sequential_load", false, "load the delight and multiview models just before their stages and unload them after"),
+            VAE_SLICING,
+            VAE_TILING,
+            ATTENTION_PARAM,
+            SEED,
+        ],
+    },
+    WorkloadSpec {
+        id: "sam3d",
+        summary: "SAM 3D Objects: eight models (load strategies), depth, two flow stages with interval CFG, decoders",
+        test_only: false,
+        params: &[
+            PRESET,
+            LOAD,
+            int("input_resolution", 770, 56, 2048, "stage-1 DINOv2 input size (stage 2 scales with it by 1036/770)"),
+            int("ss_steps", 25, 1, 1000, "stage-1 (sparse structure) flow steps"),
+            int("slat_steps", 25, 1, 1000, "stage-2 (structured latent) flow steps"),
+            int("slat_tokens", 5000, 16, 1 << 20, "dense stand-in token count of the sparse stage-2 transformer"),
+            boolean("decode_gaussians", true, "run both Gaussian decoders"),
+            boolean("decode_mesh", true, "run the mesh decoder"),
+            boolean("cleanup", true, "free every model and empty the cache after inference"),
+            ATTENTION_PARAM,
+            SEED,
+        ],
+    },
+    WorkloadSpec {
+        id: "t2i_dit",
+        summary: "text-to-image with a Z-Image-style single-stream DiT: text encoder, DiT steps, VAE decode, diffusers offload modes",
+        test_only: false,
+        params: &[
+            PRESET,
+            int("height", 1024, 64, 4096, "image height in pixels"),
+            int("width", 1024, 64, 4096, "image width in pixels"),
+            int("steps", 9, 1, 1000, "DiT calls"),
+            float("guidance", 0.0, 0.0, 100.0, "CFG scale; 0 or 1 means one DiT batch"),
+            int("text_tokens", 512, 1, 4096, "text-encoder sequence length"),
+            OFFLOAD,
+            VAE_SLICING,
+            VAE_TILING,
+            ATTENTION_PARAM,
+            SEED,
+        ],
+    },
+    WorkloadSpec {
+        id: "up2you",
+        summary: "UP2You: segmentation, DINOv2 features, multiview RGB and normal diffusion with a guidance interval, VAE decode, reconstruction",
+        test_only: false,
+        params: &[
+            PRESET,
+            int("views", 6, 1, 64, "generated views"),
+            int("resolution", 768, 64, 2048, "view resolution in pixels"),
+            int("steps", 50, 1, 1000, "diffusion steps per stage"),
+            float("guidance", 3.0, 0.0, 100.0, "CFG scale"),
+            int("guidance_interval", 1, 1, 1000, "THG: the unconditional branch runs every k-th step (1 = plain CFG)"),
+            int("reference_images", 4, 1, 64, "reference photos"),
+            boolean("normal_stage", true, "run the normal-map diffusion stage"),
+            int("reconstruction_iterations", 700, 0, 100_000, "mesh reconstruction stand-in iterations"),
+            VAE_SLICING,
+            ATTENTION_PARAM,
+            SEED,
         ],
     },
     WorkloadSpec {

@@ -4,7 +4,9 @@
 pub mod catalog;
 mod conv_stack;
 mod fault;
+pub mod hunyuan3d;
 mod matmul;
+pub mod pipeline;
 mod sleep;
 mod unet;
 mod vae_decode;
@@ -137,6 +139,7 @@ pub fn build(variant: &VariantPlan, target: Target) -> Result<Box<dyn Workload>>
         "sleep" => Box::new(sleep::Sleep::new(&setup)?),
         "unet" => Box::new(unet::Unet::new(&setup)?),
         "vae_decode" => Box::new(vae_decode::VaeDecode::new(&setup)?),
+        "hunyuan3d_shape" => Box::new(hunyuan3d::Hunyuan3dShape::new(&setup)?),
         other => bail!("unknown workload `{other}`"),
     })
 }
