@@ -67,6 +67,24 @@ pub fn describe_plan(plan: &Plan) -> String {
         );
     }
 
+    if !plan.claims.is_empty() {
+        let _ = writeln!(out);
+        for claim in &plan.claims {
+            let metric = claim
+                .check
+                .metric()
+                .map(|m| format!(" of {m}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "claim {} ({}{metric}): {}",
+                claim.id,
+                claim.check.kind_name(),
+                claim.check.claimed()
+            );
+        }
+    }
+
     let _ = writeln!(out);
     let jobs: Vec<String> = plan
         .jobs
