@@ -89,15 +89,14 @@ impl ClaimCheck {
         }
     }
 
-    /// The metric judged (`peak_reserved_bytes` for a fit), if any.
+    /// The metric judged, if any (a fit judges outcomes and peak reserved memory together).
     pub fn metric(&self) -> Option<&str> {
         match self {
             ClaimCheck::Change { metric, .. }
             | ClaimCheck::Difference { metric, .. }
             | ClaimCheck::Order { metric, .. }
             | ClaimCheck::Bound { metric, .. } => Some(metric),
-            ClaimCheck::Fit { .. } => Some("peak_reserved_bytes"),
-            ClaimCheck::NotApplicable { .. } => None,
+            ClaimCheck::Fit { .. } | ClaimCheck::NotApplicable { .. } => None,
         }
     }
 
@@ -349,7 +348,10 @@ pub fn parse_range(text: &str, dimension: Dimension) -> Result<ClaimRange, Range
         };
         (bound(low)?, bound(high)?)
     } else if trimmed.is_empty() {
-        return Err(RangeError::new("the range is empty", Some(example(dimension))));
+        return Err(RangeError::new(
+            "the range is empty",
+            Some(example(dimension)),
+        ));
     } else {
         let value = parse_value(trimmed, dimension)?;
         (Some(value), Some(value))

@@ -210,7 +210,13 @@ fn parse_claim(ctx: &Ctx<'_>, item: &Value<'_>, path: &str) -> Result<ClaimDef, 
         "order" => &["metric"],
         _ => &["metric", "variant", "absolute_time"],
     };
-    for name in ["metric", "baseline", "candidate", "variant", "absolute_time"] {
+    for name in [
+        "metric",
+        "baseline",
+        "candidate",
+        "variant",
+        "absolute_time",
+    ] {
         if let Some((key, _)) = get(name) {
             if !allowed.contains(&name) {
                 let hint = match kind {
@@ -249,7 +255,11 @@ fn parse_claim(ctx: &Ctx<'_>, item: &Value<'_>, path: &str) -> Result<ClaimDef, 
                         .to_string(),
                 };
                 return Err(ctx
-                    .err(value.span(), &key, format!("unknown metric `{name}` in `{key}`"))
+                    .err(
+                        value.span(),
+                        &key,
+                        format!("unknown metric `{name}` in `{key}`"),
+                    )
                     .with_hint(hint));
             }
             name.to_string()
@@ -658,7 +668,14 @@ params = { ms = 30 }
         let kinds: Vec<&str> = plan.claims.iter().map(|c| c.check.kind_name()).collect();
         assert_eq!(
             kinds,
-            ["change", "difference", "fit", "order", "bound", "not-applicable"]
+            [
+                "change",
+                "difference",
+                "fit",
+                "order",
+                "bound",
+                "not-applicable"
+            ]
         );
         let first = &plan.claims[0];
         assert_eq!((first.id.as_str(), first.line), ("H0-01", 16));
@@ -766,9 +783,8 @@ params = { ms = 30 }
 
     #[test]
     fn matrix_names_are_suggested_in_full() {
-        let text = format!(
-            "{HEAD}\n[matrix]\n\"params.stages\" = [1, 2]\n{CLAIM}order = \"a < b\"\n"
-        );
+        let text =
+            format!("{HEAD}\n[matrix]\n\"params.stages\" = [1, 2]\n{CLAIM}order = \"a < b\"\n");
         let err = Manifest::from_str(Path::new("m.toml"), &text)
             .unwrap_err()
             .to_string();

@@ -1296,7 +1296,12 @@ fn found(ctx: &Ctx<'_>, value: &Value<'_>) -> String {
     }
 }
 
-pub(super) fn type_error(ctx: &Ctx<'_>, value: &Value<'_>, path: &str, expected: &str) -> ManifestError {
+pub(super) fn type_error(
+    ctx: &Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+    expected: &str,
+) -> ManifestError {
     let error = ctx.err(
         value.span(),
         path,
@@ -1353,7 +1358,11 @@ pub(super) fn expect_str<'t>(
     }
 }
 
-pub(super) fn expect_bool(ctx: &Ctx<'_>, value: &Value<'_>, path: &str) -> Result<bool, ManifestError> {
+pub(super) fn expect_bool(
+    ctx: &Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+) -> Result<bool, ManifestError> {
     match value.get_ref() {
         DeValue::Boolean(b) => Ok(*b),
         _ => Err(type_error(ctx, value, path, "a boolean")),

@@ -124,12 +124,15 @@ impl Effect {
 pub struct Judgement {
     pub verdict: ClaimVerdictKind,
     pub effect: Option<Effect>,
+    /// What was seen when there is no interval (out-of-memory outcomes).
+    pub observed: Option<String>,
     pub reason: String,
 }
 
 impl Judgement {
     fn not_applicable(reason: impl Into<String>) -> Self {
         Judgement {
+            observed: None,
             verdict: ClaimVerdictKind::NotApplicable,
             effect: None,
             reason: reason.into(),
@@ -169,6 +172,8 @@ pub struct ClaimVerdict {
     pub claimed_max: Option<f64>,
     pub verdict: ClaimVerdictKind,
     pub effect: Option<Effect>,
+    /// What was seen when there is no interval (out-of-memory outcomes).
+    pub observed: Option<String>,
     pub reason: String,
     /// Ordering claims: one verdict per adjacent pair.
     pub steps: Vec<StepVerdict>,
@@ -199,7 +204,7 @@ impl ClaimVerdict {
                 .collect::<Vec<_>>()
                 .join("; ");
         }
-        "–".into()
+        self.observed.clone().unwrap_or_else(|| "–".into())
     }
 }
 
@@ -265,8 +270,9 @@ fn range_judgement(effect: Effect, range: &ClaimRange) -> Judgement {
         _ => "straddles",
     };
     Judgement {
+        observed: None,
         verdict,
-        reason: format!("{} {place} the claimed {}", effect.text(), range.text),
+        reason: format!("the interval {place} the claimed {}", range.text),
         effect: Some(effect),
     }
 }
@@ -303,9 +309,10 @@ fn relative_effect(
     candidate: &NestedSample,
     dimension: Dimension,
     cfg: &ClaimConfig,
-) -> Result<Effect, Judgement> {
+) -> Result<Effect, Box<Judgement>> {
     if dimension == Dimension::Time {
-        let config = CompareConfig::new(cfg.confidence, None).map_err(|e| inconclusive(&e))?;
+        let config =
+            CompareConfig::new(cfg.confidence, None).map_err(|e| Box::new(inconclusive(&e)))?;
         let c = compare(
             "claim",
             "time",
@@ -314,9 +321,11 @@ fn relative_effect(
             candidate,
             &config,
         )
-        .map_err(|e| inconclusive(&e))?;
+        .map_err(|e| Box::new(inconclusive(&e)))?;
         let interval = c.interval().ok_or_else(|| {
-            Judgement::not_applicable("no interval for this comparison".to_string())
+            Box::new(Judgement::not_applicable(
+                "no interval for this comparison".to_string(),
+            ))
         })?;
         let basis = match c.unit() {
             Some(Unit::Process) => "per-process medians",
@@ -333,18 +342,18 @@ fn relative_effect(
         };
         for warning in c.warnings() {
             if let ComparisonWarning::IntervalBelowConfidence { achieved, nominal } = warning {
-                return Err(Judgement {
+                return Err(Box::new(Judgement {
+                    observed: None,
                     verdict: ClaimVerdictKind::Inconclusive,
                     reason: format!(
-                        "{}: too few {basis} for a {:.0} % interval (at most {:.0} % here); run at least {} processes per variant, or fewer than {} to compare calls",
-                        effect.text(),
+                        "too few {basis} for a {:.0} % interval (at most {:.0} % here); run at least {} processes per variant, or fewer than {} to compare calls",
                         100.0 * nominal,
                         100.0 * achieved,
                         MIN_PROCESSES_PER_SIDE + 1,
                         MIN_PROCESSES_PER_SIDE
                     ),
                     effect: Some(effect),
-                });
+                }));
             }
         }
         return Ok(effect);
@@ -352,11 +361,12 @@ fn relative_effect(
     let (b, b_min, b_max) = spread(baseline);
     let (c, c_min, c_max) = spread(candidate);
     if b_min <= 0.0 {
-        return Err(Judgement {
+        return Err(Box::new(Judgement {
+            observed: None,
             verdict: ClaimVerdictKind::Inconclusive,
             effect: None,
             reason: "the baseline measured zero: a relative change is undefined".into(),
-        });
+        }));
     }
     let tol = tolerance(dimension, b, cfg) / b;
     Ok(Effect {
@@ -376,6 +386,7 @@ fn relative_effect(
 
 fn inconclusive(e: &dyn fmt::Display) -> Judgement {
     Judgement {
+        observed: None,
         verdict: ClaimVerdictKind::Inconclusive,
         effect: None,
         reason: format!("cannot compare: {e}"),
@@ -392,7 +403,7 @@ pub fn judge_change(
 ) -> Judgement {
     match relative_effect(baseline, candidate, dimension, cfg) {
         Ok(effect) => range_judgement(effect, expected),
-        Err(judgement) => judgement,
+        Err(judgement) => *judgement,
     }
 }
 
@@ -437,10 +448,10 @@ pub fn judge_difference(
         };
         if !shift.reaches_nominal_confidence() {
             return Judgement {
+                observed: None,
                 verdict: ClaimVerdictKind::Inconclusive,
                 reason: format!(
-                    "{}: too few {basis} for a {:.0} % interval",
-                    effect.text(),
+                    "too few {basis} for a {:.0} % interval",
                     100.0 * cfg.confidence
                 ),
                 effect: Some(effect),
@@ -555,44 +566,48 @@ pub fn judge_fit(
         });
     }
     let ooms = format!("out of memory in {} of {finished} processes", outcomes.oom);
+    let observed = |text: String, verdict, reason: &str| Judgement {
+        verdict,
+        effect: None,
+        observed: Some(text),
+        reason: reason.to_string(),
+    };
     if outcomes.oom > 0 && outcomes.ok > 0 {
-        return Judgement {
-            verdict: ClaimVerdictKind::Inconclusive,
-            effect: None,
-            reason: format!("{ooms}: borderline"),
+        return observed(
+            ooms,
+            ClaimVerdictKind::Inconclusive,
+            "some processes fit and some did not: borderline",
+        );
+    }
+    if outcomes.oom == finished {
+        return if fits {
+            observed(
+                ooms,
+                ClaimVerdictKind::Refuted,
+                "every process ran out of memory",
+            )
+        } else {
+            observed(
+                ooms,
+                ClaimVerdictKind::Confirmed,
+                "every process ran out of memory, as claimed",
+            )
         };
     }
     if !fits {
-        let verdict = if outcomes.oom == finished {
-            ClaimVerdictKind::Confirmed
-        } else {
-            ClaimVerdictKind::Refuted
-        };
-        let reason = if verdict == ClaimVerdictKind::Confirmed {
-            ooms
-        } else {
-            let peak = peak_reserved
-                .map(|p| {
-                    format!(
-                        " (peak reserved {})",
-                        Dimension::Bytes.format(p.median_of_process_medians())
-                    )
-                })
-                .unwrap_or_default();
-            format!("ran in all {finished} processes without running out of memory{peak}")
-        };
-        return Judgement {
-            verdict,
-            effect: None,
-            reason,
-        };
-    }
-    if outcomes.oom == finished {
-        return Judgement {
-            verdict: ClaimVerdictKind::Refuted,
-            effect: None,
-            reason: ooms,
-        };
+        let peak = peak_reserved
+            .map(|p| {
+                format!(
+                    " (peak reserved {})",
+                    Dimension::Bytes.format(p.median_of_process_medians())
+                )
+            })
+            .unwrap_or_default();
+        return observed(
+            format!("ran without running out of memory in {finished} processes{peak}"),
+            ClaimVerdictKind::Refuted,
+            "every process finished without running out of memory",
+        );
     }
     let Some(budget) = budget_bytes else {
         return Judgement::not_applicable("no VRAM budget is set for the variant");
@@ -643,6 +658,7 @@ pub fn judge_fit(
         )
     };
     Judgement {
+        observed: None,
         verdict,
         effect: Some(effect),
         reason,
@@ -660,7 +676,7 @@ pub fn judge_step(
     if dimension == Dimension::Time {
         let effect = match relative_effect(lower, upper, dimension, cfg) {
             Ok(effect) => effect,
-            Err(judgement) => return judgement,
+            Err(judgement) => return *judgement,
         };
         let verdict = match relation {
             Relation::Less if effect.lower > 0.0 => ClaimVerdictKind::Confirmed,
@@ -693,6 +709,7 @@ pub fn judge_step(
             }
         };
         return Judgement {
+            observed: None,
             verdict,
             reason: format!("{} {why}", effect.text()),
             effect: Some(effect),
@@ -727,6 +744,7 @@ pub fn judge_step(
         String::new()
     };
     Judgement {
+        observed: None,
         verdict,
         reason: format!("difference {}{tol_text}", effect.text()),
         effect: Some(effect),
@@ -770,6 +788,7 @@ pub fn judge_order(
         .find(|s| s.verdict == ClaimVerdictKind::Refuted)
     {
         Judgement {
+            observed: None,
             verdict: ClaimVerdictKind::Refuted,
             effect: None,
             reason: format!("does not hold: {}", describe(bad)),
@@ -779,15 +798,17 @@ pub fn judge_order(
         .find(|s| s.verdict != ClaimVerdictKind::Confirmed)
     {
         Judgement {
+            observed: None,
             verdict: ClaimVerdictKind::Inconclusive,
             effect: None,
             reason: format!("undecided: {}", describe(open)),
         }
     } else {
         Judgement {
+            observed: None,
             verdict: ClaimVerdictKind::Confirmed,
             effect: None,
-            reason: format!("all {} steps hold", steps.len()),
+            reason: format!("every step holds ({} of {})", steps.len(), steps.len()),
         }
     };
     (judgement, steps)
@@ -1017,15 +1038,16 @@ pub fn judge_claim(
     cfg: &ClaimConfig,
 ) -> (Judgement, Vec<StepVerdict>) {
     let dimension_of = |metric: &str| Dimension::of_metric(metric).unwrap_or(Dimension::Time);
-    let check_variants = |names: &[&str], metric: &str| -> Result<(), Judgement> {
+    // The reason the claim is not applicable, if it is.
+    let check_variants = |names: &[&str], metric: &str| -> Result<(), String> {
         for name in names {
             if let Some(reason) = unusable(name, data.get(*name), metric) {
-                return Err(Judgement::not_applicable(reason));
+                return Err(reason);
             }
         }
         let found: Vec<&VariantData<'_>> = names.iter().filter_map(|n| data.get(*n)).collect();
         match inert_difference(&found) {
-            Some(reason) => Err(Judgement::not_applicable(reason)),
+            Some(reason) => Err(reason),
             None => Ok(()),
         }
     };
@@ -1044,8 +1066,8 @@ pub fn judge_claim(
             candidate,
             expected,
         } => {
-            if let Err(j) = check_variants(&[baseline.as_str(), candidate.as_str()], metric) {
-                return (j, Vec::new());
+            if let Err(reason) = check_variants(&[baseline.as_str(), candidate.as_str()], metric) {
+                return (Judgement::not_applicable(reason), Vec::new());
             }
             let (b, c) = (sample(baseline, metric), sample(candidate, metric));
             let j = if matches!(claim.check, ClaimCheck::Change { .. }) {
@@ -1060,8 +1082,8 @@ pub fn judge_claim(
             variant,
             expected,
         } => {
-            if let Err(j) = check_variants(&[variant.as_str()], metric) {
-                return (j, Vec::new());
+            if let Err(reason) = check_variants(&[variant.as_str()], metric) {
+                return (Judgement::not_applicable(reason), Vec::new());
             }
             let j = judge_bound(sample(variant, metric), dimension_of(metric), expected, cfg);
             (j, Vec::new())
@@ -1072,8 +1094,8 @@ pub fn judge_claim(
             relations,
         } => {
             let names: Vec<&str> = variants.iter().map(String::as_str).collect();
-            if let Err(j) = check_variants(&names, metric) {
-                return (j, Vec::new());
+            if let Err(reason) = check_variants(&names, metric) {
+                return (Judgement::not_applicable(reason), Vec::new());
             }
             let samples: Vec<(&str, &NestedSample)> =
                 names.iter().map(|n| (*n, sample(n, metric))).collect();
@@ -1166,6 +1188,7 @@ pub fn evaluate(run: &RunRecord, samples: &[SampleRow]) -> Vec<ClaimVerdict> {
                 claimed_max,
                 verdict: j.verdict,
                 effect: j.effect,
+                observed: j.observed,
                 reason: j.reason,
                 steps,
                 flagged_samples,
@@ -1238,7 +1261,10 @@ mod tests {
         assert!(e.lower <= 0.5 && e.upper >= 0.5);
         let j = judge_change(&a, &b, Dimension::Time, &relative("-10%"), &cfg());
         assert_eq!(j.verdict, ClaimVerdictKind::Refuted, "{}", j.reason);
-        assert!(j.reason.contains("lies wholly outside the claimed -10%"));
+        assert_eq!(
+            j.reason,
+            "the interval lies wholly outside the claimed -10%"
+        );
         // The interval reaches past 50 % on one side only.
         let j = judge_change(&a, &b, Dimension::Time, &relative("40%..50%"), &cfg());
         assert_eq!(j.verdict, ClaimVerdictKind::Inconclusive, "{}", j.reason);
@@ -1254,7 +1280,11 @@ mod tests {
         let (a, b) = (timed(20.0, 3, 4), timed(30.0, 3, 4));
         let j = judge_change(&a, &b, Dimension::Time, &relative("40%..60%"), &cfg());
         assert_eq!(j.verdict, ClaimVerdictKind::Inconclusive, "{}", j.reason);
-        assert!(j.reason.contains("too few per-process medians"), "{}", j.reason);
+        assert!(
+            j.reason.contains("too few per-process medians"),
+            "{}",
+            j.reason
+        );
     }
 
     #[test]
@@ -1291,10 +1321,22 @@ mod tests {
         let base = nested(&[&[7.5 * GIB], &[7.5 * GIB]]);
         let more = nested(&[&[7.8 * GIB], &[7.8 * GIB]]);
         let gib = |t: &str| parse_range(t, Dimension::Bytes).unwrap();
-        let j = judge_difference(&base, &more, Dimension::Bytes, &gib("0.3GiB ± 0.1GiB"), &cfg());
+        let j = judge_difference(
+            &base,
+            &more,
+            Dimension::Bytes,
+            &gib("0.3GiB ± 0.1GiB"),
+            &cfg(),
+        );
         assert_eq!(j.verdict, ClaimVerdictKind::Confirmed, "{}", j.reason);
-        assert!(j.reason.contains("+307.2 MiB"), "{}", j.reason);
-        let j = judge_difference(&base, &more, Dimension::Bytes, &gib("-1GiB ± 0.2GiB"), &cfg());
+        assert!(j.effect.unwrap().text().starts_with("+307.2 MiB"));
+        let j = judge_difference(
+            &base,
+            &more,
+            Dimension::Bytes,
+            &gib("-1GiB ± 0.2GiB"),
+            &cfg(),
+        );
         assert_eq!(j.verdict, ClaimVerdictKind::Refuted);
 
         let ms = |t: &str| parse_range(t, Dimension::Time).unwrap();
@@ -1350,7 +1392,11 @@ mod tests {
         let budget = Some(8u64 << 30);
         let j = judge_fit(true, budget, counts(2, 0), Some(&peak), Some(512 << 20));
         assert_eq!(j.verdict, ClaimVerdictKind::Confirmed, "{}", j.reason);
-        assert!(j.reason.contains("needs at most 6.70 GiB of 8.00 GiB"), "{}", j.reason);
+        assert!(
+            j.reason.contains("needs at most 6.70 GiB of 8.00 GiB"),
+            "{}",
+            j.reason
+        );
         let j = judge_fit(true, Some(6u64 << 30), counts(2, 0), Some(&peak), None);
         assert_eq!(j.verdict, ClaimVerdictKind::Refuted, "{}", j.reason);
         assert_eq!(
@@ -1368,7 +1414,10 @@ mod tests {
         );
         let j = judge_fit(false, None, counts(0, 3), None, None);
         assert_eq!(j.verdict, ClaimVerdictKind::Confirmed);
-        assert_eq!(j.reason, "out of memory in 3 of 3 processes");
+        assert_eq!(
+            j.observed.as_deref(),
+            Some("out of memory in 3 of 3 processes")
+        );
         assert_eq!(
             judge_fit(false, None, counts(3, 0), Some(&peak), None).verdict,
             ClaimVerdictKind::Refuted
@@ -1402,7 +1451,11 @@ mod tests {
         );
         assert_eq!(j.verdict, ClaimVerdictKind::Refuted);
         assert_eq!(steps[1].verdict, ClaimVerdictKind::Refuted);
-        assert!(j.reason.starts_with("does not hold: slow < mid"), "{}", j.reason);
+        assert!(
+            j.reason.starts_with("does not hold: slow < mid"),
+            "{}",
+            j.reason
+        );
         let twin = timed(20.0, 4, 5);
         let (j, _) = order(&[("mid", &mid), ("twin", &twin)], &[Relation::Equal]);
         assert_eq!(j.verdict, ClaimVerdictKind::Confirmed, "{}", j.reason);
