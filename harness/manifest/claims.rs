@@ -665,6 +665,12 @@ params = { ms = 30 }
              {CLAIM}applicable = false\nreason = \"needs torch.compile\"\n"
         );
         let plan = build_plan(&load(&text).unwrap(), ProfileChoice::Named("base")).unwrap();
+        let described = super::super::describe_plan(&plan);
+        assert!(
+            described.contains("claim H0-01 (change of wall_ms): 40%..60%"),
+            "{described}"
+        );
+        assert!(described.contains("claim H0-01 (not-applicable): needs torch.compile"));
         let kinds: Vec<&str> = plan.claims.iter().map(|c| c.check.kind_name()).collect();
         assert_eq!(
             kinds,

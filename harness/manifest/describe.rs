@@ -75,12 +75,15 @@ pub fn describe_plan(plan: &Plan) -> String {
                 .metric()
                 .map(|m| format!(" of {m}"))
                 .unwrap_or_default();
+            let stated = match &claim.check {
+                crate::claim::ClaimCheck::NotApplicable { reason } => reason.clone(),
+                check => check.claimed(),
+            };
             let _ = writeln!(
                 out,
-                "claim {} ({}{metric}): {}",
+                "claim {} ({}{metric}): {stated}",
                 claim.id,
                 claim.check.kind_name(),
-                claim.check.claimed()
             );
         }
     }

@@ -547,3 +547,29 @@ fn html_renders_in_headless_chromium() {
     assert!(size > 50_000, "screenshot of {size} bytes looks empty");
     eprintln!("screenshot: {}", screenshot.display());
 }
+
+#[test]
+fn verdicts_that_depend_on_flagged_samples_are_listed() {
+    let (current, mut samples) = run("20250102T030405Z-nvidia-h100-testhost", 1.0);
+    // Half of cudnn-on's processes ran throttled at twice the time.
+    for s in samples
+        .iter_mut()
+        .filter(|s| s.variant == "cudnn-on" && s.process < 3)
+    {
+        s.measurement.wall_ms *= 2.0;
+        s.flags = vec!["throttled".into()];
+    }
+    let report = Report::build(&current, &samples, None, None, Vec::new());
+    let h0_01 = report.claims.iter().find(|c| c.id == "H0-01").unwrap();
+    assert_ne!(h0_01.verdict.name(), "confirmed");
+    assert_eq!(h0_01.without_flagged.map(|v| v.name()), Some("confirmed"));
+    assert_eq!(h0_01.flagged_samples, 9 + 2);
+    assert!(report
+        .quality
+        .claims_changed
+        .iter()
+        .any(|c| c.what == "texture H0-01" && c.without_flagged == "confirmed"));
+    let md = super::markdown::render(&report);
+    assert!(md.contains("- texture H0-01: "), "{md}");
+    assert!(md.contains("confirmed without flagged samples"));
+}

@@ -1482,4 +1482,60 @@ mod tests {
         );
         assert_eq!(j.verdict, ClaimVerdictKind::Refuted);
     }
+
+    #[test]
+    fn claims_on_knobs_that_cannot_act_or_on_failed_variants_are_not_applicable() {
+        let text = "[suite]\nname = \"s\"\nworkload = \"sleep\"\n\
+                    [[variant]]\nname = \"on\"\n\
+                    [[variant]]\nname = \"off\"\nknobs = { cudnn.enabled = false }\n\
+                    [[claim]]\nid = \"H0-01\"\nsource = \"H0\"\nsummary = \"cuDNN is faster\"\n\
+                    change = \"-40%..-30%\"\nbaseline = \"off\"\ncandidate = \"on\"\n";
+        let manifest =
+            crate::manifest::Manifest::from_str(std::path::Path::new("m.toml"), text).unwrap();
+        let plan =
+            crate::manifest::build_plan(&manifest, crate::manifest::ProfileChoice::Named("base"))
+                .unwrap();
+        let data = |plan, statuses: Vec<Status>, not_applicable: &[&str]| VariantData {
+            plan,
+            statuses,
+            metrics: [("wall_ms".to_string(), timed(20.0, 2, 5))]
+                .into_iter()
+                .collect(),
+            not_applicable: not_applicable.iter().map(|s| s.to_string()).collect(),
+            cuda_overhead_bytes: None,
+            flagged: 0,
+        };
+        let cpu_note = "cudnn.enabled: acts on CUDA only; this worker runs on CPU";
+        let mut variants = BTreeMap::new();
+        variants.insert(
+            "on".to_string(),
+            data(&plan.variants[0], vec![Status::Ok; 2], &[]),
+        );
+        variants.insert(
+            "off".to_string(),
+            data(&plan.variants[1], vec![Status::Ok; 2], &[cpu_note]),
+        );
+        let (j, _) = judge_claim(&plan.claims[0], &variants, &cfg());
+        assert_eq!(j.verdict, ClaimVerdictKind::NotApplicable);
+        assert_eq!(
+            j.reason,
+            format!("the settings that set the variants apart cannot act here: {cpu_note}")
+        );
+        // On a GPU the knob acts: the claim is measured (and here refuted: no change).
+        variants.get_mut("off").unwrap().not_applicable.clear();
+        let (j, _) = judge_claim(&plan.claims[0], &variants, &cfg());
+        assert_eq!(j.verdict, ClaimVerdictKind::Refuted, "{}", j.reason);
+        // A variant whose workers all crashed has nothing to compare.
+        variants.get_mut("on").unwrap().statuses = vec![Status::Crashed; 2];
+        let (j, _) = judge_claim(&plan.claims[0], &variants, &cfg());
+        assert_eq!(j.verdict, ClaimVerdictKind::NotApplicable);
+        assert_eq!(
+            j.reason,
+            "variant `on` has no successful process (2 failed)"
+        );
+        assert_eq!(
+            differing_settings(&plan.variants[0], &plan.variants[1]),
+            ["cudnn.enabled"]
+        );
+    }
 }
