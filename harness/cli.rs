@@ -6,7 +6,7 @@ use crate::measure::nvml;
 use crate::runner::{self, Launcher};
 use crate::store::baseline::{baseline_path, Baseline, BaselineKey};
 use crate::store::{self, Fingerprint, RunDir, RunRecord, SampleRow};
-use crate::verdict::gate::{gate, GateVerdict};
+use crate::verdict::gate::{gate, GateReport, GateVerdict};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -58,6 +58,28 @@ enum Command {
         /// Compare even if the baseline comes from other hardware or software.
         #[arg(long)]
         allow_mismatch: bool,
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
+    /// Judge a run's claims (and regressions, with a baseline) and write the report files
+    /// (report.md, report.html, junit.xml, report.json, bmf.json, github-benchmark.json);
+    /// exit 1 on a regression or a refuted claim.
+    Report {
+        /// Run folder (default: the newest under RESULTS/runs).
+        run: Option<PathBuf>,
+        /// Baseline to compare with: a baseline file or folder, or another run folder
+        /// (default: the stored baselines for the run's hardware, if there are any).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Compare even if the baseline comes from other hardware or software.
+        #[arg(long)]
+        allow_mismatch: bool,
+        /// Folder for the report files (default: the run folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// What to print on standard output.
+        #[arg(long, value_enum, default_value = "terminal")]
+        format: crate::report::Format,
         #[arg(long, default_value = "results")]
         results: PathBuf,
     },
@@ -173,6 +195,21 @@ fn dispatch(command: Command) -> Result<i32> {
                     allow_mismatch,
                 },
             )
+        }
+        Command::Report {
+            run,
+            baseline,
+            allow_mismatch,
+            out,
+            format,
+            results,
+        } => {
+            let dir = run_or_latest(run, &results)?;
+            let options = GateOptions {
+                baseline,
+                allow_mismatch,
+            };
+            report_command(&dir, &results, &options, out.as_deref(), format)
         }
         Command::Baseline { action } => baseline_command(action),
         Command::Check { manifests, profile } => check(&manifests, profile.as_deref()),
@@ -321,6 +358,17 @@ fn run(
         run.samples.iter().filter(|s| !s.warmup).count(),
         run.path.display()
     );
+    let gated = match &gate {
+        Some(options) => {
+            let gated = gate_with(&run.path, &run.record, &run.samples, results, options, true)?;
+            if let Some(g) = &gated {
+                print_gate(&run.path, &g.report)?;
+            }
+            gated
+        }
+        None => None,
+    };
+    let report = write_report(&run.path, &run.record, &run.samples, gated, &run.path)?;
     if run.record.interrupted {
         eprintln!("interrupted: the records above hold everything finished before Ctrl-C");
         return Ok(exit_code::INTERRUPTED);
@@ -343,11 +391,8 @@ fn run(
             run.path.display()
         );
     }
-    if let Some(gate) = gate {
-        let code = compare_run(&run.path, results, &gate)?;
-        if code != exit_code::OK {
-            return Ok(code);
-        }
+    if report.exit_code() != exit_code::OK {
+        return Ok(report.exit_code());
     }
     Ok(if failures > 0 {
         exit_code::WORKER_FAILURES
@@ -407,10 +452,23 @@ fn load_baselines(path: &Path) -> Result<Vec<Baseline>> {
     Baseline::load(path).map(|b| vec![b]).map_err(usage)
 }
 
-/// Compares a run with its baselines, prints the table, stores `compare.json` in the run
-/// folder, and returns 1 if anything regressed.
-fn compare_run(dir: &Path, results: &Path, options: &GateOptions) -> Result<i32> {
-    let (run, samples) = load_run(dir)?;
+/// A gate report, and the same gate with flagged samples left out (for the sensitivity
+/// shown in reports).
+struct Gated {
+    report: GateReport,
+    without_flagged: GateReport,
+}
+
+/// Compares a run with its baselines: the explicit `--baseline`, else the stored baselines
+/// for the run's fingerprint. With `required` false and no stored baseline, there is no gate.
+fn gate_with(
+    dir: &Path,
+    run: &RunRecord,
+    samples: &[SampleRow],
+    results: &Path,
+    options: &GateOptions,
+    required: bool,
+) -> Result<Option<Gated>> {
     let key = BaselineKey::of(&run.fingerprint);
     let (baselines, mismatches) = match &options.baseline {
         Some(path) => {
@@ -444,17 +502,106 @@ fn compare_run(dir: &Path, results: &Path, options: &GateOptions) -> Result<i32>
             (found, Vec::new())
         }
     };
-    let report = gate(&run, &samples, &baselines, mismatches);
-    print!("{}", crate::report::terminal::gate_table(&report));
+    if baselines.is_empty() && !required {
+        return Ok(None);
+    }
+    let unflagged: Vec<SampleRow> = samples
+        .iter()
+        .filter(|s| s.flags.is_empty())
+        .cloned()
+        .collect();
+    Ok(Some(Gated {
+        report: gate(run, samples, &baselines, mismatches.clone()),
+        without_flagged: gate(run, &unflagged, &baselines, mismatches),
+    }))
+}
+
+/// Prints the gate table and stores `compare.json` in the run folder.
+fn print_gate(dir: &Path, report: &GateReport) -> Result<()> {
+    print!("{}", crate::report::terminal::gate_table(report));
     store::write_atomic(
         &dir.join("compare.json"),
-        &serde_json::to_vec_pretty(&report)?,
-    )?;
-    Ok(if report.count(GateVerdict::Regression) > 0 {
+        &serde_json::to_vec_pretty(report)?,
+    )
+}
+
+/// Compares a run with its baselines, prints the table, stores `compare.json` in the run
+/// folder, and returns 1 if anything regressed.
+fn compare_run(dir: &Path, results: &Path, options: &GateOptions) -> Result<i32> {
+    let (run, samples) = load_run(dir)?;
+    let Some(gated) = gate_with(dir, &run, &samples, results, options, true)? else {
+        return Ok(exit_code::OK);
+    };
+    print_gate(dir, &gated.report)?;
+    Ok(if gated.report.count(GateVerdict::Regression) > 0 {
         exit_code::REGRESSION
     } else {
         exit_code::OK
     })
+}
+
+/// Judges the claims and builds the report, with trends from the other runs beside `dir`.
+fn build_report(
+    dir: &Path,
+    run: &RunRecord,
+    samples: &[SampleRow],
+    gated: Option<Gated>,
+) -> crate::report::model::Report {
+    let history = crate::report::trend_runs(dir, run, samples);
+    let (gate_report, without) = match gated {
+        Some(g) => (Some(g.report), Some(g.without_flagged)),
+        None => (None, None),
+    };
+    crate::report::model::Report::build(
+        run,
+        samples,
+        gate_report,
+        without.as_ref(),
+        crate::report::model::trends(run, &history),
+    )
+}
+
+/// Builds the report, writes its files into `out`, and prints the claims and sample quality.
+fn write_report(
+    dir: &Path,
+    run: &RunRecord,
+    samples: &[SampleRow],
+    gated: Option<Gated>,
+    out: &Path,
+) -> Result<crate::report::model::Report> {
+    let report = build_report(dir, run, samples, gated);
+    let written = crate::report::write_files(out, &report)?;
+    anstream::print!("{}", crate::report::terminal::claims_table(&report.claims));
+    print!("{}", crate::report::terminal::quality_line(&report.quality));
+    eprintln!("wrote {} report files to {}", written.len(), out.display());
+    Ok(report)
+}
+
+/// `claimbench report`: the report of a stored run.
+fn report_command(
+    dir: &Path,
+    results: &Path,
+    options: &GateOptions,
+    out: Option<&Path>,
+    format: crate::report::Format,
+) -> Result<i32> {
+    let (run, samples) = load_run(dir)?;
+    let explicit = options.baseline.is_some();
+    let gated = gate_with(dir, &run, &samples, results, options, explicit)?;
+    let out = out.unwrap_or(dir);
+    if format == crate::report::Format::Terminal {
+        print!("{}", crate::report::terminal::summary(&run, &samples));
+        if let Some(g) = &gated {
+            print!("{}", crate::report::terminal::gate_table(&g.report));
+        }
+        let report = write_report(dir, &run, &samples, gated, out)?;
+        return Ok(report.exit_code());
+    }
+    // Another format on stdout: the files are still written, the tables are not printed.
+    let report = build_report(dir, &run, &samples, gated);
+    crate::report::write_files(out, &report)?;
+    print!("{}", crate::report::render(&report, format)?);
+    Ok(report.exit_code())
 }
 
 fn baseline_command(action: BaselineAction) -> Result<i32> {

@@ -4,6 +4,7 @@
 //! The modules follow the data: manifest → plan → runner/worker → measure → store → stats →
 //! verdict → report.
 
+pub mod claim;
 pub mod cli;
 pub mod exit_code;
 pub mod ffi;

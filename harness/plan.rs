@@ -153,6 +153,10 @@ pub struct Plan {
     pub variants: Vec<VariantPlan>,
     /// Jobs in execution order.
     pub jobs: Vec<Job>,
+    /// The manifest's `[[claim]]`s, checked against this plan's variants (absent in records
+    /// written before claims existed).
+    #[serde(default)]
+    pub claims: Vec<crate::claim::ClaimSpec>,
 }
 
 impl Plan {

@@ -67,6 +67,27 @@ pub fn describe_plan(plan: &Plan) -> String {
         );
     }
 
+    if !plan.claims.is_empty() {
+        let _ = writeln!(out);
+        for claim in &plan.claims {
+            let metric = claim
+                .check
+                .metric()
+                .map(|m| format!(" of {m}"))
+                .unwrap_or_default();
+            let stated = match &claim.check {
+                crate::claim::ClaimCheck::NotApplicable { reason } => reason.clone(),
+                check => check.claimed(),
+            };
+            let _ = writeln!(
+                out,
+                "claim {} ({}{metric}): {stated}",
+                claim.id,
+                claim.check.kind_name(),
+            );
+        }
+    }
+
     let _ = writeln!(out);
     let jobs: Vec<String> = plan
         .jobs

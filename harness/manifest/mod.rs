@@ -21,6 +21,7 @@
     reason = "ManifestError's public fields are the interface; errors are rare and cold"
 )]
 
+mod claims;
 mod describe;
 mod error;
 mod expand;
@@ -69,6 +70,7 @@ impl Manifest {
         let root = DeTable::parse(text).map_err(|e| syntax_error(&ctx, &e))?;
         let model = parse::parse_model(&ctx, root.get_ref())?;
         expand::check_limits(&ctx, &model)?;
+        claims::check_claims(&ctx, &model)?;
         Ok(Manifest {
             path: path_for_messages.to_path_buf(),
             text: text.to_string(),
@@ -132,6 +134,7 @@ pub fn build_plan(manifest: &Manifest, profile: ProfileChoice<'_>) -> Result<Pla
     let wide = expand::plan_wide(model, layer);
     let variants = expand::variants(model, layer);
     let jobs = Plan::schedule(&variants, wide.order, wide.seed);
+    let claims = claims::specs(&model.claims, &variants);
     Ok(Plan {
         suite: model.suite.clone(),
         description: model.description.clone(),
@@ -144,6 +147,7 @@ pub fn build_plan(manifest: &Manifest, profile: ProfileChoice<'_>) -> Result<Pla
         compare: wide.compare,
         variants,
         jobs,
+        claims,
     })
 }
 

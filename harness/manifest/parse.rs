@@ -34,7 +34,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn snippet(&self, span: Range<usize>) -> &str {
+    pub(super) fn snippet(&self, span: Range<usize>) -> &str {
         self.text.get(span).unwrap_or("")
     }
 }
@@ -53,6 +53,8 @@ pub(super) struct Model {
     pub variants: Vec<VariantDef>,
     /// In file order.
     pub axes: Vec<Axis>,
+    /// `[[claim]]`s in file order; variant names are checked after expansion.
+    pub claims: Vec<super::claims::ClaimDef>,
 }
 
 /// One level of the merge: a partial set of params, knobs, run and compare settings (a
@@ -289,7 +291,7 @@ const CORRECTIONS: &[(&str, Correction)] = &[
 ];
 
 const TOP_KEYS: &[&str] = &[
-    "suite", "params", "knobs", "run", "compare", "profiles", "variant", "matrix",
+    "suite", "params", "knobs", "run", "compare", "profiles", "variant", "matrix", "claim",
 ];
 const SUITE_KEYS: &[&str] = &["name", "description", "workload", "source"];
 const PROFILE_KEYS: &[&str] = &["params", "knobs", "run", "compare"];
@@ -332,18 +334,18 @@ const COMPARE_KEYS: &[&str] = &[
 /// Profile name meaning "no profile".
 pub(super) const BASE_PROFILE: &str = "base";
 
-type Key<'i> = Spanned<DeString<'i>>;
-type Value<'i> = Spanned<DeValue<'i>>;
+pub(super) type Key<'i> = Spanned<DeString<'i>>;
+pub(super) type Value<'i> = Spanned<DeValue<'i>>;
 
 /// Entries in file order (the map itself is sorted by key), so that the first mistake in the
 /// file is the one reported.
-fn entries<'t, 'i>(table: &'t DeTable<'i>) -> Vec<(&'t Key<'i>, &'t Value<'i>)> {
+pub(super) fn entries<'t, 'i>(table: &'t DeTable<'i>) -> Vec<(&'t Key<'i>, &'t Value<'i>)> {
     let mut entries: Vec<_> = table.iter().collect();
     entries.sort_by_key(|(key, _)| key.span().start);
     entries
 }
 
-fn join(prefix: &str, key: &str) -> String {
+pub(super) fn join(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {
         key.to_string()
     } else {
@@ -461,6 +463,11 @@ pub(super) fn parse_model(ctx: &Ctx<'_>, root: &DeTable<'_>) -> Result<Model, Ma
         None => Vec::new(),
     };
 
+    let claims = match root.get_key_value("claim") {
+        Some((_, value)) => super::claims::parse_claims(ctx, value)?,
+        None => Vec::new(),
+    };
+
     Ok(Model {
         suite: suite.to_string(),
         description,
@@ -469,6 +476,7 @@ pub(super) fn parse_model(ctx: &Ctx<'_>, root: &DeTable<'_>) -> Result<Model, Ma
         profiles,
         variants,
         axes,
+        claims,
     })
 }
 
@@ -478,7 +486,7 @@ fn valid_name(name: &str, first: impl Fn(char) -> bool, rest: &str) -> bool {
     chars.next().is_some_and(&first) && chars.all(|c| first(c) || rest.contains(c))
 }
 
-fn check_keys(
+pub(super) fn check_keys(
     ctx: &Ctx<'_>,
     table: &DeTable<'_>,
     allowed: &[&str],
@@ -499,7 +507,7 @@ fn check_keys(
     Ok(())
 }
 
-fn required<'t, 'i>(
+pub(super) fn required<'t, 'i>(
     ctx: &Ctx<'_>,
     table: &'t DeTable<'i>,
     table_value: &Value<'_>,
@@ -1162,7 +1170,7 @@ fn parse_variants(
 }
 
 /// `[A-Z][A-Z0-9]*-[0-9]{2,}`, e.g. `H0-01`.
-fn valid_claim(claim: &str) -> bool {
+pub(super) fn valid_claim(claim: &str) -> bool {
     let Some((note, number)) = claim.split_once('-') else {
         return false;
     };
@@ -1323,7 +1331,12 @@ fn found(ctx: &Ctx<'_>, value: &Value<'_>) -> String {
     }
 }
 
-fn type_error(ctx: &Ctx<'_>, value: &Value<'_>, path: &str, expected: &str) -> ManifestError {
+pub(super) fn type_error(
+    ctx: &Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+    expected: &str,
+) -> ManifestError {
     let error = ctx.err(
         value.span(),
         path,
@@ -1358,7 +1371,7 @@ fn unknown_value(
     .with_hint(choice_hint(given, options, "valid values"))
 }
 
-fn expect_table<'t, 'i>(
+pub(super) fn expect_table<'t, 'i>(
     ctx: &Ctx<'_>,
     value: &'t Value<'i>,
     path: &str,
@@ -1369,7 +1382,7 @@ fn expect_table<'t, 'i>(
     }
 }
 
-fn expect_str<'t>(
+pub(super) fn expect_str<'t>(
     ctx: &Ctx<'_>,
     value: &'t Value<'_>,
     path: &str,
@@ -1380,7 +1393,11 @@ fn expect_str<'t>(
     }
 }
 
-fn expect_bool(ctx: &Ctx<'_>, value: &Value<'_>, path: &str) -> Result<bool, ManifestError> {
+pub(super) fn expect_bool(
+    ctx: &Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+) -> Result<bool, ManifestError> {
     match value.get_ref() {
         DeValue::Boolean(b) => Ok(*b),
         _ => Err(type_error(ctx, value, path, "a boolean")),

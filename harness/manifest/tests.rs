@@ -413,7 +413,7 @@ fn errors_point_at_the_offending_key_or_value() {
         ),
         (
             "wibble = 1".to_string(),
-            "scenarios/x.toml:1:1: unknown top-level key `wibble`\n  hint: valid top-level keys: `suite`, `params`, `knobs`, `run`, `compare`, `profiles`, `variant`, `matrix`",
+            "scenarios/x.toml:1:1: unknown top-level key `wibble`\n  hint: valid top-level keys: `suite`, `params`, `knobs`, `run`, `compare`, `profiles`, `variant`, `matrix`, `claim`",
         ),
         (
             String::new(),

@@ -160,3 +160,87 @@ pub fn gate_table(report: &crate::verdict::gate::GateReport) -> String {
     );
     out
 }
+
+/// Colour of a claim verdict on a terminal.
+fn verdict_style(v: crate::verdict::claims::ClaimVerdictKind) -> anstyle::Style {
+    use crate::verdict::claims::ClaimVerdictKind as K;
+    let colour = match v {
+        K::Confirmed => anstyle::AnsiColor::Green,
+        K::Refuted => anstyle::AnsiColor::Red,
+        K::Inconclusive => anstyle::AnsiColor::Yellow,
+        K::NotApplicable => anstyle::AnsiColor::BrightBlack,
+    };
+    anstyle::Style::new().fg_color(Some(colour.into())).bold()
+}
+
+/// The claims, refuted first, three lines each: verdict, id, suite and summary; what was
+/// measured against what was claimed; the reason. Verdicts carry ANSI colours: print through
+/// `anstream`, which drops them when stdout is no terminal or `NO_COLOR` is set.
+pub fn claims_table(claims: &[crate::verdict::claims::ClaimVerdict]) -> String {
+    use crate::verdict::claims::ClaimVerdictKind;
+    let mut out = String::new();
+    if claims.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "claims");
+    let mut sorted: Vec<_> = claims.iter().collect();
+    sorted.sort_by_key(|c| c.verdict);
+    for c in sorted {
+        let style = verdict_style(c.verdict);
+        let verdict = format!("{:<15}", c.verdict.name());
+        let _ = writeln!(
+            out,
+            "  {style}{verdict}{style:#} {} ({}): {}",
+            c.id, c.suite, c.summary
+        );
+        let _ = writeln!(
+            out,
+            "  {:<15} measured {}; claimed {}",
+            "",
+            c.measured(),
+            c.claimed
+        );
+        let _ = writeln!(out, "  {:<15} {}", "", c.reason);
+        if let Some(without) = c.without_flagged.filter(|w| *w != c.verdict) {
+            let _ = writeln!(
+                out,
+                "  {:<15} {} without the {} flagged samples",
+                "",
+                without.name(),
+                c.flagged_samples
+            );
+        }
+    }
+    let counts: Vec<String> = ClaimVerdictKind::ALL
+        .iter()
+        .map(|&k| {
+            let n = claims.iter().filter(|c| c.verdict == k).count();
+            format!("{n} {}", k.name())
+        })
+        .collect();
+    let _ = writeln!(out, "{}", counts.join(", "));
+    out
+}
+
+/// How many samples were flagged and whether any verdict depends on them.
+pub fn quality_line(q: &crate::report::model::Quality) -> String {
+    if q.flagged == 0 {
+        return format!(
+            "sample quality: none of {} measured samples flagged\n",
+            q.measured
+        );
+    }
+    let by: Vec<String> = q.by_flag.iter().map(|(f, n)| format!("{f} {n}")).collect();
+    let changed = q.claims_changed.len() + q.gate_changed.len();
+    let effect = if changed == 0 {
+        "no verdict changes without them".to_string()
+    } else {
+        format!("{changed} verdict(s) change without them (see the report)")
+    };
+    format!(
+        "sample quality: {} of {} measured samples flagged ({}); {effect}\n",
+        q.flagged,
+        q.measured,
+        by.join(", ")
+    )
+}

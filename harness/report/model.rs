@@ -1,0 +1,437 @@
+//! Everything a report shows, computed once from a run record (plus the regression gate and
+//! earlier runs when available) so that every format says the same thing. Serialised as
+//! `report.json`.
+
+use crate::stats::NestedSample;
+use crate::stats::{bootstrap_median_ci, hierarchical_bootstrap_median_ci, BootstrapConfig};
+use crate::store::{RunRecord, SampleRow};
+use crate::verdict::claims::{self, ClaimVerdict, ClaimVerdictKind};
+use crate::verdict::gate::{GateReport, GateVerdict};
+use crate::verdict::regression::MIN_PROCESSES_PER_SIDE;
+use crate::worker::protocol::Status;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// `major.minor` of `report.json`.
+pub const REPORT_FORMAT_VERSION: &str = "1.0";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub format_version: String,
+    pub run: RunSummary,
+    pub suites: Vec<SuiteSummary>,
+    pub claims: Vec<ClaimVerdict>,
+    /// The regression gate, when the run was compared with a baseline.
+    pub gate: Option<GateReport>,
+    pub quality: Quality,
+    /// Median wall time per variant over earlier runs of the same suites, oldest first.
+    pub trends: Vec<TrendSeries>,
+}
+
+/// Where and when the run was measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub interrupted: bool,
+    /// `cuda:0` or `cpu`.
+    pub device: String,
+    pub gpu: Option<String>,
+    pub torch: Option<String>,
+    pub cudnn: Option<i64>,
+    pub cuda: Option<i64>,
+    pub harness_version: String,
+    pub git_commit: String,
+    pub host: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SuiteSummary {
+    pub suite: String,
+    pub description: Option<String>,
+    pub profile: String,
+    pub manifest_path: String,
+    pub variants: Vec<VariantSummary>,
+}
+
+/// The median of a metric with its interval.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricSummary {
+    /// Median of the per-process medians (or of the calls, with one process).
+    pub median: f64,
+    pub lower: f64,
+    pub upper: f64,
+    pub confidence: f64,
+    /// `processes and calls` (two-stage bootstrap) or `pooled calls`.
+    pub basis: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantSummary {
+    pub name: String,
+    pub description: Option<String>,
+    /// Process outcome → count (`ok`, `oom`, `crashed`, …).
+    pub outcomes: BTreeMap<String, usize>,
+    pub processes: usize,
+    /// Measured calls of processes that ended normally.
+    pub calls: usize,
+    pub flagged: usize,
+    /// Flag name → measured calls carrying it.
+    pub flags: BTreeMap<String, usize>,
+    pub wall_ms: Option<MetricSummary>,
+    pub gpu_ms: Option<MetricSummary>,
+    /// Medians of the per-process medians.
+    pub peak_allocated_bytes: Option<f64>,
+    pub peak_reserved_bytes: Option<f64>,
+    /// The emulated card size (`knobs.vram_budget_gib`) in bytes.
+    pub budget_bytes: Option<f64>,
+    /// Median time of each stage, in the order the workload reports them.
+    pub stages: Vec<(String, f64)>,
+    /// Measured wall times grouped by process, for distribution plots.
+    pub wall_ms_by_process: Vec<Vec<f64>>,
+    /// What the first out-of-memory worker reported (request size, budget), if anything.
+    pub oom: Option<String>,
+}
+
+/// How many samples carried quality flags, and which verdicts depend on them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Quality {
+    pub measured: usize,
+    pub flagged: usize,
+    pub by_flag: BTreeMap<String, usize>,
+    /// Claims whose verdict differs with flagged samples left out.
+    pub claims_changed: Vec<VerdictChange>,
+    /// Gate entries whose verdict differs with flagged samples left out.
+    pub gate_changed: Vec<VerdictChange>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerdictChange {
+    /// `suite claim-id` or `suite/variant metric`.
+    pub what: String,
+    pub with_flagged: String,
+    pub without_flagged: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrendSeries {
+    pub suite: String,
+    pub variant: String,
+    pub points: Vec<TrendPoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrendPoint {
+    pub run: String,
+    pub started_at: String,
+    /// Median wall time (ms) of the variant in that run.
+    pub wall_ms: f64,
+}
+
+impl Report {
+    /// Builds the report. `gate_without_flagged` is the gate recomputed without flagged
+    /// samples (same entry order), when there is a gate.
+    pub fn build(
+        run: &RunRecord,
+        samples: &[SampleRow],
+        gate: Option<GateReport>,
+        gate_without_flagged: Option<&GateReport>,
+        trends: Vec<TrendSeries>,
+    ) -> Report {
+        let claims = claims::evaluate(run, samples);
+        let suites: Vec<SuiteSummary> = run
+            .suites
+            .iter()
+            .map(|suite| {
+                let data = claims::variant_data(suite, samples, true);
+                SuiteSummary {
+                    suite: suite.plan.suite.clone(),
+                    description: suite.plan.description.clone(),
+                    profile: suite.plan.profile.clone(),
+                    manifest_path: suite.plan.manifest_path.clone(),
+                    variants: suite
+                        .plan
+                        .variants
+                        .iter()
+                        .map(|v| variant_summary(suite, v, data.get(&v.name), samples))
+                        .collect(),
+                }
+            })
+            .collect();
+        let mut quality = Quality::default();
+        for row in samples.iter().filter(|s| !s.warmup) {
+            quality.measured += 1;
+            if !row.flags.is_empty() {
+                quality.flagged += 1;
+            }
+            for flag in &row.flags {
+                *quality.by_flag.entry(flag.clone()).or_default() += 1;
+            }
+        }
+        quality.claims_changed = claims
+            .iter()
+            .filter_map(|c| {
+                let without = c.without_flagged?;
+                (without != c.verdict).then(|| VerdictChange {
+                    what: format!("{} {}", c.suite, c.id),
+                    with_flagged: c.verdict.name().into(),
+                    without_flagged: without.name().into(),
+                })
+            })
+            .collect();
+        if let (Some(with), Some(without)) = (&gate, gate_without_flagged) {
+            quality.gate_changed = with
+                .entries
+                .iter()
+                .zip(&without.entries)
+                .filter(|(a, b)| a.verdict != b.verdict)
+                .map(|(a, b)| VerdictChange {
+                    what: format!("{}/{} {}", a.suite, a.variant, a.metric),
+                    with_flagged: a.verdict.name().into(),
+                    without_flagged: b.verdict.name().into(),
+                })
+                .collect();
+        }
+        let f = &run.fingerprint;
+        Report {
+            format_version: REPORT_FORMAT_VERSION.into(),
+            run: RunSummary {
+                id: run.id.clone(),
+                started_at: f.started_at.clone(),
+                finished_at: run.finished_at.clone(),
+                interrupted: run.interrupted,
+                device: f.device.clone().unwrap_or_else(|| "unknown".into()),
+                gpu: f.gpu.as_ref().map(|g| g.name.clone()),
+                torch: f.torch_version.clone(),
+                cudnn: f.cudnn_version,
+                cuda: f.cuda_runtime_version,
+                harness_version: f.harness_version.clone(),
+                git_commit: f.git_commit.clone(),
+                host: f.host.clone(),
+            },
+            suites,
+            claims,
+            gate,
+            quality,
+            trends,
+        }
+    }
+
+    pub fn regressions(&self) -> usize {
+        self.gate
+            .as_ref()
+            .map_or(0, |g| g.count(GateVerdict::Regression))
+    }
+
+    pub fn claim_count(&self, verdict: ClaimVerdictKind) -> usize {
+        self.claims.iter().filter(|c| c.verdict == verdict).count()
+    }
+
+    /// 1 on a regression or a refuted claim, else 0 (see `exit_code`).
+    pub fn exit_code(&self) -> i32 {
+        if self.regressions() > 0 || self.claim_count(ClaimVerdictKind::Refuted) > 0 {
+            crate::exit_code::REGRESSION
+        } else {
+            crate::exit_code::OK
+        }
+    }
+
+    /// One line: `1 regression, 2 of 5 claims refuted`, or `no regression, …`.
+    pub fn headline(&self) -> String {
+        let mut parts = Vec::new();
+        if self.gate.is_some() {
+            parts.push(match self.regressions() {
+                0 => "no regression".to_string(),
+                1 => "1 regression".to_string(),
+                n => format!("{n} regressions"),
+            });
+        }
+        if !self.claims.is_empty() {
+            let counts: Vec<String> = ClaimVerdictKind::ALL
+                .iter()
+                .filter_map(|&k| {
+                    let n = self.claim_count(k);
+                    (n > 0).then(|| format!("{n} {}", k.name()))
+                })
+                .collect();
+            let total = self.claims.len();
+            let noun = if total == 1 { "claim" } else { "claims" };
+            parts.push(format!("{total} {noun}: {}", counts.join(", ")));
+        }
+        if parts.is_empty() {
+            "no claims and no baseline comparison".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+}
+
+/// Median with a seeded interval: two-stage bootstrap over processes and calls with enough
+/// processes, else over pooled calls.
+pub fn metric_summary(sample: &NestedSample) -> MetricSummary {
+    let config = BootstrapConfig::default();
+    let (interval, median, basis) = if sample.process_count() >= MIN_PROCESSES_PER_SIDE {
+        (
+            hierarchical_bootstrap_median_ci(sample, &config),
+            sample.median_of_process_medians(),
+            "processes and calls",
+        )
+    } else {
+        let pooled = sample.pooled();
+        (
+            bootstrap_median_ci(&pooled, &config),
+            pooled.median(),
+            "pooled calls",
+        )
+    };
+    MetricSummary {
+        median,
+        lower: interval.lower(),
+        upper: interval.upper(),
+        confidence: interval.confidence(),
+        basis: basis.into(),
+    }
+}
+
+fn variant_summary(
+    suite: &crate::store::SuiteRecord,
+    plan: &crate::plan::VariantPlan,
+    data: Option<&claims::VariantData<'_>>,
+    samples: &[SampleRow],
+) -> VariantSummary {
+    let records: Vec<_> = suite
+        .processes
+        .iter()
+        .filter(|p| p.variant == plan.name)
+        .collect();
+    let mut outcomes = BTreeMap::new();
+    for p in &records {
+        *outcomes.entry(p.status.as_str().to_string()).or_default() += 1;
+    }
+    let metric = |name: &str| data.and_then(|d| d.metrics.get(name));
+    let mut flags = BTreeMap::new();
+    let mut calls = 0;
+    let mut stage_order: Vec<String> = Vec::new();
+    let ok: Vec<u32> = records
+        .iter()
+        .filter(|p| p.status == Status::Ok)
+        .map(|p| p.process)
+        .collect();
+    for row in samples.iter().filter(|s| {
+        s.suite == suite.plan.suite
+            && s.variant == plan.name
+            && !s.warmup
+            && ok.contains(&s.process)
+    }) {
+        calls += 1;
+        for flag in &row.flags {
+            *flags.entry(flag.clone()).or_default() += 1;
+        }
+        for stage in &row.measurement.stages {
+            if !stage_order.contains(&stage.name) {
+                stage_order.push(stage.name.clone());
+            }
+        }
+    }
+    let stages = stage_order
+        .into_iter()
+        .filter_map(|name| {
+            let median = metric(&format!("stage_{name}_ms"))?.median_of_process_medians();
+            Some((name, median))
+        })
+        .collect();
+    let oom = records.iter().find_map(|p| {
+        let info = p.oom.as_ref()?;
+        let requested = info
+            .requested_bytes
+            .map(|b| format!("requested {}", crate::claim::format_gib(b as f64)));
+        let budget = info
+            .budget_bytes
+            .map(|b| format!("budget {}", crate::claim::format_gib(b as f64)));
+        let parts: Vec<String> = requested.into_iter().chain(budget).collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    });
+    VariantSummary {
+        name: plan.name.clone(),
+        description: plan.description.clone(),
+        outcomes,
+        processes: records.len(),
+        calls,
+        flagged: data.map_or(0, |d| d.flagged),
+        flags,
+        wall_ms: metric("wall_ms").map(metric_summary),
+        gpu_ms: metric("gpu_ms").map(metric_summary),
+        peak_allocated_bytes: metric("peak_allocated_bytes")
+            .map(NestedSample::median_of_process_medians),
+        peak_reserved_bytes: metric("peak_reserved_bytes")
+            .map(NestedSample::median_of_process_medians),
+        budget_bytes: plan
+            .knobs
+            .vram_budget_gib
+            .map(|gib| gib * 1024.0 * 1024.0 * 1024.0),
+        stages,
+        wall_ms_by_process: metric("wall_ms")
+            .map(|s| s.processes().iter().map(|p| p.values().to_vec()).collect())
+            .unwrap_or_default(),
+        oom,
+    }
+}
+
+/// One stored run's medians, for trend lines.
+#[derive(Debug, Clone)]
+pub struct RunMedians {
+    pub run: String,
+    pub started_at: String,
+    /// `(suite, variant, median wall ms)`.
+    pub medians: Vec<(String, String, f64)>,
+}
+
+/// Median wall time of each variant of each suite in `run`, for trend lines.
+pub fn run_medians(run: &RunRecord, samples: &[SampleRow]) -> Vec<(String, String, f64)> {
+    let mut out = Vec::new();
+    for suite in &run.suites {
+        let data = claims::variant_data(suite, samples, true);
+        for v in &suite.plan.variants {
+            if let Some(wall) = data.get(&v.name).and_then(|d| d.metrics.get("wall_ms")) {
+                out.push((
+                    suite.plan.suite.clone(),
+                    v.name.clone(),
+                    wall.median_of_process_medians(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Trend series from `runs` (see [`run_medians`]), oldest first;
+/// only suites and variants of `current` are kept, and only series with two points or more.
+pub fn trends(current: &RunRecord, runs: &[RunMedians]) -> Vec<TrendSeries> {
+    let mut series: Vec<TrendSeries> = Vec::new();
+    for suite in &current.suites {
+        for v in &suite.plan.variants {
+            let points: Vec<TrendPoint> = runs
+                .iter()
+                .filter_map(|r| {
+                    r.medians
+                        .iter()
+                        .find(|(s, name, _)| *s == suite.plan.suite && *name == v.name)
+                        .map(|(_, _, median)| TrendPoint {
+                            run: r.run.clone(),
+                            started_at: r.started_at.clone(),
+                            wall_ms: *median,
+                        })
+                })
+                .collect();
+            if points.len() >= 2 {
+                series.push(TrendSeries {
+                    suite: suite.plan.suite.clone(),
+                    variant: v.name.clone(),
+                    points,
+                });
+            }
+        }
+    }
+    series
+}

@@ -1,0 +1,575 @@
+//! Report tests on a fixed, constructed run: golden files for Markdown and JUnit, JUnit read
+//! back with an independent parser, the HTML checked for its plots and escaping, and (ignored
+//! by default) the HTML opened in headless Chromium.
+//!
+//! Golden files live in `tests/golden/`; after an intended change, regenerate them with
+//! `CLAIMBENCH_BLESS=1 cargo test --lib report::tests` and review the diff.
+
+use super::model::{trends, Report};
+use crate::manifest::{build_plan, Manifest, ProfileChoice};
+use crate::measure::nvml::GpuInfo;
+use crate::measure::{Measurement, StageTime};
+use crate::store::baseline::Baseline;
+use crate::store::{Fingerprint, ProcessRecord, RunRecord, SampleRow, SuiteRecord};
+use crate::verdict::gate::gate;
+use crate::worker::protocol::{OomInfo, Status};
+use std::path::{Path, PathBuf};
+
+const GIB: u64 = 1 << 30;
+
+const MANIFEST: &str = r#"
+[suite]
+name = "texture"
+description = "Texture stage <with> \"markup\" & ampersands"
+workload = "sleep"
+
+[run]
+processes = 6
+repetitions = 3
+
+[[variant]]
+name = "cudnn-on"
+
+[[variant]]
+name = "cudnn-off"
+knobs = { cudnn.enabled = false }
+
+[[variant]]
+name = "fp16"
+knobs = { dtype = "fp16", vram_budget_gib = 8 }
+
+[[variant]]
+name = "full-size"
+knobs = { vram_budget_gib = 8 }
+
+[[claim]]
+id = "H0-01"
+source = "H0, cuDNN section"
+summary = "enabling cuDNN is 30–40 % faster <script>alert('x')</script>"
+change = "-40%..-25%"
+baseline = "cudnn-off"
+candidate = "cudnn-on"
+
+[[claim]]
+id = "H0-06"
+source = "H0, option 4"
+summary = "fp16 with cuDNN is 40–50 % faster"
+change = "-50%..-40%"
+baseline = "cudnn-off"
+candidate = "fp16"
+
+[[claim]]
+id = "H0-02"
+source = "H0, memory table"
+summary = "cuDNN costs ~0.3 GB more peak memory"
+metric = "peak_reserved_bytes"
+difference = "0.3GiB ± 0.1GiB"
+baseline = "cudnn-off"
+candidate = "cudnn-on"
+
+[[claim]]
+id = "H1-06"
+source = "H1, baseline scenario"
+summary = "the full-size configuration does not fit 8 GB"
+fit = false
+variant = "full-size"
+
+[[claim]]
+id = "H1-05"
+source = "H1, scenario table"
+summary = "fp16 < cuDNN on < cuDNN off in time"
+order = "fp16 < cudnn-on < cudnn-off"
+
+[[claim]]
+id = "U4-02"
+source = "U4, THG"
+summary = "67 UNet evaluations"
+metric = "count_unet_evals"
+bound = "67"
+variant = "fp16"
+
+[[claim]]
+id = "H0-07"
+source = "H0, option 5"
+summary = "fp16 fits an 8 GB card"
+fit = true
+variant = "fp16"
+
+[[claim]]
+id = "H0-12"
+source = "H0, compile"
+summary = "torch.compile halves the time"
+applicable = false
+reason = "torch.compile cannot act under libtorch"
+"#;
+
+/// Wall time of call `c` of process `p` around `center`, with small deterministic spread.
+fn wall(center: f64, p: u32, c: u32) -> f64 {
+    center * (1.0 + 0.004 * f64::from(p) + 0.0015 * f64::from((c * 7) % 3))
+}
+
+fn row(variant: &str, p: u32, c: u32, ms: f64, reserved: u64, flags: &[&str]) -> SampleRow {
+    SampleRow {
+        suite: "texture".into(),
+        variant: variant.into(),
+        process: p,
+        call: c,
+        warmup: false,
+        flags: flags.iter().map(|f| f.to_string()).collect(),
+        measurement: Measurement {
+            wall_ms: ms,
+            gpu_ms: Some(ms * 0.97),
+            stages: vec![
+                StageTime {
+                    name: "unet".into(),
+                    wall_ms: ms * 0.7,
+                },
+                StageTime {
+                    name: "vae".into(),
+                    wall_ms: ms * 0.3,
+                },
+            ],
+            counters: [("unet_evals".to_string(), 67)].into_iter().collect(),
+            peak_allocated_bytes: Some(reserved - GIB / 4),
+            peak_reserved_bytes: Some(reserved),
+            telemetry: None,
+            host_peak_rss_bytes: Some(1 << 30),
+        },
+    }
+}
+
+fn process(variant: &str, p: u32, status: Status) -> ProcessRecord {
+    ProcessRecord {
+        variant: variant.into(),
+        process: p,
+        status,
+        message: None,
+        oom: (status == Status::Oom).then_some(OomInfo {
+            requested_bytes: Some(2 * GIB),
+            allocated_bytes: Some(7 * GIB),
+            reserved_bytes: Some(15 * GIB / 2),
+            budget_bytes: Some(8 * GIB),
+            completed_calls: 0,
+        }),
+        exit_code: Some(0),
+        signal: None,
+        duration_ms: 1000.0,
+        samples: if status == Status::Ok { 3 } else { 0 },
+        hello: None,
+        warmup_calls: Some(3),
+        warmup_settled: Some(true),
+        stop: None,
+        warnings: Vec::new(),
+        log_file: format!("logs/{variant}-{p}.log"),
+    }
+}
+
+/// A run of the manifest above with `scale` applied to `cudnn-on`'s times.
+fn run(id: &str, scale: f64) -> (RunRecord, Vec<SampleRow>) {
+    let manifest = Manifest::from_str(Path::new("scenarios/texture.toml"), MANIFEST).unwrap();
+    let plan = build_plan(&manifest, ProfileChoice::Named("base")).unwrap();
+    let variants: [(&str, f64, u64, Status); 4] = [
+        (
+            "cudnn-on",
+            100.0 * scale,
+            7 * GIB + GIB * 3 / 10,
+            Status::Ok,
+        ),
+        ("cudnn-off", 140.0, 7 * GIB, Status::Ok),
+        ("fp16", 75.0, 5 * GIB, Status::Ok),
+        ("full-size", 0.0, 0, Status::Oom),
+    ];
+    let mut processes = Vec::new();
+    let mut samples = Vec::new();
+    for p in 0..6 {
+        for (name, center, reserved, status) in variants {
+            processes.push(process(name, p, status));
+            if status != Status::Ok {
+                continue;
+            }
+            for c in 0..3 {
+                // Two throttled calls in cudnn-off, to exercise the sample-quality section.
+                let flags: &[&str] = if name == "cudnn-off" && p == 1 && c < 2 {
+                    &["throttled"]
+                } else {
+                    &[]
+                };
+                samples.push(row(name, p, c, wall(center, p, c), reserved, flags));
+            }
+        }
+    }
+    let record = RunRecord {
+        format_version: crate::store::FORMAT_VERSION.into(),
+        id: id.into(),
+        fingerprint: Fingerprint {
+            device: Some("cuda:0".into()),
+            gpu: Some(GpuInfo {
+                name: "NVIDIA H100 80GB HBM3".into(),
+                uuid: "GPU-00000000".into(),
+                driver_version: "580.00".into(),
+                cuda_driver_version: "13.0".into(),
+                memory_total_bytes: 80 * GIB,
+                sm_clock_max_mhz: 1980,
+            }),
+            torch_version: Some("2.11.0".into()),
+            cudnn_version: Some(91900),
+            cuda_runtime_version: Some(13000),
+            harness_version: "0.1.0".into(),
+            git_commit: "0123456789ab".into(),
+            host: "testhost".into(),
+            os: "linux x86_64".into(),
+            started_at: "2025-01-02T03:04:05+00:00".into(),
+        },
+        command: vec!["claimbench".into(), "run".into()],
+        finished_at: Some("2025-01-02T03:14:05+00:00".into()),
+        interrupted: false,
+        suites: vec![SuiteRecord {
+            plan,
+            manifest_file: "manifests/texture.toml".into(),
+            processes,
+            adaptive: None,
+        }],
+    };
+    (record, samples)
+}
+
+/// The report of the fixed run, compared with a baseline in which `cudnn-on` was 20 % faster,
+/// with two earlier runs for the trend plot.
+fn fixture() -> Report {
+    let (base_run, base_samples) = run("20250101T030405Z-nvidia-h100-testhost", 1.0 / 1.2);
+    let (current, samples) = run("20250102T030405Z-nvidia-h100-testhost", 1.0);
+    let baselines = Baseline::from_run(&base_run, &base_samples);
+    let with = gate(&current, &samples, &baselines, Vec::new());
+    let unflagged: Vec<SampleRow> = samples
+        .iter()
+        .filter(|s| s.flags.is_empty())
+        .cloned()
+        .collect();
+    let without = gate(&current, &unflagged, &baselines, Vec::new());
+    let (older, older_samples) = run("20241231T030405Z-nvidia-h100-testhost", 1.1);
+    let history = [
+        (&older, &older_samples),
+        (&base_run, &base_samples),
+        (&current, &samples),
+    ]
+    .map(|(r, s)| super::model::RunMedians {
+        run: r.id.clone(),
+        started_at: r.fingerprint.started_at.clone(),
+        medians: super::model::run_medians(r, s),
+    });
+    Report::build(
+        &current,
+        &samples,
+        Some(with),
+        Some(&without),
+        trends(&current, &history),
+    )
+}
+
+fn golden(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
+/// Compares `actual` with the golden file, or rewrites it with `CLAIMBENCH_BLESS=1`.
+fn check_golden(name: &str, actual: &str) {
+    let path = golden(name);
+    if std::env::var_os("CLAIMBENCH_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run with CLAIMBENCH_BLESS=1", path.display()));
+    if expected != actual {
+        let line = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "{} differs from the output at line {}:\n  expected: {:?}\n  actual:   {:?}\n(run with CLAIMBENCH_BLESS=1 to accept)",
+            path.display(),
+            line + 1,
+            expected.lines().nth(line),
+            actual.lines().nth(line)
+        );
+    }
+}
+
+#[test]
+fn verdicts_of_the_fixture() {
+    let report = fixture();
+    let verdict = |id: &str| {
+        report
+            .claims
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("no claim {id}"))
+            .verdict
+            .name()
+    };
+    // cudnn-on vs off: 100 / 140 − 1 = −28.6 %.
+    assert_eq!(verdict("H0-01"), "confirmed");
+    // fp16 vs off: 75 / 140 − 1 = −46 %: within −50..−40 %.
+    assert_eq!(verdict("H0-06"), "confirmed");
+    assert_eq!(verdict("H0-02"), "confirmed");
+    assert_eq!(verdict("H1-06"), "confirmed");
+    assert_eq!(verdict("H1-05"), "confirmed");
+    assert_eq!(verdict("U4-02"), "confirmed");
+    assert_eq!(verdict("H0-07"), "confirmed");
+    assert_eq!(verdict("H0-12"), "not applicable");
+    assert_eq!(
+        report.regressions(),
+        1,
+        "cudnn-on is 20 % slower than its baseline"
+    );
+    assert_eq!(report.exit_code(), crate::exit_code::REGRESSION);
+    assert_eq!(report.quality.flagged, 2);
+    assert_eq!(report.trends.len(), 3);
+}
+
+#[test]
+fn markdown_matches_the_golden_file() {
+    let md = super::markdown::render(&fixture());
+    assert!(md.starts_with("## claimbench: 1 regression; 8 claims: 7 confirmed, 1 not applicable"));
+    let regressions = md.find("### Regressions").unwrap();
+    let claims = md.find("### Claims").unwrap();
+    let variants = md.find("### Variants").unwrap();
+    assert!(
+        regressions < claims && claims < variants,
+        "order of sections"
+    );
+    assert!(!md.contains("<script>"), "manifest text is escaped");
+    check_golden("report.md", &md);
+}
+
+#[test]
+fn junit_matches_the_golden_file_and_parses_back() {
+    let xml = super::junit::render(&fixture()).unwrap();
+    check_golden("junit.xml", &xml);
+    let parsed = junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes())).unwrap();
+    assert_eq!(parsed.suites.len(), 2);
+    let claims = &parsed.suites[0];
+    assert_eq!(claims.name, "texture claims");
+    assert_eq!((claims.tests, claims.failures, claims.skipped), (8, 0, 1));
+    let gate = &parsed.suites[1];
+    assert_eq!(gate.name, "texture regression gate");
+    assert_eq!(gate.failures, 1);
+    let failed: Vec<&str> = gate
+        .cases
+        .iter()
+        .filter(|c| c.status.is_failure())
+        .map(|c| c.original_name.as_str())
+        .collect();
+    assert_eq!(failed, ["cudnn-on wall_ms"]);
+    let failure = gate
+        .cases
+        .iter()
+        .find(|c| c.status.is_failure())
+        .unwrap()
+        .status
+        .failure_as_ref();
+    assert!(
+        failure.message.starts_with("regression: slower"),
+        "{}",
+        failure.message
+    );
+    let na = claims
+        .cases
+        .iter()
+        .find(|c| c.original_name.starts_with("H0-12"))
+        .unwrap();
+    assert!(na.status.is_skipped());
+    assert_eq!(
+        na.properties.hashmap.get("verdict").map(String::as_str),
+        Some("not applicable")
+    );
+}
+
+#[test]
+fn refuted_claims_are_junit_failures() {
+    let mut report = fixture();
+    report.gate = None;
+    report.claims[1].verdict = crate::verdict::claims::ClaimVerdictKind::Refuted;
+    let xml = super::junit::render(&report).unwrap();
+    let parsed = junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes())).unwrap();
+    assert_eq!(parsed.suites.len(), 1);
+    assert_eq!(parsed.suites[0].failures, 1);
+    assert_eq!(report.exit_code(), crate::exit_code::REGRESSION);
+}
+
+/// Tags open and closed in order, void elements and self-closing tags aside; comments and the
+/// doctype skipped. Enough to catch a broken template or an unescaped `<`.
+fn check_balanced(html: &str) -> Result<(), String> {
+    const VOID: &[&str] = &["meta", "br", "!DOCTYPE"];
+    let mut stack: Vec<String> = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find('<') {
+        let end = rest[start..].find('>').ok_or_else(|| {
+            format!(
+                "unclosed `<` near {:?}",
+                &rest[start..(start + 40).min(rest.len())]
+            )
+        })?;
+        let tag = &rest[start + 1..start + end];
+        rest = &rest[start + end + 1..];
+        if tag.starts_with("!--") || tag.starts_with('?') {
+            continue;
+        }
+        let name: String = tag
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '/')
+            .collect();
+        if VOID.contains(&name.as_str()) || tag.ends_with('/') {
+            continue;
+        }
+        if tag.starts_with('/') {
+            match stack.pop() {
+                Some(open) if open == name => {}
+                other => return Err(format!("`</{name}>` closes {other:?}")),
+            }
+        } else {
+            stack.push(name);
+        }
+    }
+    if stack.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("unclosed tags: {stack:?}"))
+    }
+}
+
+#[test]
+fn html_has_every_plot_and_escapes_manifest_text() {
+    let html = super::html::render(&fixture());
+    if let Some(dir) = std::env::var_os("CLAIMBENCH_SCREENSHOT_DIR") {
+        std::fs::write(Path::new(&dir).join("fixture.html"), &html).unwrap();
+    }
+    check_balanced(&html).unwrap();
+    for id in [
+        "plot-distribution-texture",
+        "plot-stages-texture",
+        "plot-memory-texture",
+        "plot-trend-texture",
+        "plot-claim-0",
+    ] {
+        let at = html
+            .find(&format!("id=\"{id}\"><svg"))
+            .unwrap_or_else(|| panic!("no plot {id}"));
+        let end = html[at..].find("</figure>").unwrap();
+        assert!(html[at..at + end].trim_end().ends_with("</svg>"), "{id}");
+    }
+    // One interval plot per claim with an interval (not the OOM fit, the order, the n/a).
+    assert_eq!(html.matches("id=\"plot-claim-").count(), 5);
+    assert_eq!(html.matches("<svg").count(), 9);
+    assert!(
+        !html.contains("<script"),
+        "no script, and manifest text escaped"
+    );
+    assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
+    assert!(html.contains("Texture stage &lt;with&gt; &quot;markup&quot; &amp; ampersands"));
+    assert!(
+        !html.contains("src=\"http") && !html.contains("href=\"http"),
+        "no external resources"
+    );
+    // Plots carry data: variant names and budget lines are drawn.
+    assert!(html.contains("\ncudnn-off\n</text>"));
+    assert!(html.contains("8.0 GiB"));
+}
+
+#[test]
+fn exports_for_history_services() {
+    let report = fixture();
+    let bmf = super::export::bmf(&report);
+    let on = &bmf["texture/cudnn-on"];
+    let latency = on["latency"]["value"].as_f64().unwrap();
+    assert!((latency - 100.4e6).abs() < 1e6, "{latency}");
+    assert!(on["latency"]["lower_value"].as_f64().unwrap() <= latency);
+    assert!(on["peak-reserved-bytes"]["value"].as_f64().unwrap() > 7.0 * GIB as f64);
+    assert!(
+        bmf.get("texture/full-size").is_none(),
+        "no point for a variant that never ran"
+    );
+    let gab = super::export::github_benchmark(&report);
+    let entries = gab.as_array().unwrap();
+    assert_eq!(entries.len(), 6);
+    assert_eq!(entries[0]["name"], "texture/cudnn-on wall");
+    assert_eq!(entries[0]["unit"], "ms");
+    let json = super::render(&report, super::Format::Json).unwrap();
+    let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(back["claims"].as_array().unwrap().len(), 8);
+    assert_eq!(back["format_version"], "1.0");
+}
+
+/// Opens the HTML report in headless Chromium: no console errors, and a screenshot (kept in
+/// `$CLAIMBENCH_SCREENSHOT_DIR`, default a temporary folder) that a person can look at.
+/// Needs Debian's `chromium`; run with `cargo test --lib report::tests -- --ignored`.
+#[test]
+#[ignore = "needs chromium"]
+fn html_renders_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::env::var_os("CLAIMBENCH_SCREENSHOT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.path().to_path_buf());
+    let page = out.join("report.html");
+    std::fs::write(&page, super::html::render(&fixture())).unwrap();
+    let screenshot = out.join("report.png");
+    let profile = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--hide-scrollbars",
+            "--window-size=1200,4200",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", screenshot.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium is installed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let console: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
+        .collect();
+    assert!(console.is_empty(), "console messages: {console:?}");
+    let size = std::fs::metadata(&screenshot).unwrap().len();
+    assert!(size > 50_000, "screenshot of {size} bytes looks empty");
+    eprintln!("screenshot: {}", screenshot.display());
+}
+
+#[test]
+fn verdicts_that_depend_on_flagged_samples_are_listed() {
+    let (current, mut samples) = run("20250102T030405Z-nvidia-h100-testhost", 1.0);
+    // Half of cudnn-on's processes ran throttled at twice the time.
+    for s in samples
+        .iter_mut()
+        .filter(|s| s.variant == "cudnn-on" && s.process < 3)
+    {
+        s.measurement.wall_ms *= 2.0;
+        s.flags = vec!["throttled".into()];
+    }
+    let report = Report::build(&current, &samples, None, None, Vec::new());
+    let h0_01 = report.claims.iter().find(|c| c.id == "H0-01").unwrap();
+    assert_ne!(h0_01.verdict.name(), "confirmed");
+    assert_eq!(h0_01.without_flagged.map(|v| v.name()), Some("confirmed"));
+    assert_eq!(h0_01.flagged_samples, 9 + 2);
+    assert!(report
+        .quality
+        .claims_changed
+        .iter()
+        .any(|c| c.what == "texture H0-01" && c.without_flagged == "confirmed"));
+    let md = super::markdown::render(&report);
+    assert!(md.contains("- texture H0-01: "), "{md}");
+    assert!(md.contains("confirmed without flagged samples"));
+}
