@@ -5,6 +5,7 @@ pub mod catalog;
 mod conv_stack;
 mod fault;
 pub mod hunyuan3d;
+mod hunyuan3d_texture;
 mod matmul;
 pub mod pipeline;
 mod sleep;
@@ -140,6 +141,7 @@ pub fn build(variant: &VariantPlan, target: Target) -> Result<Box<dyn Workload>>
         "unet" => Box::new(unet::Unet::new(&setup)?),
         "vae_decode" => Box::new(vae_decode::VaeDecode::new(&setup)?),
         "hunyuan3d_shape" => Box::new(hunyuan3d::Hunyuan3dShape::new(&setup)?),
+        "hunyuan3d_texture" => Box::new(hunyuan3d_texture::Hunyuan3dTexture::new(&setup)?),
         other => bail!("unknown workload `{other}`"),
     })
 }

@@ -337,3 +337,23 @@ mod tests {
         assert_eq!(surface_cells(&grid), 81, "one crossing per column of a planar surface");
     }
 }
+
+impl HasWeights for crate::models::unet::UNet2DConditionModel {
+    fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    fn weights_mut(&mut self) -> &mut Weights {
+        &mut self.weights
+    }
+}
+
+impl HasWeights for crate::models::vae::AutoencoderKL {
+    fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    fn weights_mut(&mut self) -> &mut Weights {
+        &mut self.weights
+    }
+}
