@@ -13,8 +13,11 @@ pub mod embeddings;
 pub mod feed_forward;
 pub mod hunyuan3d;
 pub mod layers;
+pub mod moge;
+pub mod sam3d;
 pub mod vit;
 pub mod weights;
+pub mod zimage;
 
 pub use attention::{attention, AttentionImpl, SliceSize};
 pub use weights::{Builder, Init, Param, Residency, Weights};
