@@ -13,11 +13,14 @@ pub mod embeddings;
 pub mod feed_forward;
 pub mod hunyuan3d;
 pub mod layers;
+pub mod moge;
+pub mod sam3d;
 pub mod unet;
 pub mod unet_blocks;
 pub mod vae;
 pub mod vit;
 pub mod weights;
+pub mod zimage;
 
 pub use attention::{attention, AttentionImpl, SliceSize};
 pub use weights::{Builder, Init, Param, Residency, Weights};
