@@ -43,7 +43,11 @@ impl ShapeModels {
                     vae,
                 }
             }
-            _ => ShapeModels { vit: VitConfig::vit_g14(), dit: DitConfig::v2_0(), vae: ShapeVaeConfig::v2_0() },
+            _ => ShapeModels {
+                vit: VitConfig::vit_g14(),
+                dit: DitConfig::v2_0(),
+                vae: ShapeVaeConfig::v2_0(),
+            },
         }
     }
 }
@@ -112,13 +116,21 @@ impl ShapePipeline {
     pub fn run(&mut self, stages: &mut Stages) -> Result<i64> {
         let (attention, loading) = (self.attention, self.loading);
         let image = self.image.shallow_clone();
-        let cond = with_model(stages, &mut self.conditioner, loading, "conditioning", |m| {
-            m.model.forward(&m.weights, &image, attention)
-        })?;
+        let cond = with_model(
+            stages,
+            &mut self.conditioner,
+            loading,
+            "conditioning",
+            |m| m.model.forward(&m.weights, &image, attention),
+        )?;
         // CFG is on for any non-negative scale (v2-0 has no guidance embedding): cond and
         // uncond (zero context) run as one batch of 2.
         let cfg = self.guidance >= 0.0;
-        let context = if cfg { Tensor::cat(&[cond.shallow_clone(), cond.zeros_like()], 0) } else { cond };
+        let context = if cfg {
+            Tensor::cat(&[cond.shallow_clone(), cond.zeros_like()], 0)
+        } else {
+            cond
+        };
         let (steps, guidance, shape) = (self.steps, self.guidance, self.latent_shape);
         let (kind, device) = (self.kind, self.device);
         let latents = with_model(stages, &mut self.dit, loading, "dit", |m| {
@@ -129,7 +141,11 @@ impl ShapePipeline {
                 let t0 = sigmas.get(i);
                 let dt = (sigmas.get(i + 1) - &t0).to_kind(kind);
                 let batch = if cfg { 2 } else { 1 };
-                let input = if cfg { Tensor::cat(&[&x, &x], 0) } else { x.shallow_clone() };
+                let input = if cfg {
+                    Tensor::cat(&[&x, &x], 0)
+                } else {
+                    x.shallow_clone()
+                };
                 let t = t0.expand([batch], false).to_kind(kind);
                 let v = dit.forward(w, &input, &t, &context, None, attention);
                 let v = if cfg {
@@ -138,7 +154,7 @@ impl ShapePipeline {
                 } else {
                     v
                 };
-                x = x + v * dt;
+                x += v * dt;
             }
             x
         })?;
@@ -149,7 +165,8 @@ impl ShapePipeline {
             m.model.decode_latents(&m.weights, &latents, attention)
         })?;
         let grid = with_model(stages, &mut self.vae, loading, "volume_decode", |m| {
-            m.model.decode_grid(&m.weights, &decoded, octree, chunks, attention)
+            m.model
+                .decode_grid(&m.weights, &decoded, octree, chunks, attention)
         })?;
         stages.count("query_points", (octree + 1).pow(3) as u64);
         Ok(stages.stage("surface_extraction", || pipeline::surface_cells(&grid)))
@@ -164,7 +181,9 @@ pub struct Hunyuan3dShape {
 impl Hunyuan3dShape {
     pub fn new(setup: &Setup) -> Result<Self> {
         let loading = Loading::parse(setup.params.str("load")?)?;
-        Ok(Hunyuan3dShape { pipeline: ShapePipeline::new(setup, loading)? })
+        Ok(Hunyuan3dShape {
+            pipeline: ShapePipeline::new(setup, loading)?,
+        })
     }
 }
 

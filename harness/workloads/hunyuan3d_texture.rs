@@ -72,27 +72,50 @@ impl Hunyuan3dTexture {
         let (kind, device) = (setup.kind(), setup.device());
         let tiny = p.str("preset")? == "tiny";
         let views = view_count(p.str("views")?)?;
-        let loading = if p.bool("sequential_load")? { Loading::Sequential } else { Loading::AllAtOnce };
-        let base = if tiny { UNetConfig::tiny() } else { UNetConfig::sd21() };
+        let loading = if p.bool("sequential_load")? {
+            Loading::Sequential
+        } else {
+            Loading::AllAtOnce
+        };
+        let base = if tiny {
+            UNetConfig::tiny()
+        } else {
+            UNetConfig::sd21()
+        };
         let delight_cfg = base.clone().with_in_channels(8);
         let multiview_cfg = UNetConfig {
             class_embeddings: Some(UNetConfig::HUNYUAN_CAMERA_EMBEDDINGS),
-            extra: ExtraAttention { views, ..UNetConfig::hunyuan_paint().extra },
+            extra: ExtraAttention {
+                views,
+                ..UNetConfig::hunyuan_paint().extra
+            },
             ..base.clone().with_in_channels(12)
         };
         let reference_cfg = base;
-        let vae_cfg = if tiny { VaeConfig::tiny() } else { VaeConfig::sd() };
-        let shape = if p.bool("with_shape")? { Some(ShapePipeline::new(setup, Loading::AllAtOnce)?) } else { None };
+        let vae_cfg = if tiny {
+            VaeConfig::tiny()
+        } else {
+            VaeConfig::sd()
+        };
+        let shape = if p.bool("with_shape")? {
+            Some(ShapePipeline::new(setup, Loading::AllAtOnce)?)
+        } else {
+            None
+        };
         tch::manual_seed(p.int("seed")?);
         let slot = |name, config: UNetConfig| {
-            Slot::new(name, kind, device, Offload::None, move |b| UNet2DConditionModel::new(&config, b))
+            Slot::new(name, kind, device, Offload::None, move |b| {
+                UNet2DConditionModel::new(&config, b)
+            })
         };
         let mut texture = Hunyuan3dTexture {
             shape,
             delight: slot("delight", delight_cfg),
             multiview: slot("multiview", multiview_cfg),
             reference: slot("reference", reference_cfg),
-            vae: Slot::new("vae", kind, device, Offload::None, move |b| AutoencoderKL::new(&vae_cfg, b)),
+            vae: Slot::new("vae", kind, device, Offload::None, move |b| {
+                AutoencoderKL::new(&vae_cfg, b)
+            }),
             loading,
             attention: attention_param(p)?,
             vae_options: VaeOptions {
@@ -140,9 +163,14 @@ impl Workload for Hunyuan3dTexture {
         if let Some(shape) = &mut self.shape {
             shape.run(stages)?;
         }
-        let (attention, loading, kind, device) = (self.attention, self.loading, self.kind, self.device);
+        let (attention, loading, kind, device) =
+            (self.attention, self.loading, self.kind, self.device);
         let latent = self.view_size / 8;
-        let cross_dim = if self.view_size == VIEW_SIZE { 1024 } else { UNetConfig::tiny().cross_attention_dim };
+        let cross_dim = if self.view_size == VIEW_SIZE {
+            1024
+        } else {
+            UNetConfig::tiny().cross_attention_dim
+        };
 
         // Delight: batch 1, image latents concatenated to the noisy latents, no CFG.
         let image_latents = self.randn(&[1, 4, latent, latent]);
@@ -152,7 +180,13 @@ impl Workload for Hunyuan3dTexture {
         x = with_model(stages, &mut self.delight, loading, "delight", |unet| {
             for t in &steps {
                 let sample = Tensor::cat(&[&x, &image_latents], 1);
-                let input = UNetInput { sample: &sample, timesteps: t, encoder_hidden_states: &context, class_labels: None, reference: None };
+                let input = UNetInput {
+                    sample: &sample,
+                    timesteps: t,
+                    encoder_hidden_states: &context,
+                    class_labels: None,
+                    reference: None,
+                };
                 x = &x - unet.forward(&input, attention) / steps.len() as f64;
             }
             x
@@ -175,7 +209,10 @@ impl Workload for Hunyuan3dTexture {
         let condition = with_model(stages, &mut self.vae, Loading::AllAtOnce, "encode", |vae| {
             let small: Vec<Tensor> = maps
                 .iter()
-                .map(|m| m.unsqueeze(0).upsample_bilinear2d([view_size, view_size], false, None, None))
+                .map(|m| {
+                    m.unsqueeze(0)
+                        .upsample_bilinear2d([view_size, view_size], false, None, None)
+                })
                 .collect();
             let stacked = Tensor::cat(&small, 0); // [views, 6, S, S]
             let normals = vae.latents(&vae.encode(&stacked.narrow(1, 0, 3), &vae_options));
@@ -183,15 +220,20 @@ impl Workload for Hunyuan3dTexture {
             Tensor::cat(&[normals, positions], 1)
         })?;
         let reference_image = self.randn(&[1, 3, view_size, view_size]);
-        let reference_latent = with_model(stages, &mut self.vae, Loading::AllAtOnce, "encode", |vae| {
-            vae.latents(&vae.encode(&reference_image, &vae_options))
-        })?;
+        let reference_latent =
+            with_model(stages, &mut self.vae, Loading::AllAtOnce, "encode", |vae| {
+                vae.latents(&vae.encode(&reference_image, &vae_options))
+            })?;
 
         // Multiview diffusion over all views, CFG doubling the batch above guidance 1.
         let cfg = self.guidance > 1.0;
         let batch = if cfg { 2 * views } else { views };
         let groups = batch / views;
-        let condition = if cfg { Tensor::cat(&[&condition, &condition], 0) } else { condition };
+        let condition = if cfg {
+            Tensor::cat(&[&condition, &condition], 0)
+        } else {
+            condition
+        };
         let labels = Tensor::arange(batch, (Kind::Int64, device)).remainder(views);
         let mv_context = self.randn(&[batch, TEXT_TOKENS, cross_dim]);
         let ref_context = self.randn(&[groups, TEXT_TOKENS, cross_dim]);
@@ -209,34 +251,56 @@ impl Workload for Hunyuan3dTexture {
         }
         for t in &steps {
             let tokens = if run_reference {
-                let tokens = with_model(stages, &mut self.reference, Loading::AllAtOnce, "reference_unet", |unet| {
-                    let input = UNetInput { sample: &ref_sample, timesteps: &zero_t, encoder_hidden_states: &ref_context, class_labels: None, reference: None };
-                    unet.forward_recording(&input, attention, 1).1
-                })?;
+                let tokens = with_model(
+                    stages,
+                    &mut self.reference,
+                    Loading::AllAtOnce,
+                    "reference_unet",
+                    |unet| {
+                        let input = UNetInput {
+                            sample: &ref_sample,
+                            timesteps: &zero_t,
+                            encoder_hidden_states: &ref_context,
+                            class_labels: None,
+                            reference: None,
+                        };
+                        unet.forward_recording(&input, attention, 1).1
+                    },
+                )?;
                 stages.count("reference_unet_evals", 1);
                 Some(tokens)
             } else {
                 None
             };
-            latents = with_model(stages, &mut self.multiview, Loading::AllAtOnce, "multiview", |unet| {
-                let noisy = if cfg { Tensor::cat(&[&latents, &latents], 0) } else { latents.shallow_clone() };
-                let sample = Tensor::cat(&[&noisy, &condition], 1);
-                let input = UNetInput {
-                    sample: &sample,
-                    timesteps: t,
-                    encoder_hidden_states: &mv_context,
-                    class_labels: Some(&labels),
-                    reference: tokens.as_ref(),
-                };
-                let eps = unet.forward(&input, attention);
-                let eps = if cfg {
-                    let parts = eps.chunk(2, 0);
-                    &parts[1] + (&parts[0] - &parts[1]) * guidance
-                } else {
-                    eps
-                };
-                &latents - eps / steps.len() as f64
-            })?;
+            latents = with_model(
+                stages,
+                &mut self.multiview,
+                Loading::AllAtOnce,
+                "multiview",
+                |unet| {
+                    let noisy = if cfg {
+                        Tensor::cat(&[&latents, &latents], 0)
+                    } else {
+                        latents.shallow_clone()
+                    };
+                    let sample = Tensor::cat(&[&noisy, &condition], 1);
+                    let input = UNetInput {
+                        sample: &sample,
+                        timesteps: t,
+                        encoder_hidden_states: &mv_context,
+                        class_labels: Some(&labels),
+                        reference: tokens.as_ref(),
+                    };
+                    let eps = unet.forward(&input, attention);
+                    let eps = if cfg {
+                        let parts = eps.chunk(2, 0);
+                        &parts[1] + (&parts[0] - &parts[1]) * guidance
+                    } else {
+                        eps
+                    };
+                    &latents - eps / steps.len() as f64
+                },
+            )?;
             stages.count("unet_evals", 1);
         }
         if loading == Loading::Sequential {
@@ -246,9 +310,13 @@ impl Workload for Hunyuan3dTexture {
             })?;
         }
 
-        let images = with_model(stages, &mut self.vae, Loading::AllAtOnce, "decode_views", |vae| {
-            vae.decode(&latents, &vae_options)
-        })?;
+        let images = with_model(
+            stages,
+            &mut self.vae,
+            Loading::AllAtOnce,
+            "decode_views",
+            |vae| vae.decode(&latents, &vae_options),
+        )?;
         let texture_size = self.texture_size;
         let atlas = stages.stage("bake", || {
             let mut atlas = Tensor::zeros([4, texture_size, texture_size], (Kind::Float, device));
@@ -258,7 +326,11 @@ impl Workload for Hunyuan3dTexture {
             atlas
         });
         stages.stage("inpaint", || {
-            drop(pipeline::inpaint(&atlas.narrow(0, 0, 3), &atlas.get(3), INPAINT_ITERATIONS))
+            drop(pipeline::inpaint(
+                &atlas.narrow(0, 0, 3),
+                &atlas.get(3),
+                INPAINT_ITERATIONS,
+            ))
         });
         Ok(())
     }

@@ -10,6 +10,7 @@ mod matmul;
 pub mod pipeline;
 mod sleep;
 mod unet;
+mod up2you;
 mod vae_decode;
 
 use crate::knobs::Dtype;
@@ -141,6 +142,7 @@ pub fn build(variant: &VariantPlan, target: Target) -> Result<Box<dyn Workload>>
         "unet" => Box::new(unet::Unet::new(&setup)?),
         "vae_decode" => Box::new(vae_decode::VaeDecode::new(&setup)?),
         "hunyuan3d_shape" => Box::new(hunyuan3d::Hunyuan3dShape::new(&setup)?),
+        "up2you" => Box::new(up2you::Up2You::new(&setup)?),
         "hunyuan3d_texture" => Box::new(hunyuan3d_texture::Hunyuan3dTexture::new(&setup)?),
         other => bail!("unknown workload `{other}`"),
     })

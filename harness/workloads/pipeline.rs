@@ -71,7 +71,10 @@ impl<M> WithWeights<M> {
     /// Builds `model` and finishes the builder.
     pub fn build(mut b: Builder, model: impl FnOnce(&mut Builder) -> M) -> Self {
         let model = model(&mut b);
-        WithWeights { model, weights: b.finish() }
+        WithWeights {
+            model,
+            weights: b.finish(),
+        }
     }
 }
 
@@ -104,7 +107,14 @@ impl<M: HasWeights> Slot<M> {
         offload: Offload,
         build: impl Fn(Builder) -> M + 'static,
     ) -> Slot<M> {
-        Slot { name, build: Box::new(build), loaded: None, kind, compute, offload }
+        Slot {
+            name,
+            build: Box::new(build),
+            loaded: None,
+            kind,
+            compute,
+            offload,
+        }
     }
 
     pub fn is_loaded(&self) -> bool {
@@ -205,12 +215,19 @@ pub fn uv_unwrap(faces: usize, seed: u64) -> f64 {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut charts: Vec<Vec<f64>> = vec![Vec::new(); 6];
     for _ in 0..faces {
-        let v: [[f64; 3]; 3] = std::array::from_fn(|_| std::array::from_fn(|_| rng.random_range(-1.0..1.0)));
+        let v: [[f64; 3]; 3] =
+            std::array::from_fn(|_| std::array::from_fn(|_| rng.random_range(-1.0..1.0)));
         let e1 = [v[1][0] - v[0][0], v[1][1] - v[0][1], v[1][2] - v[0][2]];
         let e2 = [v[2][0] - v[0][0], v[2][1] - v[0][1], v[2][2] - v[0][2]];
-        let n = [e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]];
+        let n = [
+            e1[1] * e2[2] - e1[2] * e2[1],
+            e1[2] * e2[0] - e1[0] * e2[2],
+            e1[0] * e2[1] - e1[1] * e2[0],
+        ];
         let area = 0.5 * (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
-        let axis = (0..3).max_by(|&a, &b| n[a].abs().total_cmp(&n[b].abs())).unwrap_or(0);
+        let axis = (0..3)
+            .max_by(|&a, &b| n[a].abs().total_cmp(&n[b].abs()))
+            .unwrap_or(0);
         charts[axis * 2 + usize::from(n[axis] < 0.0)].push(area);
     }
     let total: f64 = charts.iter().flatten().sum();
@@ -256,10 +273,17 @@ pub fn render_view(size: i64, azimuth_deg: f64, kind: Kind, device: Device) -> T
 pub fn bake_view(atlas: &mut Tensor, colours: &Tensor, maps: &Tensor, texture_size: i64) {
     let size = maps.size()[1];
     let pos = maps.narrow(0, 3, 3).to_kind(Kind::Float);
-    let u = ((pos.get(0) + 0.6) / 1.2 * (texture_size - 1) as f64).clamp(0.0, (texture_size - 1) as f64);
-    let v = ((pos.get(1) + 0.6) / 1.2 * (texture_size - 1) as f64).clamp(0.0, (texture_size - 1) as f64);
+    let u = ((pos.get(0) + 0.6) / 1.2 * (texture_size - 1) as f64)
+        .clamp(0.0, (texture_size - 1) as f64);
+    let v = ((pos.get(1) + 0.6) / 1.2 * (texture_size - 1) as f64)
+        .clamp(0.0, (texture_size - 1) as f64);
     let index = (v.to_kind(Kind::Int64) * texture_size + u.to_kind(Kind::Int64)).view([-1]);
-    let cos = maps.get(2).to_kind(Kind::Float).clamp_min(0.0).pow_tensor_scalar(4).view([-1]);
+    let cos = maps
+        .get(2)
+        .to_kind(Kind::Float)
+        .clamp_min(0.0)
+        .pow_tensor_scalar(4)
+        .view([-1]);
     let colours = tch::Tensor::upsample_bilinear2d(
         &colours.to_kind(Kind::Float).unsqueeze(0),
         [size, size],
@@ -271,7 +295,9 @@ pub fn bake_view(atlas: &mut Tensor, colours: &Tensor, maps: &Tensor, texture_si
     .view([3, -1]);
     let flat = atlas.view([4, -1]);
     for ch in 0..3 {
-        let _ = flat.get(ch).index_add_(0, &index, &(colours.get(ch) * &cos));
+        let _ = flat
+            .get(ch)
+            .index_add_(0, &index, &(colours.get(ch) * &cos));
     }
     let _ = flat.get(3).index_add_(0, &index, &cos);
 }
@@ -286,7 +312,10 @@ pub fn inpaint(texture: &Tensor, weights: &Tensor, iterations: i64) -> Tensor {
         .view([1, 1, 3, 3])
         .repeat([3, 1, 1, 1]);
     for _ in 0..iterations {
-        let blurred = out.unsqueeze(0).conv2d(&kernel, None::<Tensor>, [1, 1], [1, 1], [1, 1], 3).squeeze_dim(0);
+        let blurred = out
+            .unsqueeze(0)
+            .conv2d(&kernel, None::<Tensor>, [1, 1], [1, 1], [1, 1], 3)
+            .squeeze_dim(0);
         out = &out * (-&hole + 1.0) + blurred * &hole;
     }
     out
@@ -307,37 +336,6 @@ pub fn surface_cells(grid: &Tensor) -> i64 {
     crossings
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn guidance_interval_counts_guided_steps_as_the_note_does() {
-        let guided = guided_steps(50, 3).iter().filter(|g| **g).count();
-        assert_eq!(guided, 17, "THG interval 3 over 50 steps");
-        assert_eq!(50 + guided, 67, "UNet evaluations: 50 conditional + 17 unconditional");
-        assert!(guided_steps(30, 1).iter().all(|g| *g));
-        assert_eq!(guided_steps(30, 4).iter().filter(|g| **g).count(), 8);
-    }
-
-    #[test]
-    fn cpu_stand_ins_scale_and_stay_finite() {
-        let f = uv_unwrap(2000, 1);
-        assert!(f > 0.0 && f <= 1.0, "{f}");
-        let maps = render_view(32, 90.0, Kind::Float, Device::Cpu);
-        assert_eq!(maps.size(), vec![6, 32, 32]);
-        let mut atlas = Tensor::zeros([4, 16, 16], (Kind::Float, Device::Cpu));
-        bake_view(&mut atlas, &Tensor::ones([3, 8, 8], (Kind::Float, Device::Cpu)), &maps, 16);
-        let painted = atlas.get(3).gt(0.0).sum(Kind::Int64).int64_value(&[]);
-        assert!(painted > 0, "baking painted no texel");
-        let filled = inpaint(&atlas.narrow(0, 0, 3), &atlas.get(3), 4);
-        assert_eq!(filled.size(), vec![3, 16, 16]);
-        assert!(bool::try_from(filled.isfinite().all()).unwrap());
-        let grid = Tensor::linspace(-1.0, 1.0, 9, (Kind::Float, Device::Cpu)).view([9, 1, 1]).expand([9, 9, 9], false);
-        assert_eq!(surface_cells(&grid), 81, "one crossing per column of a planar surface");
-    }
-}
-
 impl HasWeights for crate::models::unet::UNet2DConditionModel {
     fn weights(&self) -> &Weights {
         &self.weights
@@ -355,5 +353,51 @@ impl HasWeights for crate::models::vae::AutoencoderKL {
 
     fn weights_mut(&mut self) -> &mut Weights {
         &mut self.weights
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guidance_interval_counts_guided_steps_as_the_note_does() {
+        let guided = guided_steps(50, 3).iter().filter(|g| **g).count();
+        assert_eq!(guided, 17, "THG interval 3 over 50 steps");
+        assert_eq!(
+            50 + guided,
+            67,
+            "UNet evaluations: 50 conditional + 17 unconditional"
+        );
+        assert!(guided_steps(30, 1).iter().all(|g| *g));
+        assert_eq!(guided_steps(30, 4).iter().filter(|g| **g).count(), 8);
+    }
+
+    #[test]
+    fn cpu_stand_ins_scale_and_stay_finite() {
+        let f = uv_unwrap(2000, 1);
+        assert!(f > 0.0 && f <= 1.0, "{f}");
+        let maps = render_view(32, 90.0, Kind::Float, Device::Cpu);
+        assert_eq!(maps.size(), vec![6, 32, 32]);
+        let mut atlas = Tensor::zeros([4, 16, 16], (Kind::Float, Device::Cpu));
+        bake_view(
+            &mut atlas,
+            &Tensor::ones([3, 8, 8], (Kind::Float, Device::Cpu)),
+            &maps,
+            16,
+        );
+        let painted = atlas.get(3).gt(0.0).sum(Kind::Int64).int64_value(&[]);
+        assert!(painted > 0, "baking painted no texel");
+        let filled = inpaint(&atlas.narrow(0, 0, 3), &atlas.get(3), 4);
+        assert_eq!(filled.size(), vec![3, 16, 16]);
+        assert!(bool::try_from(filled.isfinite().all()).unwrap());
+        let grid = Tensor::linspace(-1.0, 1.0, 9, (Kind::Float, Device::Cpu))
+            .view([9, 1, 1])
+            .expand([9, 9, 9], false);
+        assert_eq!(
+            surface_cells(&grid),
+            81,
+            "one crossing per column of a planar surface"
+        );
     }
 }
