@@ -358,16 +358,17 @@ impl Moge {
     pub fn forward(&self, w: &Weights, image: &Tensor, imp: AttentionImpl) -> MogeOutput {
         let (_, _, height, width) = image.size4().expect("[batch, 3, height, width]");
         let ((rh, rw), (h14, w14)) = self.resized(height, width);
-        let x = image.internal_upsample_bicubic2d_aa([rh, rw], false, None, None);
-        let opts = (x.kind(), x.device());
-        let mean = Tensor::from_slice(&[0.485f32, 0.456, 0.406])
-            .to_kind(opts.0)
-            .to_device(opts.1);
-        let std = Tensor::from_slice(&[0.229f32, 0.224, 0.225])
-            .to_kind(opts.0)
-            .to_device(opts.1);
+        // Pre-processing in fp32 (the antialiased resizes have no half-precision CPU kernels).
+        let x =
+            image
+                .to_kind(Kind::Float)
+                .internal_upsample_bicubic2d_aa([rh, rw], false, None, None);
+        let mean = Tensor::from_slice(&[0.485f32, 0.456, 0.406]).to_device(x.device());
+        let std = Tensor::from_slice(&[0.229f32, 0.224, 0.225]).to_device(x.device());
         let x = (x - mean.view([1, 3, 1, 1])) / std.view([1, 3, 1, 1]);
-        let x14 = x.internal_upsample_bilinear2d_aa([h14, w14], false, None, None);
+        let x14 = x
+            .internal_upsample_bilinear2d_aa([h14, w14], false, None, None)
+            .to_kind(w.kind());
         let features = self.backbone.intermediate_layers(
             w,
             &x14,

@@ -353,7 +353,7 @@ impl Vit {
         }
     }
 
-    /// Tokens before CLS-and-register prefix: `1 + registers`.
+    /// Tokens ahead of the patches: CLS and the registers.
     pub fn prefix_tokens(&self) -> i64 {
         1 + self.config.registers
     }
