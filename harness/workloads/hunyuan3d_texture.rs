@@ -335,3 +335,68 @@ impl Workload for Hunyuan3dTexture {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::measure::{Meter, Target};
+    use crate::plan::ParamValue;
+    use crate::workloads::{build, default_plan};
+
+    fn run(workload: &str, overrides: &[(&str, ParamValue)]) -> crate::measure::Measurement {
+        let mut all = vec![
+            ("preset", ParamValue::Str("tiny".into())),
+            ("shape_steps", ParamValue::Int(2)),
+            ("octree_resolution", ParamValue::Int(16)),
+        ];
+        if workload == "hunyuan3d_texture" {
+            all.extend([
+                ("delight_steps", ParamValue::Int(2)),
+                ("multiview_steps", ParamValue::Int(2)),
+                ("render_size", ParamValue::Int(64)),
+                ("texture_size", ParamValue::Int(64)),
+                ("faces", ParamValue::Int(200)),
+            ]);
+        }
+        all.extend(overrides.iter().cloned());
+        let plan = default_plan(workload, &all).unwrap();
+        let mut w = build(&plan, Target::Cpu).unwrap();
+        let meter = Meter { target: Target::Cpu, empty_cache_between_stages: false, sampler: None };
+        let _guard = tch::no_grad_guard();
+        meter.measure(|s| w.call(s)).map_err(|_| "call failed").unwrap()
+    }
+
+    fn stage_names(m: &crate::measure::Measurement) -> Vec<String> {
+        m.stages.iter().map(|s| s.name.clone()).collect()
+    }
+
+    #[test]
+    fn shape_counts_dit_calls_and_query_points() {
+        let m = run("hunyuan3d_shape", &[("shape_steps", ParamValue::Int(3))]);
+        assert_eq!(m.counters["dit_evals"], 3);
+        assert_eq!(m.counters["query_points"], 17 * 17 * 17, "(octree_resolution + 1)³");
+        let lazy = run("hunyuan3d_shape", &[("load", ParamValue::Str("sequential".into()))]);
+        let names = stage_names(&lazy);
+        for s in ["load_dit", "unload_dit", "load_shape_vae", "unload_shape_vae"] {
+            assert!(names.contains(&s.to_string()), "{s} missing: {names:?}");
+        }
+    }
+
+    #[test]
+    fn texture_stages_views_and_sequential_loading() {
+        let m = run("hunyuan3d_texture", &[]);
+        let names = stage_names(&m);
+        for s in ["delight", "uv_unwrap", "render", "encode", "reference_unet", "multiview", "decode_views", "bake", "inpaint"] {
+            assert!(names.contains(&s.to_string()), "{s} missing: {names:?}");
+        }
+        assert!(!names.iter().any(|n| n.starts_with("load_")), "all-at-once loads nothing in a call: {names:?}");
+        assert_eq!(m.counters["unet_evals"], 2);
+        assert_eq!(m.counters["delight_evals"], 2);
+        let seq = run("hunyuan3d_texture", &[("sequential_load", ParamValue::Bool(true)), ("with_shape", ParamValue::Bool(true))]);
+        let names = stage_names(&seq);
+        for s in ["load_delight", "unload_delight", "load_multiview", "unload_multiview", "dit"] {
+            assert!(names.contains(&s.to_string()), "{s} missing: {names:?}");
+        }
+        assert_eq!(super::view_count("minimal").unwrap(), 3);
+        assert_eq!(super::view_count("standard").unwrap(), 6);
+    }
+}
