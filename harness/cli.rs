@@ -37,6 +37,10 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Run only the variants whose name contains this text (claims on the others are
+        /// reported as not applicable).
+        #[arg(long)]
+        filter: Option<String>,
         /// Compare with the stored baselines afterwards (exit 1 on a regression).
         #[arg(long)]
         compare: bool,
@@ -170,6 +174,7 @@ fn dispatch(command: Command) -> Result<i32> {
             profile,
             results,
             quiet,
+            filter,
             compare,
             baseline,
             allow_mismatch,
@@ -178,7 +183,7 @@ fn dispatch(command: Command) -> Result<i32> {
                 baseline,
                 allow_mismatch,
             });
-            run(manifests, profile, &results, quiet, gate)
+            run(manifests, profile, filter.as_deref(), &results, quiet, gate)
         }
         Command::Compare {
             run,
@@ -292,6 +297,7 @@ fn parent_gpu() -> Option<nvml::GpuInfo> {
 fn run(
     paths: Vec<PathBuf>,
     profile: Option<String>,
+    filter: Option<&str>,
     results: &Path,
     quiet: bool,
     gate: Option<GateOptions>,
@@ -307,8 +313,18 @@ fn run(
     let mut plans = Vec::new();
     for path in &paths {
         let m = Manifest::from_path(path)?;
-        let plan = manifest::build_plan(&m, choice(profile.as_deref(), cuda_present))?;
+        let mut plan = manifest::build_plan(&m, choice(profile.as_deref(), cuda_present))?;
+        if let Some(text) = filter {
+            plan.variants.retain(|v| v.name.contains(text));
+            plan.jobs = crate::plan::Plan::schedule(&plan.variants, plan.order, plan.seed);
+        }
         plans.push((plan, m.source_text().to_string()));
+    }
+    if let Some(text) = filter {
+        if plans.iter().all(|(p, _)| p.variants.is_empty()) {
+            return Err(CodedError::usage(format!("no variant name contains `{text}`")));
+        }
+        plans.retain(|(p, _)| !p.variants.is_empty());
     }
     if !cuda_present {
         eprintln!(

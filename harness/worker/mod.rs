@@ -179,14 +179,13 @@ struct Budget {
 /// memory, as on a card of that size: the CUDA context and library handles, which a real card
 /// must also hold, are measured (NVML) and taken off the allocator's share. If they cannot be
 /// measured, the whole budget goes to the allocator and a warning says so.
-fn apply_budget(budget_gib: f64, device: usize) -> Result<Budget, String> {
+/// A budget larger than the device cannot be emulated: `Ok(None)`, and the caller records the
+/// knob as not applicable (the run is then limited by the real device only).
+fn apply_budget(budget_gib: f64, device: usize) -> Result<Option<Budget>, String> {
     let (_, total) = ffi::memory_info(device).map_err(|e| e.to_string())?;
     let budget = (budget_gib * (1u64 << 30) as f64) as u64;
     if budget > total {
-        return Err(format!(
-            "vram_budget_gib = {budget_gib} exceeds this device's {:.2} GiB",
-            total as f64 / (1u64 << 30) as f64
-        ));
+        return Ok(None);
     }
     let reserved = ffi::memory_stats(device)
         .map_err(|e| e.to_string())?
@@ -209,11 +208,11 @@ fn apply_budget(budget_gib: f64, device: usize) -> Result<Budget, String> {
     }
     ffi::set_memory_fraction(allocator_share as f64 / total as f64, device)
         .map_err(|e| e.to_string())?;
-    Ok(Budget {
+    Ok(Some(Budget {
         budget_bytes: budget,
         overhead_bytes: overhead,
         fraction: ffi::memory_fraction(device).map_err(|e| e.to_string())?,
-    })
+    }))
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
@@ -290,7 +289,7 @@ fn run(job: &WorkerJob) -> i32 {
             return finish(Status::Error, Some(format!("{e}{detail}")), None);
         }
     };
-    let not_applicable = match apply_knobs(knobs, target) {
+    let mut not_applicable = match apply_knobs(knobs, target) {
         Ok(n) => n,
         Err(e) => return finish(Status::Error, Some(format!("applying knobs: {e}")), None),
     };
@@ -308,11 +307,14 @@ fn run(job: &WorkerJob) -> i32 {
     let (mut budget_bytes, mut memory_fraction, mut overhead_bytes) = (None, None, None);
     if let (Some(gib), Target::Cuda(i)) = (knobs.vram_budget_gib, target) {
         match apply_budget(gib, i) {
-            Ok(b) => {
+            Ok(Some(b)) => {
                 budget_bytes = Some(b.budget_bytes);
                 memory_fraction = Some(b.fraction);
                 overhead_bytes = b.overhead_bytes;
             }
+            Ok(None) => not_applicable.push(format!(
+                "vram_budget_gib: {gib} GiB exceeds this device's memory, so a larger card cannot be emulated; ran without a limit"
+            )),
             Err(e) => {
                 return finish(
                     Status::Error,
