@@ -322,7 +322,9 @@ fn run(
     }
     if let Some(text) = filter {
         if plans.iter().all(|(p, _)| p.variants.is_empty()) {
-            return Err(CodedError::usage(format!("no variant name contains `{text}`")));
+            return Err(CodedError::usage(format!(
+                "no variant name contains `{text}`"
+            )));
         }
         plans.retain(|(p, _)| !p.variants.is_empty());
     }

@@ -360,9 +360,16 @@ mod tests {
         all.extend(overrides.iter().cloned());
         let plan = default_plan(workload, &all).unwrap();
         let mut w = build(&plan, Target::Cpu).unwrap();
-        let meter = Meter { target: Target::Cpu, empty_cache_between_stages: false, sampler: None };
+        let meter = Meter {
+            target: Target::Cpu,
+            empty_cache_between_stages: false,
+            sampler: None,
+        };
         let _guard = tch::no_grad_guard();
-        meter.measure(|s| w.call(s)).map_err(|_| "call failed").unwrap()
+        meter
+            .measure(|s| w.call(s))
+            .map_err(|_| "call failed")
+            .unwrap()
     }
 
     fn stage_names(m: &crate::measure::Measurement) -> Vec<String> {
@@ -373,10 +380,22 @@ mod tests {
     fn shape_counts_dit_calls_and_query_points() {
         let m = run("hunyuan3d_shape", &[("shape_steps", ParamValue::Int(3))]);
         assert_eq!(m.counters["dit_evals"], 3);
-        assert_eq!(m.counters["query_points"], 17 * 17 * 17, "(octree_resolution + 1)³");
-        let lazy = run("hunyuan3d_shape", &[("load", ParamValue::Str("sequential".into()))]);
+        assert_eq!(
+            m.counters["query_points"],
+            17 * 17 * 17,
+            "(octree_resolution + 1)³"
+        );
+        let lazy = run(
+            "hunyuan3d_shape",
+            &[("load", ParamValue::Str("sequential".into()))],
+        );
         let names = stage_names(&lazy);
-        for s in ["load_dit", "unload_dit", "load_shape_vae", "unload_shape_vae"] {
+        for s in [
+            "load_dit",
+            "unload_dit",
+            "load_shape_vae",
+            "unload_shape_vae",
+        ] {
             assert!(names.contains(&s.to_string()), "{s} missing: {names:?}");
         }
     }
@@ -385,15 +404,40 @@ mod tests {
     fn texture_stages_views_and_sequential_loading() {
         let m = run("hunyuan3d_texture", &[]);
         let names = stage_names(&m);
-        for s in ["delight", "uv_unwrap", "render", "encode", "reference_unet", "multiview", "decode_views", "bake", "inpaint"] {
+        for s in [
+            "delight",
+            "uv_unwrap",
+            "render",
+            "encode",
+            "reference_unet",
+            "multiview",
+            "decode_views",
+            "bake",
+            "inpaint",
+        ] {
             assert!(names.contains(&s.to_string()), "{s} missing: {names:?}");
         }
-        assert!(!names.iter().any(|n| n.starts_with("load_")), "all-at-once loads nothing in a call: {names:?}");
+        assert!(
+            !names.iter().any(|n| n.starts_with("load_")),
+            "all-at-once loads nothing in a call: {names:?}"
+        );
         assert_eq!(m.counters["unet_evals"], 2);
         assert_eq!(m.counters["delight_evals"], 2);
-        let seq = run("hunyuan3d_texture", &[("sequential_load", ParamValue::Bool(true)), ("with_shape", ParamValue::Bool(true))]);
+        let seq = run(
+            "hunyuan3d_texture",
+            &[
+                ("sequential_load", ParamValue::Bool(true)),
+                ("with_shape", ParamValue::Bool(true)),
+            ],
+        );
         let names = stage_names(&seq);
-        for s in ["load_delight", "unload_delight", "load_multiview", "unload_multiview", "dit"] {
+        for s in [
+            "load_delight",
+            "unload_delight",
+            "load_multiview",
+            "unload_multiview",
+            "dit",
+        ] {
             assert!(names.contains(&s.to_string()), "{s} missing: {names:?}");
         }
         assert_eq!(super::view_count("minimal").unwrap(), 3);
