@@ -8,7 +8,9 @@ pub mod hunyuan3d;
 mod hunyuan3d_texture;
 mod matmul;
 pub mod pipeline;
+mod sam3d;
 mod sleep;
+mod t2i_dit;
 mod unet;
 mod up2you;
 mod vae_decode;
@@ -144,6 +146,8 @@ pub fn build(variant: &VariantPlan, target: Target) -> Result<Box<dyn Workload>>
         "hunyuan3d_shape" => Box::new(hunyuan3d::Hunyuan3dShape::new(&setup)?),
         "up2you" => Box::new(up2you::Up2You::new(&setup)?),
         "hunyuan3d_texture" => Box::new(hunyuan3d_texture::Hunyuan3dTexture::new(&setup)?),
+        "sam3d" => Box::new(sam3d::Sam3d::new(&setup)?),
+        "t2i_dit" => Box::new(t2i_dit::T2iDit::new(&setup)?),
         other => bail!("unknown workload `{other}`"),
     })
 }

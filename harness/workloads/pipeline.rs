@@ -165,6 +165,11 @@ impl<M: HasWeights> Slot<M> {
         }
     }
 
+    /// The model as it rests between stages, if loaded (no placement change).
+    pub fn loaded(&self) -> Option<&M> {
+        self.loaded.as_ref()
+    }
+
     /// Parameter bytes, if loaded.
     pub fn bytes(&self) -> Option<i64> {
         self.loaded.as_ref().map(|m| m.weights().bytes())
