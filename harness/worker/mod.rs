@@ -223,8 +223,12 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "panic without message".into())
 }
 
-/// NVML clock-throttle reasons that slow the GPU down (idle and application clocks excluded).
-const SLOWDOWN_REASONS: u64 = 0x4 | 0x8 | 0x20 | 0x40 | 0x80;
+/// NVML clock-throttle reasons that mark a sample as throttled: hardware slowdown, software
+/// and hardware thermal limits, power brake. `sw_power_cap` is left out on purpose: a saturated
+/// datacenter GPU sits at its power limit and trims boost clocks all the time, so flagging it
+/// would flag every heavy call (it is still recorded in `throttle_reasons`); a clock drop deep
+/// enough to matter is caught by `low_clock`, as nvbench does with its clock threshold.
+const SLOWDOWN_REASONS: u64 = 0x8 | 0x20 | 0x40 | 0x80;
 
 /// Conditions under which a sample's time is suspect; reports show how verdicts change
 /// without flagged samples.
@@ -462,4 +466,52 @@ fn run(job: &WorkerJob) -> i32 {
     };
     emit(&Message::Measured(stop));
     finish(Status::Ok, None, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quality_flags;
+    use crate::measure::nvml::Telemetry;
+    use crate::measure::Measurement;
+
+    fn measured(throttle_reasons: u64, sm_clock_min_mhz: u32, processes: u32) -> Measurement {
+        Measurement {
+            wall_ms: 1.0,
+            gpu_ms: Some(1.0),
+            stages: Vec::new(),
+            counters: Default::default(),
+            peak_allocated_bytes: None,
+            peak_reserved_bytes: None,
+            telemetry: Some(Telemetry {
+                readings: 10,
+                memory_used_max_bytes: None,
+                sm_clock_min_mhz: Some(sm_clock_min_mhz),
+                sm_clock_mean_mhz: Some(f64::from(sm_clock_min_mhz)),
+                temperature_max_c: None,
+                power_mean_w: None,
+                throttle_reasons: Some(throttle_reasons),
+                compute_processes_max: Some(processes),
+            }),
+            host_peak_rss_bytes: None,
+        }
+    }
+
+    #[test]
+    fn power_cap_alone_is_not_throttling_but_thermal_and_low_clocks_are() {
+        let flags =
+            |bits, clock, procs| quality_flags(&measured(bits, clock, procs), Some(1980), 0.75);
+        assert!(
+            flags(0x4, 1800, 1).is_empty(),
+            "sw_power_cap at a high clock"
+        );
+        assert_eq!(
+            flags(0x4, 1400, 1),
+            ["low_clock"],
+            "power cap deep enough to matter"
+        );
+        assert_eq!(flags(0x20, 1900, 1), ["throttled"], "sw_thermal");
+        assert_eq!(flags(0x8 | 0x4, 1900, 1), ["throttled"], "hw_slowdown");
+        assert_eq!(flags(0x0, 1900, 2), ["shared_gpu"]);
+        assert!(quality_flags(&measured(0x40, 900, 1), None, 0.75) == ["throttled"]);
+    }
 }

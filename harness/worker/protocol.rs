@@ -56,7 +56,7 @@ pub struct StopInfo {
 /// Why a sample's timing may not be representative.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SampleFlag {
-    /// NVML reported power or thermal throttling during the call.
+    /// NVML reported thermal throttling, hardware slowdown or power brake during the call.
     Throttled,
     /// The SM clock fell below the settle rule's fraction of its maximum.
     LowClock,
