@@ -14,7 +14,8 @@
 //!   `texture_size`² atlas; `inpaint`: the CPU stand-in for filling unpainted texels.
 //!
 //! With `sequential_load`, the delight and multiview models are created just before their
-//! stage and freed after it (the note's scenario 3).
+//! stage and freed after it (the note's scenario 3); so are the shape models, since the note's
+//! scenario keeps only what the current stage needs on the card.
 
 use super::hunyuan3d::{attention_param, ShapePipeline};
 use super::pipeline::{self, with_model, Loading, Offload, Slot};
@@ -98,7 +99,7 @@ impl Hunyuan3dTexture {
             VaeConfig::sd()
         };
         let shape = if p.bool("with_shape")? {
-            Some(ShapePipeline::new(setup, Loading::AllAtOnce)?)
+            Some(ShapePipeline::new(setup, loading)?)
         } else {
             None
         };
@@ -437,6 +438,10 @@ mod tests {
             "load_multiview",
             "unload_multiview",
             "dit",
+            "load_conditioner",
+            "unload_conditioner",
+            "unload_dit",
+            "unload_shape_vae",
         ] {
             assert!(names.contains(&s.to_string()), "{s} missing: {names:?}");
         }

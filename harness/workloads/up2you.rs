@@ -11,8 +11,9 @@
 //! - `reconstruction`: a GPU stand-in for normal-based remeshing (`reconstruction_iterations`
 //!   renders at 1024² with a reduction each).
 //!
-//! Counters: `unet_evals` counts conditional and unconditional evaluations separately (50 steps
-//! at interval 3 = 50 + 17 = 67), `guided_steps` the steps that ran both.
+//! Counters: `rgb_multiview_evals` and `normal_multiview_evals` count a stage's conditional and
+//! unconditional UNet evaluations separately (50 steps at interval 3 = 50 + 17 = 67, the note's
+//! figure for one stage); `unet_evals` and `guided_steps` (steps that ran both) sum the stages.
 
 use super::hunyuan3d::attention_param;
 use super::pipeline::{self, with_model, Loading, Offload, Slot, WithWeights};
@@ -220,7 +221,9 @@ impl Up2You {
                 };
                 &latents - eps / n
             })?;
-            stages.count("unet_evals", if guide { 2 } else { 1 });
+            let evals = if guide { 2 } else { 1 };
+            stages.count(&format!("{stage}_evals"), evals);
+            stages.count("unet_evals", evals);
             stages.count("guided_steps", u64::from(guide));
         }
         Ok(latents)
@@ -346,6 +349,7 @@ mod tests {
             ("steps", ParamValue::Int(50)),
             ("guidance_interval", ParamValue::Int(3)),
         ]);
+        assert_eq!(m.counters["rgb_multiview_evals"], 67);
         assert_eq!(m.counters["unet_evals"], 67);
         assert_eq!(m.counters["guided_steps"], 17);
         let plain = run(&[
@@ -367,5 +371,18 @@ mod tests {
         ] {
             assert!(names.contains(&stage), "missing stage {stage}: {names:?}");
         }
+    }
+
+    #[test]
+    fn each_multiview_stage_counts_its_own_evaluations() {
+        let m = run(&[
+            ("steps", ParamValue::Int(6)),
+            ("guidance_interval", ParamValue::Int(3)),
+            ("normal_stage", ParamValue::Bool(true)),
+        ]);
+        assert_eq!(m.counters["rgb_multiview_evals"], 8, "6 steps + 2 guided");
+        assert_eq!(m.counters["normal_multiview_evals"], 8);
+        assert_eq!(m.counters["unet_evals"], 16);
+        assert!(m.stages.iter().any(|s| s.name == "decode_normal"));
     }
 }
