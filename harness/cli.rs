@@ -37,8 +37,8 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
-        /// Run only the variants whose name contains this text (claims on the others are
-        /// reported as not applicable).
+        /// Run only the variants whose name contains this text, or any of several texts
+        /// separated by commas (claims on the others are reported as not applicable).
         #[arg(long)]
         filter: Option<String>,
         /// Compare with the stored baselines afterwards (exit 1 on a regression).
@@ -315,7 +315,12 @@ fn run(
         let m = Manifest::from_path(path)?;
         let mut plan = manifest::build_plan(&m, choice(profile.as_deref(), cuda_present))?;
         if let Some(text) = filter {
-            plan.variants.retain(|v| v.name.contains(text));
+            plan.variants.retain(|v| {
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|part| !part.is_empty())
+                    .any(|part| v.name.contains(part))
+            });
             plan.jobs = crate::plan::Plan::schedule(&plan.variants, plan.order, plan.seed);
         }
         plans.push((plan, m.source_text().to_string()));

@@ -185,3 +185,29 @@ fn dist_folder_runs_from_any_working_directory() {
         .count();
     assert_eq!(runs, 1);
 }
+
+#[test]
+fn filter_keeps_variants_matching_any_comma_separated_text() {
+    let sb = Sandbox::new();
+    let manifest = sb.manifest(
+        "naps.toml",
+        "[suite]\nname = \"naps\"\nworkload = \"sleep\"\n\n[knobs]\ndevice = \"cpu\"\n\n[run]\nwarmup = 0\nsettle = false\nrepetitions = 1\n\n[[variant]]\nname = \"alpha\"\n\n[[variant]]\nname = \"beta\"\n\n[[variant]]\nname = \"gamma\"\n",
+    );
+    sb.cmd()
+        .args(["run", "--quiet", "--filter", "alp, gam,", &manifest])
+        .assert()
+        .success();
+    let mut ran: Vec<String> = sb
+        .samples()
+        .into_iter()
+        .map(|s| s["variant"].clone())
+        .collect();
+    ran.sort();
+    ran.dedup();
+    assert_eq!(ran, ["alpha", "gamma"]);
+    sb.cmd()
+        .args(["run", "--quiet", "--filter", "delta,", &manifest])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("no variant name contains"));
+}
