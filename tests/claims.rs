@@ -4,38 +4,8 @@
 
 mod common;
 
-use common::Sandbox;
+use common::{Sandbox, SLEEP_CLAIMS as CLAIMS};
 use predicates::prelude::*;
-
-const CLAIMS: &str = r#"[suite]
-name = "naps"
-workload = "sleep"
-
-[knobs]
-device = "cpu"
-
-[run]
-warmup = 1
-settle = false
-repetitions = 5
-processes = 2
-
-[[variant]]
-name = "a"
-params = { ms = 20 }
-
-[[variant]]
-name = "b"
-params = { ms = 30 }
-
-[[claim]]
-id = "T0-01"
-source = "test note, section 1"
-summary = "B is 40–60 % slower than A"
-change = "40%..60%"
-baseline = "a"
-candidate = "b"
-"#;
 
 const REFUTED: &str = r#"
 [[claim]]

@@ -80,3 +80,34 @@ pub fn fault_manifest(name: &str, timeout: &str, variants: &[&str]) -> String {
     }
     text
 }
+
+/// Two `sleep` variants on CPU (20 and 30 ms) and a claim that `b` is 40–60 % slower.
+pub const SLEEP_CLAIMS: &str = r#"[suite]
+name = "naps"
+workload = "sleep"
+
+[knobs]
+device = "cpu"
+
+[run]
+warmup = 1
+settle = false
+repetitions = 5
+processes = 2
+
+[[variant]]
+name = "a"
+params = { ms = 20 }
+
+[[variant]]
+name = "b"
+params = { ms = 30 }
+
+[[claim]]
+id = "T0-01"
+source = "test note, section 1"
+summary = "B is 40–60 % slower than A"
+change = "40%..60%"
+baseline = "a"
+candidate = "b"
+"#;
