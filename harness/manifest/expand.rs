@@ -103,8 +103,17 @@ pub(super) fn variants(model: &Model, profile: Option<&Layer>) -> Vec<VariantPla
     let implicit = implicit_variant();
     let mut out = Vec::new();
     for def in defined_variants(model, &implicit) {
-        let base = resolve(model, def, &layers(model, profile, def));
+        let mut base = resolve(model, def, &layers(model, profile, def));
+        let overrides = profile.map(|p| &p.override_params);
+        let apply_overrides = |variant: &mut VariantPlan| {
+            if let Some(o) = overrides {
+                variant
+                    .params
+                    .extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        };
         if model.axes.is_empty() {
+            apply_overrides(&mut base);
             out.push(base);
             continue;
         }
@@ -125,6 +134,7 @@ pub(super) fn variants(model: &Model, profile: Option<&Layer>) -> Vec<VariantPla
                     Setting::Knob(knob) => knob.apply(&mut variant.knobs),
                 }
             }
+            apply_overrides(&mut variant);
             out.push(variant);
         }
     }

@@ -62,6 +62,9 @@ pub(super) struct Model {
 #[derive(Debug, Clone, Default)]
 pub(super) struct Layer {
     pub params: BTreeMap<String, ParamValue>,
+    /// A profile's `override_params`: these beat the variants' own params (and matrix cells),
+    /// so a reduced-size profile also shrinks variants that set a size themselves.
+    pub override_params: BTreeMap<String, ParamValue>,
     pub knobs: Vec<KnobSetting>,
     pub run: RunPatch,
     pub compare: ComparePatch,
@@ -294,7 +297,7 @@ const TOP_KEYS: &[&str] = &[
     "suite", "params", "knobs", "run", "compare", "profiles", "variant", "matrix", "claim",
 ];
 const SUITE_KEYS: &[&str] = &["name", "description", "workload", "source"];
-const PROFILE_KEYS: &[&str] = &["params", "knobs", "run", "compare"];
+const PROFILE_KEYS: &[&str] = &["params", "override_params", "knobs", "run", "compare"];
 /// `compare` is accepted here only to be refused with a better message than "unknown key".
 const VARIANT_KEYS: &[&str] = &[
     "name",
@@ -446,10 +449,12 @@ pub(super) fn parse_model(ctx: &Ctx<'_>, root: &DeTable<'_>) -> Result<Model, Ma
             }
             let table = expect_table(ctx, profile_value, &path)?;
             check_keys(ctx, table, PROFILE_KEYS, &path)?;
-            profiles.push((
-                name.to_string(),
-                parse_layer(ctx, workload, table, &path, false)?,
-            ));
+            let mut layer = parse_layer(ctx, workload, table, &path, false)?;
+            if let Some((_, value)) = table.get_key_value("override_params") {
+                let key_path = join(&path, "override_params");
+                layer.override_params = parse_params(ctx, workload, value, &key_path)?;
+            }
+            profiles.push((name.to_string(), layer));
         }
     }
 

@@ -143,6 +143,39 @@ fn merge_precedence_defaults_suite_profile_variant_matrix() {
 }
 
 #[test]
+fn profile_override_params_beat_variants_and_matrix_cells() {
+    let text = with_suite(&[
+        "[params]",
+        "resolution = 64",
+        "[profiles.cpu]",
+        "params = { blocks = 3 }",
+        "override_params = { resolution = 8 }",
+        "[[variant]]",
+        "name = \"big\"",
+        "params = { resolution = 512, blocks = 5 }",
+    ]);
+    let plan = plan_with(&text, ProfileChoice::Named("cpu"));
+    let big = variant(&plan, "big");
+    assert_eq!(int(big, "resolution"), 8, "override beats the variant");
+    assert_eq!(int(big, "blocks"), 5, "plain profile params do not");
+    let base = plan_with(&text, ProfileChoice::Named("base"));
+    assert_eq!(int(variant(&base, "big"), "resolution"), 512);
+    let with_matrix = format!("{text}\n[matrix]\nparams.resolution = [16, 32]\n");
+    let plan = plan_with(&with_matrix, ProfileChoice::Named("cpu"));
+    assert!(plan.variants.iter().all(|v| int(v, "resolution") == 8));
+    let bad = with_suite(&["[profiles.cpu]", "override_params = { resolutoin = 8 }"]);
+    let err = parse(&bad).unwrap_err();
+    assert_eq!(
+        err.key.as_deref(),
+        Some("profiles.cpu.override_params.resolutoin")
+    );
+    assert!(
+        err.to_string().contains("did you mean `resolution`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn job_order_interleaved_and_sequential() {
     let plan = build_plan(&full(), ProfileChoice::Named("quick")).unwrap();
     let interleaved: Vec<(usize, u32)> = (0..2).flat_map(|p| (0..8).map(move |v| (v, p))).collect();
