@@ -4,6 +4,10 @@
 //! sizes and dtypes (fp16 for Hunyuan3D and SAM 3D, bf16 for Z-Image), one model resident at
 //! a time.
 
+mod common;
+
+use common::target;
+
 use claimbench::measure::Target;
 use claimbench::models::hunyuan3d::{DitConfig, Hunyuan3dDit, ShapeVae, ShapeVaeConfig};
 use claimbench::models::moge::{Moge, MogeConfig};
@@ -20,14 +24,6 @@ use std::time::Duration;
 use tch::{Device, Kind, Tensor};
 
 const SDPA: AttentionImpl = AttentionImpl::Sdpa;
-
-fn target() -> Target {
-    let _ = claimbench::ffi::load_torch_cuda();
-    match claimbench::ffi::cuda_device_count() {
-        Ok(n) if n > 0 => Target::Cuda(0),
-        _ => Target::Cpu,
-    }
-}
 
 struct Bench {
     target: Target,

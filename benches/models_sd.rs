@@ -3,49 +3,21 @@
 //! in fp32; with `CLAIMBENCH_BENCH_FULL=1` on a CUDA machine they run SD 2.1 at full size in
 //! fp16 (UNet: batch 2 at 512 px; VAE: one 768-px image, plain and tiled).
 
+mod common;
+
+use common::{bench_workload, target};
+
 use claimbench::knobs::Dtype;
-use claimbench::measure::{Meter, Target};
 use claimbench::plan::{ParamValue, VariantPlan};
 use claimbench::workloads;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::time::Duration;
-
-fn target() -> Target {
-    let _ = claimbench::ffi::load_torch_cuda();
-    match claimbench::ffi::cuda_device_count() {
-        Ok(n) if n > 0 => Target::Cuda(0),
-        _ => Target::Cpu,
-    }
-}
 
 fn plan(workload: &str, overrides: &[(&str, ParamValue)], dtype: Dtype) -> VariantPlan {
     let mut plan =
         workloads::default_plan(workload, overrides).expect("bench parameters are valid");
     plan.knobs.dtype = dtype;
     plan
-}
-
-fn bench_workload(c: &mut Criterion, name: &str, plan: VariantPlan, target: Target) {
-    let _guard = tch::no_grad_guard();
-    let mut workload = workloads::build(&plan, target).expect("workload builds");
-    let meter = Meter {
-        target,
-        empty_cache_between_stages: false,
-        sampler: None,
-    };
-    let device = if target.is_cuda() { "cuda" } else { "cpu" };
-    c.bench_function(&format!("{device}/{name}"), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let m = meter
-                    .measure(|s| workload.call(s))
-                    .unwrap_or_else(|_| panic!("{name} failed"));
-                total += Duration::from_secs_f64(m.wall_ms / 1e3);
-            }
-            total
-        })
-    });
 }
 
 fn benches(c: &mut Criterion) {

@@ -132,6 +132,15 @@ pub struct Meter {
 }
 
 impl Meter {
+    /// A meter for CPU calls: no telemetry, no cache emptying (tests, benches, tools).
+    pub fn cpu() -> Meter {
+        Meter {
+            target: Target::Cpu,
+            empty_cache_between_stages: false,
+            sampler: None,
+        }
+    }
+
     /// Measures one call of `call` following the module-level method.
     pub fn measure<E>(
         &self,

@@ -339,9 +339,7 @@ impl Workload for Hunyuan3dTexture {
 
 #[cfg(test)]
 mod tests {
-    use crate::measure::{Meter, Target};
     use crate::plan::ParamValue;
-    use crate::workloads::{build, default_plan};
 
     fn run(workload: &str, overrides: &[(&str, ParamValue)]) -> crate::measure::Measurement {
         let mut all = vec![
@@ -359,18 +357,7 @@ mod tests {
             ]);
         }
         all.extend(overrides.iter().cloned());
-        let plan = default_plan(workload, &all).unwrap();
-        let mut w = build(&plan, Target::Cpu).unwrap();
-        let meter = Meter {
-            target: Target::Cpu,
-            empty_cache_between_stages: false,
-            sampler: None,
-        };
-        let _guard = tch::no_grad_guard();
-        meter
-            .measure(|s| w.call(s))
-            .map_err(|_| "call failed")
-            .unwrap()
+        crate::workloads::run_default_plan(workload, &all)
     }
 
     fn stage_names(m: &crate::measure::Measurement) -> Vec<String> {

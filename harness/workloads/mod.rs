@@ -152,10 +152,29 @@ pub fn build(variant: &VariantPlan, target: Target) -> Result<Box<dyn Workload>>
     })
 }
 
+/// One call of `workload` on the CPU without autograd, panicking if it fails: for tests.
+#[cfg(test)]
+pub(crate) fn measure_once(workload: &mut dyn Workload) -> crate::measure::Measurement {
+    let _guard = tch::no_grad_guard();
+    crate::measure::Meter::cpu()
+        .measure(|s| workload.call(s))
+        .unwrap_or_else(|e| panic!("workload call failed: {e:?}"))
+}
+
+/// `default_plan` built on the CPU and called once (see `measure_once`).
+#[cfg(test)]
+pub(crate) fn run_default_plan(
+    workload: &str,
+    overrides: &[(&str, ParamValue)],
+) -> crate::measure::Measurement {
+    let plan = default_plan(workload, overrides).unwrap();
+    let mut w = build(&plan, Target::Cpu).unwrap();
+    measure_once(w.as_mut())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::Meter;
 
     #[test]
     fn every_catalog_workload_builds_and_runs_on_cpu() {
@@ -176,14 +195,7 @@ mod tests {
                 .collect();
             let plan = default_plan(spec.id, &overrides).unwrap();
             let mut w = build(&plan, Target::Cpu).unwrap();
-            let meter = Meter {
-                target: Target::Cpu,
-                empty_cache_between_stages: false,
-                sampler: None,
-            };
-            let m = meter
-                .measure(|s| w.call(s))
-                .unwrap_or_else(|_| panic!("{} failed", spec.id));
+            let m = measure_once(w.as_mut());
             assert!(!m.stages.is_empty(), "{} reported no stage", spec.id);
         }
     }

@@ -433,7 +433,7 @@ impl Workload for Sam3d {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::{Measurement, Meter, Target};
+    use crate::measure::{Measurement, Target};
     use crate::plan::ParamValue;
     use crate::workloads::{default_plan, Params};
 
@@ -451,14 +451,7 @@ mod tests {
     }
 
     fn call(w: &mut Sam3d) -> Measurement {
-        let meter = Meter {
-            target: Target::Cpu,
-            empty_cache_between_stages: false,
-            sampler: None,
-        };
-        meter
-            .measure(|s| w.call(s))
-            .unwrap_or_else(|_| panic!("sam3d call failed"))
+        crate::workloads::measure_once(w)
     }
 
     fn names(m: &Measurement) -> Vec<&str> {

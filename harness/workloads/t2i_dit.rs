@@ -184,7 +184,7 @@ impl Workload for T2iDit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::{Measurement, Meter, Target};
+    use crate::measure::{Measurement, Target};
     use crate::models::Residency;
     use crate::plan::ParamValue;
     use crate::workloads::pipeline::HasWeights;
@@ -207,14 +207,7 @@ mod tests {
     }
 
     fn call(w: &mut T2iDit) -> Measurement {
-        let meter = Meter {
-            target: Target::Cpu,
-            empty_cache_between_stages: false,
-            sampler: None,
-        };
-        meter
-            .measure(|s| w.call(s))
-            .unwrap_or_else(|_| panic!("t2i_dit call failed"))
+        crate::workloads::measure_once(w)
     }
 
     /// (storage device, residency) of a slot's weights between stages.

@@ -261,7 +261,7 @@ impl Workload for Unet {
 #[cfg(test)]
 mod tests {
     use crate::manifest::{build_plan, Manifest, ProfileChoice};
-    use crate::measure::{Measurement, Meter, Target};
+    use crate::measure::{Measurement, Target};
     use crate::plan::ParamValue;
     use crate::workloads::catalog::{DefaultValue, ParamKind};
     use crate::workloads::{build, default_plan};
@@ -272,12 +272,7 @@ mod tests {
         all.extend(overrides.iter().cloned());
         let plan = default_plan("unet", &all)?;
         let mut w = build(&plan, Target::Cpu)?;
-        let meter = Meter {
-            target: Target::Cpu,
-            empty_cache_between_stages: false,
-            sampler: None,
-        };
-        Ok(meter.measure(|s| w.call(s)).unwrap())
+        Ok(crate::workloads::measure_once(w.as_mut()))
     }
 
     fn s(v: &str) -> ParamValue {

@@ -315,9 +315,7 @@ impl Workload for Up2You {
 
 #[cfg(test)]
 mod tests {
-    use crate::measure::{Meter, Target};
     use crate::plan::ParamValue;
-    use crate::workloads::{build, default_plan};
 
     fn run(overrides: &[(&str, ParamValue)]) -> crate::measure::Measurement {
         let mut all = vec![
@@ -329,18 +327,7 @@ mod tests {
             ("normal_stage", ParamValue::Bool(false)),
         ];
         all.extend(overrides.iter().cloned());
-        let plan = default_plan("up2you", &all).unwrap();
-        let mut w = build(&plan, Target::Cpu).unwrap();
-        let meter = Meter {
-            target: Target::Cpu,
-            empty_cache_between_stages: false,
-            sampler: None,
-        };
-        let _guard = tch::no_grad_guard();
-        meter
-            .measure(|s| w.call(s))
-            .map_err(|_| "call failed")
-            .unwrap()
+        crate::workloads::run_default_plan("up2you", &all)
     }
 
     #[test]

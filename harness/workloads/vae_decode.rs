@@ -79,11 +79,7 @@ mod tests {
 
     #[test]
     fn counts_decoder_calls_for_tiles_and_slices() {
-        let meter = Meter {
-            target: Target::Cpu,
-            empty_cache_between_stages: false,
-            sampler: None,
-        };
+        let meter = Meter::cpu();
         // The tiny VAE's 64-px tiles are 8 latent pixels with stride 6: a 16 × 16 latent
         // (128 px) is 3 × 3 tiles.
         for (slicing, tiling, calls) in [
