@@ -300,33 +300,12 @@ pub fn render(report: &Report) -> String {
 
     let q = &report.quality;
     let _ = writeln!(out, "<h2 id=\"quality\">Sample quality</h2>");
-    if q.flagged == 0 {
-        let _ = writeln!(
-            out,
-            "<p>None of the {} measured samples was flagged.</p>",
-            q.measured
-        );
-    } else {
-        let by: Vec<String> = q.by_flag.iter().map(|(f, n)| format!("{f} {n}")).collect();
-        let _ = writeln!(
-            out,
-            "<p>{} of {} measured samples flagged ({}).</p>",
-            q.flagged,
-            q.measured,
-            esc(&by.join(", "))
-        );
+    let _ = writeln!(out, "<p>{}</p>", esc(&q.summary()));
+    if q.flagged > 0 {
         let changes: Vec<String> = q
-            .claims_changed
+            .changes()
             .iter()
-            .chain(&q.gate_changed)
-            .map(|c| {
-                format!(
-                    "<li>{}: {} → {} without them</li>",
-                    esc(&c.what),
-                    esc(&c.with_flagged),
-                    esc(&c.without_flagged)
-                )
-            })
+            .map(|c| format!("<li>{}</li>", esc(c)))
             .collect();
         if changes.is_empty() {
             let _ = writeln!(out, "<p>Leaving them out changes no verdict.</p>");

@@ -247,33 +247,12 @@ pub fn render(report: &Report) -> String {
 
     let q = &report.quality;
     let _ = writeln!(out, "\n### Sample quality\n");
-    if q.flagged == 0 {
-        let _ = writeln!(
-            out,
-            "None of the {} measured samples was flagged.",
-            q.measured
-        );
-    } else {
-        let by: Vec<String> = q.by_flag.iter().map(|(f, n)| format!("{f} {n}")).collect();
-        let _ = writeln!(
-            out,
-            "{} of {} measured samples flagged ({}).",
-            q.flagged,
-            q.measured,
-            by.join(", ")
-        );
+    let _ = writeln!(out, "{}", q.summary());
+    if q.flagged > 0 {
         let changes: Vec<String> = q
-            .claims_changed
+            .changes()
             .iter()
-            .chain(&q.gate_changed)
-            .map(|c| {
-                format!(
-                    "- {}: {} → {} without them",
-                    cell(&c.what),
-                    c.with_flagged,
-                    c.without_flagged
-                )
-            })
+            .map(|c| format!("- {}", cell(c)))
             .collect();
         if changes.is_empty() {
             let _ = writeln!(out, "Leaving them out changes no verdict.");

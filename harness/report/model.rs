@@ -2,12 +2,10 @@
 //! earlier runs when available) so that every format says the same thing. Serialised as
 //! `report.json`.
 
-use crate::stats::NestedSample;
-use crate::stats::{bootstrap_median_ci, hierarchical_bootstrap_median_ci, BootstrapConfig};
+use crate::stats::{BootstrapConfig, MedianInterval, NestedSample};
 use crate::store::{RunRecord, SampleRow};
 use crate::verdict::claims::{self, ClaimVerdict, ClaimVerdictKind};
 use crate::verdict::gate::{GateReport, GateVerdict};
-use crate::verdict::regression::MIN_PROCESSES_PER_SIDE;
 use crate::worker::protocol::Status;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -104,6 +102,51 @@ pub struct Quality {
     pub claims_changed: Vec<VerdictChange>,
     /// Gate entries whose verdict differs with flagged samples left out.
     pub gate_changed: Vec<VerdictChange>,
+}
+
+impl Quality {
+    /// One sentence: how many measured samples were flagged, and by which flags (plain text;
+    /// renderers escape it).
+    pub fn summary(&self) -> String {
+        if self.flagged == 0 {
+            format!(
+                "None of the {} measured samples was flagged.",
+                self.measured
+            )
+        } else {
+            format!(
+                "{} of {} measured samples flagged ({}).",
+                self.flagged,
+                self.measured,
+                self.by_flag_text()
+            )
+        }
+    }
+
+    /// `low_clock 2, throttled 1`.
+    pub fn by_flag_text(&self) -> String {
+        let by: Vec<String> = self
+            .by_flag
+            .iter()
+            .map(|(flag, n)| format!("{flag} {n}"))
+            .collect();
+        by.join(", ")
+    }
+
+    /// Every verdict that changes when flagged samples are left out, one line each (plain
+    /// text): `suite T0-01: confirmed → inconclusive without them`.
+    pub fn changes(&self) -> Vec<String> {
+        self.claims_changed
+            .iter()
+            .chain(&self.gate_changed)
+            .map(|c| {
+                format!(
+                    "{}: {} → {} without them",
+                    c.what, c.with_flagged, c.without_flagged
+                )
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -270,27 +313,17 @@ impl Report {
 /// Median with a seeded interval: two-stage bootstrap over processes and calls with enough
 /// processes, else over pooled calls.
 pub fn metric_summary(sample: &NestedSample) -> MetricSummary {
-    let config = BootstrapConfig::default();
-    let (interval, median, basis) = if sample.process_count() >= MIN_PROCESSES_PER_SIDE {
-        (
-            hierarchical_bootstrap_median_ci(sample, &config),
-            sample.median_of_process_medians(),
-            "processes and calls",
-        )
-    } else {
-        let pooled = sample.pooled();
-        (
-            bootstrap_median_ci(&pooled, &config),
-            pooled.median(),
-            "pooled calls",
-        )
-    };
+    let MedianInterval {
+        median,
+        interval,
+        basis,
+    } = sample.median_interval(&BootstrapConfig::default());
     MetricSummary {
         median,
         lower: interval.lower(),
         upper: interval.upper(),
         confidence: interval.confidence(),
-        basis: basis.into(),
+        basis: basis.to_string(),
     }
 }
 

@@ -230,7 +230,6 @@ pub fn quality_line(q: &crate::report::model::Quality) -> String {
             q.measured
         );
     }
-    let by: Vec<String> = q.by_flag.iter().map(|(f, n)| format!("{f} {n}")).collect();
     let changed = q.claims_changed.len() + q.gate_changed.len();
     let effect = if changed == 0 {
         "no verdict changes without them".to_string()
@@ -241,6 +240,6 @@ pub fn quality_line(q: &crate::report::model::Quality) -> String {
         "sample quality: {} of {} measured samples flagged ({}); {effect}\n",
         q.flagged,
         q.measured,
-        by.join(", ")
+        q.by_flag_text()
     )
 }

@@ -16,6 +16,7 @@
 //! Numbers are checked against SciPy by `tests/reference/stats_reference.py`, whose output
 //! `tests/data/stats-reference.json` the unit tests read.
 
+pub mod basis;
 pub mod bootstrap;
 pub mod correction;
 pub mod hodges_lehmann;
@@ -31,6 +32,7 @@ mod proptests;
 #[cfg(test)]
 mod reference_tests;
 
+pub use basis::{comparison_unit, Basis, MedianInterval, MIN_PROCESSES_PER_SIDE};
 pub use bootstrap::{
     bootstrap_ci, bootstrap_median_ci, bootstrap_ratio_of_medians, BootstrapConfig, RatioEstimate,
 };
