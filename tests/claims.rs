@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Sandbox, SLEEP_CLAIMS as CLAIMS};
+use common::{sleep_claims, Sandbox};
 use predicates::prelude::*;
 
 const REFUTED: &str = r#"
@@ -58,7 +58,7 @@ fn claim<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
 fn run_judges_claims_writes_reports_and_report_exits_1_on_a_refuted_claim() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let sb = Sandbox::new();
-    let naps = sb.manifest("naps.toml", &format!("{CLAIMS}{REFUTED}"));
+    let naps = sb.manifest("naps.toml", &format!("{}{REFUTED}", sleep_claims()));
     let alloc = sb.manifest("alloc.toml", OOM);
     sb.cmd()
         .args(["run", "--quiet", &naps, &alloc])
@@ -116,7 +116,7 @@ fn run_judges_claims_writes_reports_and_report_exits_1_on_a_refuted_claim() {
 fn report_exits_0_when_no_claim_is_refuted_and_checks_claims_at_load() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let sb = Sandbox::new();
-    let naps = sb.manifest("naps.toml", CLAIMS);
+    let naps = sb.manifest("naps.toml", &sleep_claims());
     sb.cmd()
         .args(["run", "--quiet", &naps])
         .assert()
@@ -135,7 +135,7 @@ fn report_exits_0_when_no_claim_is_refuted_and_checks_claims_at_load() {
     // A claim naming a variant that does not exist is a manifest error before anything runs.
     let typo = sb.manifest(
         "typo.toml",
-        &CLAIMS.replace("candidate = \"b\"", "candidate = \"bb\""),
+        &sleep_claims().replace("candidate = \"b\"", "candidate = \"bb\""),
     );
     sb.cmd()
         .args(["check", &typo])

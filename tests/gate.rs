@@ -7,45 +7,15 @@ use common::Sandbox;
 use predicates::prelude::*;
 
 fn sleep_manifest(ms: f64) -> String {
-    format!(
-        r#"[suite]
-name = "naps"
-workload = "sleep"
-
-[knobs]
-device = "cpu"
-
-[run]
-warmup = 1
-settle = false
-repetitions = 5
-processes = 4
-
-[[variant]]
-name = "nap"
-params = {{ ms = {ms} }}
-"#
-    )
-}
-
-fn newest_run(sb: &Sandbox) -> String {
-    let mut runs: Vec<_> = std::fs::read_dir(sb.path().join("results/runs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    runs.sort();
-    runs.last().unwrap().to_string_lossy().into_owned()
+    common::sleep_suite("naps", 4, &[("nap", ms)])
 }
 
 #[test]
 fn a_a_passes_and_a_slowdown_fails_the_gate() {
     let sb = Sandbox::new();
     let manifest = sb.manifest("naps.toml", &sleep_manifest(20.0));
-    sb.cmd()
-        .args(["run", "--quiet", &manifest])
-        .assert()
-        .success();
-    let first = newest_run(&sb);
+    sb.run_quiet(&manifest);
+    let first = sb.newest_run();
     let saved = sb
         .cmd()
         .args(["baseline", "save", &first])
@@ -71,7 +41,7 @@ fn a_a_passes_and_a_slowdown_fails_the_gate() {
         .stdout(predicate::str::is_match(r"regression\s+naps/nap\s+wall_ms").unwrap())
         .stdout(predicate::str::contains("params.ms: 20.0 → 30.0"));
     let compare: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(std::path::Path::new(&newest_run(&sb)).join("compare.json"))
+        &std::fs::read_to_string(std::path::Path::new(&sb.newest_run()).join("compare.json"))
             .unwrap(),
     )
     .unwrap();
@@ -90,12 +60,9 @@ fn a_a_passes_and_a_slowdown_fails_the_gate() {
 fn baselines_are_written_only_on_request_and_never_silently_replaced() {
     let sb = Sandbox::new();
     let manifest = sb.manifest("naps.toml", &sleep_manifest(2.0));
-    sb.cmd()
-        .args(["run", "--quiet", &manifest])
-        .assert()
-        .success();
+    sb.run_quiet(&manifest);
     assert!(!sb.path().join("results/baselines").exists());
-    let run = newest_run(&sb);
+    let run = sb.newest_run();
     sb.cmd().args(["baseline", "save", &run]).assert().success();
     sb.cmd()
         .args(["baseline", "save", &run])
@@ -109,11 +76,8 @@ fn baselines_are_written_only_on_request_and_never_silently_replaced() {
 fn comparing_across_hardware_is_refused_unless_allowed() {
     let sb = Sandbox::new();
     let manifest = sb.manifest("naps.toml", &sleep_manifest(2.0));
-    sb.cmd()
-        .args(["run", "--quiet", &manifest])
-        .assert()
-        .success();
-    let run = newest_run(&sb);
+    sb.run_quiet(&manifest);
+    let run = sb.newest_run();
     let out = sb.cmd().args(["baseline", "save", &run]).assert().success();
     let path = String::from_utf8(out.get_output().stdout.clone())
         .unwrap()
@@ -159,12 +123,9 @@ fn a_variant_that_now_runs_out_of_memory_is_a_regression() {
         )
     };
     let manifest = sb.manifest("alloc.toml", &text(0.001));
+    sb.run_quiet(&manifest);
     sb.cmd()
-        .args(["run", "--quiet", &manifest])
-        .assert()
-        .success();
-    sb.cmd()
-        .args(["baseline", "save", &newest_run(&sb)])
+        .args(["baseline", "save", &sb.newest_run()])
         .assert()
         .success();
     std::fs::write(sb.path().join(&manifest), text(100000.0)).unwrap();

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 /// The shared claim manifest with markup in every free-text field a report shows.
 fn manifest() -> String {
-    common::SLEEP_CLAIMS
+    common::sleep_claims()
         .replace(
             "name = \"naps\"\n",
             "name = \"naps\"\ndescription = \"naps <&> \\\"quoted\\\" <b>bold?</b>\"\n",

@@ -45,6 +45,25 @@ impl Sandbox {
         runs.into_iter().next().unwrap()
     }
 
+    /// `claimbench run --quiet MANIFEST`, which must succeed; returns the new run's folder.
+    pub fn run_quiet(&self, manifest: &str) -> String {
+        self.cmd()
+            .args(["run", "--quiet", manifest])
+            .assert()
+            .success();
+        self.newest_run()
+    }
+
+    /// The run directory that sorts last (run ids start with their UTC start time).
+    pub fn newest_run(&self) -> String {
+        let mut runs: Vec<_> = std::fs::read_dir(self.path().join("results/runs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        runs.sort();
+        runs.last().unwrap().to_string_lossy().into_owned()
+    }
+
     pub fn run_json(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.run_dir().join("run.json")).unwrap();
         serde_json::from_str(&text).unwrap()
@@ -81,28 +100,24 @@ pub fn fault_manifest(name: &str, timeout: &str, variants: &[&str]) -> String {
     text
 }
 
+/// A `sleep` suite on CPU (deterministic timings): one warm-up call, five measured calls per
+/// process, no settling; `variants` are (name, milliseconds per call).
+pub fn sleep_suite(name: &str, processes: u32, variants: &[(&str, f64)]) -> String {
+    let mut text = format!(
+        "[suite]\nname = \"{name}\"\nworkload = \"sleep\"\n\n[knobs]\ndevice = \"cpu\"\n\n[run]\nwarmup = 1\nsettle = false\nrepetitions = 5\nprocesses = {processes}\n"
+    );
+    for (variant, ms) in variants {
+        text.push_str(&format!(
+            "\n[[variant]]\nname = \"{variant}\"\nparams = {{ ms = {ms} }}\n"
+        ));
+    }
+    text
+}
+
 /// Two `sleep` variants on CPU (20 and 30 ms) and a claim that `b` is 40–60 % slower.
-pub const SLEEP_CLAIMS: &str = r#"[suite]
-name = "naps"
-workload = "sleep"
-
-[knobs]
-device = "cpu"
-
-[run]
-warmup = 1
-settle = false
-repetitions = 5
-processes = 2
-
-[[variant]]
-name = "a"
-params = { ms = 20 }
-
-[[variant]]
-name = "b"
-params = { ms = 30 }
-
+pub fn sleep_claims() -> String {
+    sleep_suite("naps", 2, &[("a", 20.0), ("b", 30.0)])
+        + r#"
 [[claim]]
 id = "T0-01"
 source = "test note, section 1"
@@ -110,4 +125,5 @@ summary = "B is 40–60 % slower than A"
 change = "40%..60%"
 baseline = "a"
 candidate = "b"
-"#;
+"#
+}
