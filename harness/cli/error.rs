@@ -9,9 +9,9 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExpectedError {
-    /// A manifest that does not parse or validate.
+    /// A manifest that does not parse or validate (boxed: it is the largest error).
     #[error(transparent)]
-    Manifest(#[from] ManifestError),
+    Manifest(Box<ManifestError>),
     /// Reading or writing the results folder. A missing file or folder named on the command
     /// line, or one whose contents do not parse, is an input error; any other I/O failure is
     /// the environment's.
@@ -36,6 +36,12 @@ pub enum ExpectedError {
     /// The machine cannot do the work: I/O, spawning workers, the Ctrl-C handler.
     #[error(transparent)]
     Environment(#[from] anyhow::Error),
+}
+
+impl From<ManifestError> for ExpectedError {
+    fn from(e: ManifestError) -> Self {
+        ExpectedError::Manifest(Box::new(e))
+    }
 }
 
 impl From<std::io::Error> for ExpectedError {
