@@ -1,4 +1,8 @@
-//! Process exit codes, stable for CI scripts.
+//! Process exit codes, stable for CI scripts (README, "Exit codes"). Errors carry theirs through
+//! `cli::ExpectedError::exit_code`.
+//!
+//! The launcher (`main.rs`) compiles this file into itself with `#[path]` rather than linking the
+//! library, which would pull in libtorch: keep it free of `use` and dependencies.
 
 /// Everything ran; no regression, no refuted claim.
 pub const OK: i32 = 0;
@@ -13,29 +17,3 @@ pub const ENVIRONMENT: i32 = 3;
 pub const WORKER_FAILURES: i32 = 4;
 /// Stopped by Ctrl-C; everything finished so far is recorded.
 pub const INTERRUPTED: i32 = 130;
-
-/// An error that carries the exit code it should produce.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct CodedError {
-    pub code: i32,
-    pub message: String,
-}
-
-impl CodedError {
-    pub fn usage(message: impl Into<String>) -> anyhow::Error {
-        CodedError {
-            code: USAGE,
-            message: message.into(),
-        }
-        .into()
-    }
-
-    pub fn environment(message: impl Into<String>) -> anyhow::Error {
-        CodedError {
-            code: ENVIRONMENT,
-            message: message.into(),
-        }
-        .into()
-    }
-}

@@ -12,13 +12,16 @@
 //! and checks that its version is the 2.11 series that tch 0.24 requires. It then prepends the
 //! folder to `LD_LIBRARY_PATH` and replaces itself with the engine.
 
+#[allow(dead_code)] // only ENVIRONMENT is the launcher's own
+#[path = "exit_code.rs"]
+mod exit_code;
+
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const REQUIRED_SERIES: &str = "2.11.";
-const ENVIRONMENT_ERROR: i32 = 3;
 
 fn has_libtorch(dir: &Path) -> bool {
     dir.join("libtorch_cpu.so").is_file()
@@ -93,7 +96,7 @@ fn main() {
             "error: no libtorch of the {REQUIRED_SERIES}x series found (claimbench needs PyTorch 2.11).\nTried:\n{}\nInstall it with `pip install torch==2.11.0`, or set CLAIMBENCH_LIBTORCH to a torch/lib folder or CLAIMBENCH_PYTHON to a Python that has it.",
             tried.join("\n")
         );
-        std::process::exit(ENVIRONMENT_ERROR);
+        std::process::exit(exit_code::ENVIRONMENT);
     };
     let mut path = OsString::from(&lib);
     if let Some(old) = std::env::var_os("LD_LIBRARY_PATH").filter(|v| !v.is_empty()) {
@@ -105,5 +108,5 @@ fn main() {
         .env("LD_LIBRARY_PATH", path)
         .exec();
     eprintln!("error: cannot run {}: {err}", engine.display());
-    std::process::exit(ENVIRONMENT_ERROR);
+    std::process::exit(exit_code::ENVIRONMENT);
 }

@@ -113,15 +113,23 @@ pub struct CompareSettings {
     pub memory_abs_tolerance_bytes: u64,
 }
 
+impl CompareSettings {
+    /// The defaults, here only; the regression verdict's `Thresholds` take them from here.
+    pub const DEFAULT_ALPHA: f64 = 0.05;
+    pub const DEFAULT_TIME_THRESHOLD: f64 = 0.03;
+    pub const DEFAULT_MEMORY_REL_TOLERANCE: f64 = 0.01;
+    pub const DEFAULT_MEMORY_ABS_TOLERANCE_BYTES: u64 = 16 << 20;
+}
+
 impl Default for CompareSettings {
     fn default() -> Self {
         CompareSettings {
-            alpha: 0.05,
+            alpha: Self::DEFAULT_ALPHA,
             correction: crate::stats::Correction::Holm,
-            time_threshold: 0.03,
+            time_threshold: Self::DEFAULT_TIME_THRESHOLD,
             metric_thresholds: BTreeMap::new(),
-            memory_rel_tolerance: 0.01,
-            memory_abs_tolerance_bytes: 16 << 20,
+            memory_rel_tolerance: Self::DEFAULT_MEMORY_REL_TOLERANCE,
+            memory_abs_tolerance_bytes: Self::DEFAULT_MEMORY_ABS_TOLERANCE_BYTES,
         }
     }
 }
@@ -160,6 +168,19 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Keeps the variants whose name contains one of the comma-separated texts of `filter`
+    /// (blank alternatives match nothing) and schedules the jobs again for what is left.
+    pub fn retain_variants(&mut self, filter: &str) {
+        let parts: Vec<&str> = filter
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .collect();
+        self.variants
+            .retain(|v| parts.iter().any(|part| v.name.contains(part)));
+        self.jobs = Plan::schedule(&self.variants, self.order, self.seed);
+    }
+
     /// Orders jobs for `variants` according to `order`: each variant gets `processes` jobs.
     pub fn schedule(variants: &[VariantPlan], order: Order, seed: u64) -> Vec<Job> {
         use rand::seq::SliceRandom;

@@ -73,56 +73,21 @@ pub fn write_files(dir: &Path, report: &model::Report) -> Result<Vec<PathBuf>> {
 /// How many stored runs (the current one included) a trend plot shows.
 pub const TREND_RUNS: usize = 30;
 
-/// Per-variant median wall times of the stored runs beside `dir` (its parent folder) that
-/// share a suite with `run` and are not newer than it, oldest first and `run` itself last.
-/// Unreadable runs are skipped: a trend
-/// line is a convenience, not a verdict.
+/// Per-variant median wall times of `earlier` runs (oldest first, as
+/// [`crate::store::Results::history`] gives them) followed by `run` itself, for trend lines.
 pub fn trend_runs(
-    dir: &Path,
     run: &crate::store::RunRecord,
     samples: &[crate::store::SampleRow],
+    earlier: &[crate::store::StoredRun],
 ) -> Vec<model::RunMedians> {
-    let suites: Vec<&str> = run.suites.iter().map(|s| s.plan.suite.as_str()).collect();
-    let mut others: Vec<PathBuf> = dir
-        .parent()
-        .and_then(|p| std::fs::read_dir(p).ok())
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("run.json").is_file() && p.file_name() != dir.file_name())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n < run.id.as_str())
-        })
-        .collect();
-    others.sort();
-    let mut history: Vec<_> = others
+    earlier
         .iter()
-        .rev()
-        .filter_map(|p| {
-            let other = crate::store::RunRecord::load(p).ok()?;
-            if !other
-                .suites
-                .iter()
-                .any(|s| suites.contains(&s.plan.suite.as_str()))
-            {
-                return None;
-            }
-            let rows = crate::store::read_samples(&p.join("samples.csv")).ok()?;
-            Some(model::RunMedians {
-                run: other.id.clone(),
-                started_at: other.fingerprint.started_at.clone(),
-                medians: model::run_medians(&other, &rows),
-            })
+        .map(|other| (&other.record, other.samples.as_slice()))
+        .chain(std::iter::once((run, samples)))
+        .map(|(record, rows)| model::RunMedians {
+            run: record.id.clone(),
+            started_at: record.fingerprint.started_at.clone(),
+            medians: model::run_medians(record, rows),
         })
-        .take(TREND_RUNS - 1)
-        .collect();
-    history.reverse();
-    history.push(model::RunMedians {
-        run: run.id.clone(),
-        started_at: run.fingerprint.started_at.clone(),
-        medians: model::run_medians(run, samples),
-    });
-    history
+        .collect()
 }

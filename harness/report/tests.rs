@@ -10,9 +10,9 @@ use crate::manifest::{build_plan, Manifest, ProfileChoice};
 use crate::measure::nvml::GpuInfo;
 use crate::measure::{Measurement, StageTime};
 use crate::store::baseline::Baseline;
-use crate::store::{Fingerprint, ProcessRecord, RunRecord, SampleRow, SuiteRecord};
+use crate::store::{Fingerprint, OomInfo, ProcessRecord, RunRecord, SampleRow, SuiteRecord};
 use crate::verdict::gate::gate;
-use crate::worker::protocol::{OomInfo, Status};
+use crate::worker::protocol::Status;
 use std::path::{Path, PathBuf};
 
 const GIB: u64 = 1 << 30;

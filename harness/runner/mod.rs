@@ -8,7 +8,7 @@
 use crate::plan::{Job, Plan};
 use crate::stats::{check_nested, NestedSample, StopDecision, StopReason, StoppingRule};
 use crate::store::{AdaptiveRecord, AdaptiveVariant, ProcessRecord, RunDir, SampleRow};
-use crate::worker::protocol::{Message, OomInfo, Status, WorkerJob, PROTOCOL_VERSION};
+use crate::worker::protocol::{Message, Status, WorkerJob, PROTOCOL_VERSION};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
@@ -100,17 +100,8 @@ fn execute(
     } else {
         progress.println(line);
     }
-    if run.record.fingerprint.device.is_none() {
-        if let Some(h) = &record.hello {
-            let f = &mut run.record.fingerprint;
-            f.device = Some(h.device.clone());
-            f.torch_version = Some(h.versions.torch.clone());
-            f.cudnn_version = h.versions.cudnn;
-            f.cuda_runtime_version = h.versions.cuda_runtime;
-            if f.gpu.is_none() {
-                f.gpu = h.gpu.clone();
-            }
-        }
+    if let Some(h) = &record.hello {
+        run.record.fingerprint.complete_from(h);
     }
     let seconds = record.duration_ms / 1e3;
     run.samples.extend(samples);
@@ -239,12 +230,7 @@ fn run_job(
     progress: &ProgressBar,
 ) -> Result<(ProcessRecord, Vec<SampleRow>)> {
     let variant = &plan.variants[job.variant];
-    let log_file = format!(
-        "logs/{}.{}.p{}.stderr",
-        crate::store::slug(&plan.suite),
-        crate::store::slug(&variant.name),
-        job.process
-    );
+    let log_file = RunDir::log_file(&plan.suite, &variant.name, job.process);
     let mut record = ProcessRecord {
         variant: variant.name.clone(),
         process: job.process,
@@ -335,7 +321,7 @@ fn run_job(
         }
         match rx.recv_timeout((deadline - now).min(Duration::from_millis(100))) {
             Ok(Event::Line(line)) => match serde_json::from_str::<Message>(&line) {
-                Ok(Message::Hello(h)) => record.hello = Some(*h),
+                Ok(Message::Hello(h)) => record.hello = Some((*h).into()),
                 Ok(Message::Sample(s)) => {
                     progress.inc(1);
                     record.samples += u32::from(!s.warmup);
@@ -354,7 +340,7 @@ fn run_job(
                     record.warmup_calls = Some(calls);
                     record.warmup_settled = Some(settled);
                 }
-                Ok(Message::Measured(stop)) => record.stop = Some(stop),
+                Ok(Message::Measured(stop)) => record.stop = Some(stop.into()),
                 Ok(Message::Outcome(o)) => outcome = Some(o),
                 // Stray stdout from a library: keep it, it may explain a failure.
                 Err(_) => record.warnings.push(format!("stdout: {line}")),
@@ -393,7 +379,7 @@ fn run_job(
         (None, Some(o)) => {
             record.status = o.status;
             record.message = o.message;
-            record.oom = o.oom.map(|oom| OomInfo { ..oom });
+            record.oom = o.oom.map(Into::into);
         }
         (None, None) => {
             record.status = Status::Crashed;

@@ -1,19 +1,18 @@
-//! Stored baselines: `results/baselines/<fingerprint key>/<suite>.json`, written only on request
-//! (`claimbench baseline save|accept`). A baseline keeps every measured value of every variant,
+//! Stored baselines, one file per suite and fingerprint key (placed by [`super::Results`]),
+//! written only on request (`claimbench baseline save|accept`). A baseline keeps every measured value of every variant,
 //! grouped by process, so a comparison can use the same statistics as a run-to-run one.
 //!
 //! The key names what makes timings comparable: GPU model, driver, CUDA, cuDNN and torch
 //! versions. Comparing across keys is refused unless the user insists.
 
-use super::{slug, write_atomic, Fingerprint, RunRecord, SampleRow, FORMAT_VERSION};
+use super::{slug, Fingerprint, RunRecord, SampleRow, StoreError, FORMAT_VERSION};
 use crate::knobs::Knobs;
 use crate::plan::{ParamValue, VariantPlan};
 use crate::worker::protocol::Status;
-use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The hardware and software a baseline is valid for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +89,7 @@ pub struct BaselineVariant {
     /// Hash of workload, params and knobs.
     pub config_sha256: String,
     /// Worker outcomes (`ok`, `oom`, …), one per process.
+    #[serde(with = "super::status_list_format")]
     pub outcomes: Vec<Status>,
     /// Metric name (`wall_ms`, `peak_allocated_bytes`, `stage_<name>_ms`, …) → values.
     pub metrics: BTreeMap<String, ProcessValues>,
@@ -247,38 +247,9 @@ impl Baseline {
         self.variants.iter().find(|v| v.name == name)
     }
 
-    /// `<results>/baselines/<key>/<suite>.json`
-    pub fn path_in(&self, results: &Path) -> PathBuf {
-        baseline_path(results, &self.key, &self.suite)
-    }
-
-    /// Writes the baseline; refuses to replace an existing one unless `replace`.
-    pub fn save(&self, results: &Path, replace: bool) -> Result<PathBuf> {
-        let path = self.path_in(results);
-        if path.exists() && !replace {
-            bail!(crate::exit_code::CodedError {
-                code: crate::exit_code::USAGE,
-                message: format!(
-                    "{} exists; use `claimbench baseline accept` to replace it",
-                    path.display()
-                ),
-            });
-        }
-        std::fs::create_dir_all(path.parent().expect("baseline path has a folder"))?;
-        write_atomic(&path, &serde_json::to_vec_pretty(self)?)?;
-        Ok(path)
-    }
-
-    pub fn load(path: &Path) -> Result<Baseline> {
+    pub fn load(path: &Path) -> Result<Baseline, StoreError> {
         super::read_versioned(path, "baseline")
     }
-}
-
-pub fn baseline_path(results: &Path, key: &BaselineKey, suite: &str) -> PathBuf {
-    results
-        .join("baselines")
-        .join(key.dir_name())
-        .join(format!("{}.json", slug(suite)))
 }
 
 #[cfg(test)]

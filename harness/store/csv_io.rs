@@ -122,9 +122,15 @@ pub fn write_samples(rows: &[SampleRow]) -> Result<Vec<u8>> {
 }
 
 /// Reads `samples.csv` back into rows (telemetry fields other than those stored are absent).
-pub fn read_samples(path: &Path) -> Result<Vec<SampleRow>> {
-    let mut r =
-        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+pub fn read_samples(path: &Path) -> Result<Vec<SampleRow>, super::StoreError> {
+    let file = std::fs::File::open(path).map_err(|source| super::StoreError::OpenSamples {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_samples(path, csv::Reader::from_reader(file)).map_err(super::StoreError::Samples)
+}
+
+fn parse_samples(path: &Path, mut r: csv::Reader<std::fs::File>) -> Result<Vec<SampleRow>> {
     let headers = r.headers()?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let mut rows = Vec::new();

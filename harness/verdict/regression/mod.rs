@@ -96,10 +96,12 @@ pub struct Thresholds {
 }
 
 impl Thresholds {
-    pub const DEFAULT_TIME_THRESHOLD: f64 = 0.03;
-    pub const DEFAULT_ALPHA: f64 = 0.05;
-    pub const DEFAULT_MEMORY_RELATIVE_TOLERANCE: f64 = 0.01;
-    pub const DEFAULT_MEMORY_ABSOLUTE_TOLERANCE: f64 = 16.0 * MIB;
+    pub const DEFAULT_TIME_THRESHOLD: f64 = crate::plan::CompareSettings::DEFAULT_TIME_THRESHOLD;
+    pub const DEFAULT_ALPHA: f64 = crate::plan::CompareSettings::DEFAULT_ALPHA;
+    pub const DEFAULT_MEMORY_RELATIVE_TOLERANCE: f64 =
+        crate::plan::CompareSettings::DEFAULT_MEMORY_REL_TOLERANCE;
+    pub const DEFAULT_MEMORY_ABSOLUTE_TOLERANCE: f64 =
+        crate::plan::CompareSettings::DEFAULT_MEMORY_ABS_TOLERANCE_BYTES as f64;
 
     /// Relative time change that matters (e.g. `0.03`); must be positive and finite.
     pub fn with_time_threshold(mut self, threshold: f64) -> Result<Self, StatsError> {

@@ -1,0 +1,78 @@
+//! `claimbench report`, and the report that `run` writes too: claims judged, the gate if
+//! there is one, trends over the earlier runs beside the run.
+
+use super::args::GateArgs;
+use super::compare::{gate_with, Gated};
+use super::Outcome;
+use crate::report::model::{self, Report};
+use crate::report::{self as render, Format};
+use crate::store::{Results, RunRecord, SampleRow};
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+/// The report of a stored run (default: the newest): files written into `out` (default: the
+/// run folder), format `format` printed; exit 1 on a regression or a refuted claim.
+pub fn report(
+    run: Option<PathBuf>,
+    results: &Results,
+    options: &GateArgs,
+    out: Option<&Path>,
+    format: Format,
+) -> Outcome {
+    let run = results.open_run(run)?;
+    let (dir, record, samples) = (&run.dir, &run.record, &run.samples);
+    let explicit = options.baseline.is_some();
+    let gated = gate_with(dir, record, samples, results, options, explicit)?;
+    let out = out.unwrap_or(dir);
+    if format == Format::Terminal {
+        print!("{}", render::terminal::summary(record, samples));
+        if let Some(g) = &gated {
+            print!("{}", render::terminal::gate_table(&g.report));
+        }
+        let report = write_report(dir, record, samples, gated, out)?;
+        return Ok(report.exit_code());
+    }
+    // Another format on stdout: the files are still written, the tables are not printed.
+    let report = build_report(dir, record, samples, gated);
+    render::write_files(out, &report)?;
+    print!("{}", render::render(&report, format)?);
+    Ok(report.exit_code())
+}
+
+/// Judges the claims and builds the report, with trends from the earlier runs beside `dir`.
+fn build_report(
+    dir: &Path,
+    run: &RunRecord,
+    samples: &[SampleRow],
+    gated: Option<Gated>,
+) -> Report {
+    let earlier = Results::enclosing(dir).history(dir, run, render::TREND_RUNS - 1);
+    let history = render::trend_runs(run, samples, &earlier);
+    let (gate_report, without) = match gated {
+        Some(g) => (Some(g.report), Some(g.without_flagged)),
+        None => (None, None),
+    };
+    Report::build(
+        run,
+        samples,
+        gate_report,
+        without.as_ref(),
+        model::trends(run, &history),
+    )
+}
+
+/// Builds the report, writes its files into `out`, and prints the claims and sample quality.
+pub fn write_report(
+    dir: &Path,
+    run: &RunRecord,
+    samples: &[SampleRow],
+    gated: Option<Gated>,
+    out: &Path,
+) -> Result<Report> {
+    let report = build_report(dir, run, samples, gated);
+    let written = render::write_files(out, &report)?;
+    anstream::print!("{}", render::terminal::claims_table(&report.claims));
+    print!("{}", render::terminal::quality_line(&report.quality));
+    eprintln!("wrote {} report files to {}", written.len(), out.display());
+    Ok(report)
+}

@@ -1,0 +1,282 @@
+//! The results folder, and the only code that knows its layout:
+//!
+//! ```text
+//! <results>/runs/<UTC time>-<gpu>-<host>/{run.json, samples.csv, compare.json, manifests/, logs/}
+//! <results>/baselines/<fingerprint key>/<suite>.json
+//! ```
+
+use super::baseline::{Baseline, BaselineKey};
+use super::error::StoreError;
+use super::{csv_io, slug, write_atomic, Fingerprint, RunRecord, SampleRow, FORMAT_VERSION};
+use crate::plan::Plan;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+const RUNS: &str = "runs";
+const BASELINES: &str = "baselines";
+const RUN_FILE: &str = "run.json";
+const SAMPLES_FILE: &str = "samples.csv";
+const COMPARE_FILE: &str = "compare.json";
+const MANIFESTS: &str = "manifests";
+const LOGS: &str = "logs";
+
+/// A results folder: run records under `runs/`, baselines under `baselines/`.
+#[derive(Debug, Clone)]
+pub struct Results {
+    root: PathBuf,
+    /// `root/runs`, except for [`Results::enclosing`].
+    runs: PathBuf,
+}
+
+impl Results {
+    pub fn new(root: impl Into<PathBuf>) -> Results {
+        let root = root.into();
+        let runs = root.join(RUNS);
+        Results { root, runs }
+    }
+
+    /// The results folder around a run folder: its runs are the folders beside `run_dir`.
+    pub fn enclosing(run_dir: &Path) -> Results {
+        let runs = run_dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        let root = runs.parent().map(Path::to_path_buf).unwrap_or_default();
+        Results { root, runs }
+    }
+
+    /// The run folders (those holding a run record), oldest first.
+    pub fn runs(&self) -> Vec<PathBuf> {
+        let mut runs: Vec<PathBuf> = std::fs::read_dir(&self.runs)
+            .ok()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_run_dir(p))
+            .collect();
+        runs.sort();
+        runs
+    }
+
+    /// The newest run folder (run ids start with the UTC start time).
+    pub fn latest(&self) -> Result<PathBuf, StoreError> {
+        self.runs().pop().ok_or_else(|| StoreError::NoRun {
+            runs: self.runs.clone(),
+        })
+    }
+
+    /// Loads `run`, or the newest run without one.
+    pub fn open_run(&self, run: Option<PathBuf>) -> Result<StoredRun, StoreError> {
+        let dir = match run {
+            Some(dir) => dir,
+            None => self.latest()?,
+        };
+        StoredRun::load(&dir)
+    }
+
+    /// Creates `runs/<UTC time>-<gpu>-<host>/` (with a numeric suffix if taken) and writes an
+    /// empty record into it.
+    pub fn new_run(&self, fingerprint: Fingerprint, command: Vec<String>) -> Result<RunDir> {
+        std::fs::create_dir_all(&self.runs)
+            .with_context(|| format!("cannot create {}", self.runs.display()))?;
+        let time = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        let gpu = fingerprint
+            .gpu
+            .as_ref()
+            .map(|g| slug(&g.name))
+            .unwrap_or_else(|| "cpu".into());
+        let base = format!("{time}-{gpu}-{}", slug(&fingerprint.host));
+        let mut id = base.clone();
+        let mut n = 1;
+        let path = loop {
+            let candidate = self.runs.join(&id);
+            match std::fs::create_dir(&candidate) {
+                Ok(()) => break candidate,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    n += 1;
+                    id = format!("{base}-{n}");
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", candidate.display()))
+                }
+            }
+        };
+        for sub in [MANIFESTS, LOGS] {
+            std::fs::create_dir_all(path.join(sub))?;
+        }
+        let record = RunRecord {
+            format_version: FORMAT_VERSION.into(),
+            id,
+            fingerprint,
+            command,
+            finished_at: None,
+            interrupted: false,
+            suites: Vec::new(),
+        };
+        let dir = RunDir {
+            path,
+            record,
+            samples: Vec::new(),
+        };
+        dir.save()?;
+        Ok(dir)
+    }
+
+    /// `baselines/<key>/`: the baselines valid for one fingerprint.
+    pub fn baseline_dir(&self, key: &BaselineKey) -> PathBuf {
+        self.root.join(BASELINES).join(key.dir_name())
+    }
+
+    /// `baselines/<key>/<suite>.json`
+    pub fn baseline_path(&self, key: &BaselineKey, suite: &str) -> PathBuf {
+        self.baseline_dir(key).join(format!("{}.json", slug(suite)))
+    }
+
+    /// The stored baselines for `key` of those `suites` that have one.
+    pub fn baselines<'a>(
+        &self,
+        key: &BaselineKey,
+        suites: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<Baseline>, StoreError> {
+        let mut found = Vec::new();
+        for suite in suites {
+            let path = self.baseline_path(key, suite);
+            if path.is_file() {
+                found.push(Baseline::load(&path)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Writes a baseline to its place; refuses to replace one unless `replace`.
+    pub fn save_baseline(&self, baseline: &Baseline, replace: bool) -> Result<PathBuf, StoreError> {
+        let path = self.baseline_path(&baseline.key, &baseline.suite);
+        if path.exists() && !replace {
+            return Err(StoreError::BaselineExists { path });
+        }
+        let write = || -> Result<()> {
+            std::fs::create_dir_all(path.parent().expect("baseline path has a folder"))?;
+            write_atomic(&path, &serde_json::to_vec_pretty(baseline)?)
+        };
+        write().map_err(StoreError::Write)?;
+        Ok(path)
+    }
+
+    /// The stored runs before `current` (its id, and not `current_dir` itself) that share a
+    /// suite with it, at most `limit`, oldest first: the history of trend plots. Unreadable
+    /// runs are skipped: a trend line is a convenience, not a verdict.
+    pub fn history(&self, current_dir: &Path, current: &RunRecord, limit: usize) -> Vec<StoredRun> {
+        let suites: Vec<&str> = current
+            .suites
+            .iter()
+            .map(|s| s.plan.suite.as_str())
+            .collect();
+        let mut history: Vec<StoredRun> = self
+            .runs()
+            .into_iter()
+            .filter(|p| p.file_name() != current_dir.file_name())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n < current.id.as_str())
+            })
+            .rev()
+            .filter_map(|p| {
+                let record = RunRecord::load(&p).ok()?;
+                if !record
+                    .suites
+                    .iter()
+                    .any(|s| suites.contains(&s.plan.suite.as_str()))
+                {
+                    return None;
+                }
+                let samples = csv_io::read_samples(&p.join(SAMPLES_FILE)).ok()?;
+                Some(StoredRun {
+                    dir: p,
+                    record,
+                    samples,
+                })
+            })
+            .take(limit)
+            .collect();
+        history.reverse();
+        history
+    }
+}
+
+/// Whether `dir` holds a run record.
+pub fn is_run_dir(dir: &Path) -> bool {
+    dir.join(RUN_FILE).is_file()
+}
+
+impl RunRecord {
+    /// Reads `run.json` from a run directory, refusing other major format versions.
+    pub fn load(dir: &Path) -> Result<RunRecord, StoreError> {
+        super::read_versioned(&dir.join(RUN_FILE), "run record")
+    }
+}
+
+/// A run read back from its folder.
+#[derive(Debug, Clone)]
+pub struct StoredRun {
+    pub dir: PathBuf,
+    pub record: RunRecord,
+    pub samples: Vec<SampleRow>,
+}
+
+impl StoredRun {
+    /// Reads `run.json` and `samples.csv` of a run folder.
+    pub fn load(dir: &Path) -> Result<StoredRun, StoreError> {
+        let record = RunRecord::load(dir)?;
+        let samples = csv_io::read_samples(&dir.join(SAMPLES_FILE))?;
+        Ok(StoredRun {
+            dir: dir.to_path_buf(),
+            record,
+            samples,
+        })
+    }
+}
+
+/// Stores a comparison's table as `compare.json` in a run folder.
+pub fn write_compare(run_dir: &Path, table: &impl serde::Serialize) -> Result<()> {
+    write_atomic(
+        &run_dir.join(COMPARE_FILE),
+        &serde_json::to_vec_pretty(table)?,
+    )
+}
+
+/// A run directory being written.
+pub struct RunDir {
+    pub path: PathBuf,
+    pub record: RunRecord,
+    pub samples: Vec<SampleRow>,
+}
+
+impl RunDir {
+    /// Adds a suite and stores its manifest as run.
+    pub fn add_suite(&mut self, plan: Plan, manifest_text: &str) -> Result<usize> {
+        let file = format!("{MANIFESTS}/{}.toml", slug(&plan.suite));
+        write_atomic(&self.path.join(&file), manifest_text.as_bytes())?;
+        self.record.suites.push(super::SuiteRecord {
+            plan,
+            manifest_file: file,
+            processes: Vec::new(),
+            adaptive: None,
+        });
+        self.save()?;
+        Ok(self.record.suites.len() - 1)
+    }
+
+    /// Where a worker's stderr goes, relative to the run folder.
+    pub fn log_file(suite: &str, variant: &str, process: u32) -> String {
+        format!("{LOGS}/{}.{}.p{process}.stderr", slug(suite), slug(variant))
+    }
+
+    /// Rewrites `run.json` and `samples.csv` atomically.
+    pub fn save(&self) -> Result<()> {
+        let json = serde_json::to_vec_pretty(&self.record)?;
+        write_atomic(&self.path.join(RUN_FILE), &json)?;
+        write_atomic(
+            &self.path.join(SAMPLES_FILE),
+            &csv_io::write_samples(&self.samples)?,
+        )?;
+        Ok(())
+    }
+}
