@@ -54,7 +54,7 @@ fn main() {
     println!("cargo:rustc-link-lib=dylib=c10");
 
     // Tests, benches and the engine binary find libtorch through RUNPATH on the build machine;
-    // elsewhere the `claimbench` launcher sets LD_LIBRARY_PATH (see harness/launcher.rs).
+    // elsewhere the `claimbench` launcher sets LD_LIBRARY_PATH (see harness/main.rs).
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
     println!(
         "cargo:rustc-env=CLAIMBENCH_BUILD_LIBTORCH={}",
