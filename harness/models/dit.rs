@@ -292,13 +292,8 @@ impl FinalLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::test_util::count;
     use tch::{Device, Kind};
-
-    fn count<T>(f: impl FnOnce(&mut Builder) -> T) -> i64 {
-        let mut b = Builder::counting();
-        let _ = f(&mut b);
-        b.finish().numel()
-    }
 
     #[test]
     fn block_parameter_counts_follow_the_layout() {

@@ -486,21 +486,8 @@ impl ShapeVae {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::test_util::{count, max_diff, within};
     use crate::models::{Residency, SliceSize};
-
-    fn count<T>(f: impl FnOnce(&mut Builder) -> T) -> i64 {
-        let mut b = Builder::counting();
-        let _ = f(&mut b);
-        b.finish().numel()
-    }
-
-    fn within(count: i64, target: f64) -> bool {
-        (count as f64 - target).abs() <= 0.01 * target
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).abs().max().double_value(&[])
-    }
 
     #[test]
     fn full_size_parameter_counts() {

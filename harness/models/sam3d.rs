@@ -1657,28 +1657,7 @@ impl ConditionEmbedder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn count<T>(f: impl FnOnce(&mut Builder) -> T) -> i64 {
-        let mut b = Builder::counting();
-        let _ = f(&mut b);
-        b.finish().numel()
-    }
-
-    fn within(count: i64, target: f64) -> bool {
-        (count as f64 - target).abs() <= 0.01 * target
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).abs().max().double_value(&[])
-    }
-
-    fn opts() -> (Kind, Device) {
-        (Kind::Float, Device::Cpu)
-    }
-
-    fn finite(t: &Tensor) -> bool {
-        t.isfinite().all().int64_value(&[]) == 1
-    }
+    use crate::models::test_util::{count, finite, max_diff, opts, within};
 
     #[test]
     fn full_size_parameter_counts() {

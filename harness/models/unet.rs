@@ -581,13 +581,10 @@ pub fn level_size(height: i64, width: i64, level: u32) -> (i64, i64) {
 mod tests {
     use super::*;
     use crate::models::attention::SliceSize;
+    use crate::models::test_util::{max_diff, opts};
     use crate::models::weights::Residency;
 
     const SD21_PARAMS: i64 = 865_910_724;
-
-    fn opts() -> (Kind, Device) {
-        (Kind::Float, Device::Cpu)
-    }
 
     fn tiny_model(config: &UNetConfig, seed: i64) -> UNet2DConditionModel {
         tch::manual_seed(seed);
@@ -621,10 +618,6 @@ mod tests {
                 reference,
             }
         }
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).abs().max().double_value(&[])
     }
 
     #[test]

@@ -482,11 +482,8 @@ impl Transformer2D {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::test_util::opts;
     use tch::{Device, Kind};
-
-    fn opts() -> (Kind, Device) {
-        (Kind::Float, Device::Cpu)
-    }
 
     #[test]
     fn resnet_block_shapes_and_shortcut() {

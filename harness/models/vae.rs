@@ -661,20 +661,13 @@ fn blend(a: &Tensor, b: &Tensor, extent: i64, dim: i64) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::test_util::{max_diff, opts};
     use crate::models::weights::Residency;
     use tch::Device;
-
-    fn opts() -> (Kind, Device) {
-        (Kind::Float, Device::Cpu)
-    }
 
     fn tiny(seed: i64) -> AutoencoderKL {
         tch::manual_seed(seed);
         AutoencoderKL::new(&VaeConfig::tiny(), Builder::new(Kind::Float, Device::Cpu))
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).abs().max().double_value(&[])
     }
 
     #[test]

@@ -461,18 +461,9 @@ impl Vit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::test_util::{count, within_by as within};
     use crate::models::SliceSize;
     use tch::Device;
-
-    fn count<T>(f: impl FnOnce(&mut Builder) -> T) -> i64 {
-        let mut b = Builder::counting();
-        let _ = f(&mut b);
-        b.finish().numel()
-    }
-
-    fn within(count: i64, target: f64, tolerance: f64) -> bool {
-        (count as f64 - target).abs() <= tolerance * target
-    }
 
     #[test]
     fn swiglu_rounding_matches_dinov2() {

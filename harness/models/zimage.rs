@@ -734,20 +734,7 @@ impl TextEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn count<T>(f: impl FnOnce(&mut Builder) -> T) -> i64 {
-        let mut b = Builder::counting();
-        let _ = f(&mut b);
-        b.finish().numel()
-    }
-
-    fn within(count: i64, target: f64) -> bool {
-        (count as f64 - target).abs() <= 0.01 * target
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).abs().max().double_value(&[])
-    }
+    use crate::models::test_util::{count, max_diff, within};
 
     #[test]
     fn full_size_parameter_counts() {
