@@ -2,7 +2,7 @@
 //! (see `weights.rs` for why). Shapes and defaults follow PyTorch's modules of the same name.
 
 use super::weights::{Builder, Init, Param, Weights};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 /// `nn.Linear`.
 #[derive(Debug, Clone)]
@@ -149,6 +149,19 @@ impl GroupNorm {
             true,
         )
     }
+
+    /// The same in fp32, cast back to `x`'s dtype (TRELLIS' `GroupNorm32`).
+    pub fn forward_f32(&self, w: &Weights, x: &Tensor) -> Tensor {
+        x.to_kind(Kind::Float)
+            .group_norm(
+                self.groups,
+                Some(&w.get(self.weight).to_kind(Kind::Float)),
+                Some(&w.get(self.bias).to_kind(Kind::Float)),
+                self.eps,
+                true,
+            )
+            .to_kind(x.kind())
+    }
 }
 
 /// `nn.LayerNorm` over the last dimension, optionally without affine parameters.
@@ -194,9 +207,37 @@ impl RmsNorm {
 
     pub fn forward(&self, w: &Weights, x: &Tensor) -> Tensor {
         let kind = x.kind();
-        let xf = x.to_kind(tch::Kind::Float);
-        let rms = (xf.square().mean_dim(-1, true, tch::Kind::Float) + self.eps).rsqrt();
+        let xf = x.to_kind(Kind::Float);
+        let rms = (xf.square().mean_dim(-1, true, Kind::Float) + self.eps).rsqrt();
         (xf * rms).to_kind(kind) * w.get(self.weight)
+    }
+}
+
+/// TRELLIS' `MultiHeadRMSNorm`: `normalize(x) · γ · sqrt(head_dim)`, γ `[heads, head_dim]`.
+#[derive(Debug, Clone)]
+pub struct MultiHeadRmsNorm {
+    pub gamma: Param,
+    pub scale: f64,
+}
+
+impl MultiHeadRmsNorm {
+    pub fn new(b: &mut Builder, name: &str, heads: i64, head_dim: i64) -> MultiHeadRmsNorm {
+        MultiHeadRmsNorm {
+            gamma: b.param(&format!("{name}.gamma"), &[heads, head_dim], Init::Ones),
+            scale: (head_dim as f64).sqrt(),
+        }
+    }
+
+    /// `x`: `[batch, heads, tokens, head_dim]`.
+    pub fn forward(&self, w: &Weights, x: &Tensor) -> Tensor {
+        let norm = x
+            .to_kind(Kind::Float)
+            .square()
+            .sum_dim_intlist(-1, true, Kind::Float)
+            .sqrt()
+            .clamp_min(1e-12)
+            .to_kind(x.kind());
+        x / norm * w.get(self.gamma).unsqueeze(1) * self.scale
     }
 }
 

@@ -14,7 +14,7 @@
 //! remapped with `exp` (`xy · e^z, e^z`).
 
 use super::attention::AttentionImpl;
-use super::layers::Conv2d;
+use super::layers::{Conv2d, GroupNorm};
 use super::vit::{Vit, VitConfig};
 use super::weights::{Builder, Init, Param, Weights};
 use tch::{Device, Kind, Tensor};
@@ -96,34 +96,6 @@ impl ReplicateConv {
     }
 }
 
-/// GroupNorm parameters (affine).
-#[derive(Debug, Clone)]
-pub struct GroupNorm {
-    pub groups: i64,
-    pub weight: Param,
-    pub bias: Param,
-}
-
-impl GroupNorm {
-    fn new(b: &mut Builder, name: &str, groups: i64, channels: i64) -> GroupNorm {
-        GroupNorm {
-            groups,
-            weight: b.param(&format!("{name}.weight"), &[channels], Init::Ones),
-            bias: b.param(&format!("{name}.bias"), &[channels], Init::Zeros),
-        }
-    }
-
-    fn forward(&self, w: &Weights, x: &Tensor) -> Tensor {
-        x.group_norm(
-            self.groups,
-            Some(&w.get(self.weight)),
-            Some(&w.get(self.bias)),
-            1e-5,
-            true,
-        )
-    }
-}
-
 /// `GN(1) → ReLU → Conv3x3 → GN(hidden/32) → ReLU → Conv3x3`, plus the input.
 #[derive(Debug, Clone)]
 pub struct ResidualConvBlock {
@@ -136,9 +108,15 @@ pub struct ResidualConvBlock {
 impl ResidualConvBlock {
     fn new(b: &mut Builder, name: &str, ch: i64, hidden: i64) -> ResidualConvBlock {
         ResidualConvBlock {
-            norm1: GroupNorm::new(b, &format!("{name}.layers.0"), 1, ch),
+            norm1: GroupNorm::new(b, &format!("{name}.layers.0"), 1, ch, 1e-5),
             conv1: ReplicateConv::new(b, &format!("{name}.layers.2"), ch, hidden, 3),
-            norm2: GroupNorm::new(b, &format!("{name}.layers.3"), (hidden / 32).max(1), hidden),
+            norm2: GroupNorm::new(
+                b,
+                &format!("{name}.layers.3"),
+                (hidden / 32).max(1),
+                hidden,
+                1e-5,
+            ),
             conv2: ReplicateConv::new(b, &format!("{name}.layers.5"), hidden, ch, 3),
         }
     }

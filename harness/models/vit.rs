@@ -50,6 +50,7 @@ pub fn apply_qk_norm(norm: Option<&QkNorm>, w: &Weights, q: Tensor, k: Tensor) -
         None => (q, k),
         Some(QkNorm::Rms(nq, nk)) => (nq.forward(w, &q), nk.forward(w, &k)),
         Some(QkNorm::Layer(nq, nk)) => (nq.forward(w, &q), nk.forward(w, &k)),
+        Some(QkNorm::MultiHeadRms(nq, nk)) => (nq.forward(w, &q), nk.forward(w, &k)),
     }
 }
 

@@ -21,7 +21,7 @@
 //! `hidden_states[-2]` (the input of the last layer; the last layer still runs). Attention is
 //! causal; the padding mask is left out (same work, batch 1).
 
-use super::attention::{attention, AttentionImpl, QkNorm, QkNormKind, SliceSize};
+use super::attention::{attention, masked_attention, AttentionImpl, Mask, QkNorm, QkNormKind};
 use super::embeddings::timestep_embedding;
 use super::feed_forward::{Activation, FeedForward};
 use super::layers::{Embedding, LayerNorm, Linear, RmsNorm};
@@ -549,49 +549,6 @@ impl TextEncoderConfig {
     }
 }
 
-/// Attention with a causal mask. `Sdpa` uses the fused kernel's causal mode; `Math` and
-/// `Sliced` add the mask to explicit scores (slices over batch·heads rows).
-pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, imp: AttentionImpl) -> Tensor {
-    let (batch, heads, lq, d) = q.size4().expect("[batch, heads, tokens, head_dim]");
-    let scale = 1.0 / (d as f64).sqrt();
-    let lk = k.size()[2];
-    let masked = |q: &Tensor, k: &Tensor, v: &Tensor| {
-        let scores = q.matmul(&k.transpose(-1, -2)) * scale;
-        let future = Tensor::ones([lq, lk], (Kind::Bool, q.device())).triu(1);
-        scores
-            .masked_fill(&future, f64::NEG_INFINITY)
-            .softmax(-1, scores.kind())
-            .matmul(v)
-    };
-    match imp {
-        AttentionImpl::Sdpa => {
-            Tensor::scaled_dot_product_attention(q, k, v, None::<Tensor>, 0.0, true, scale, false)
-        }
-        AttentionImpl::Math => masked(q, k, v),
-        AttentionImpl::Sliced(size) => {
-            let rows = batch * heads;
-            let slice = match size {
-                SliceSize::Auto => (heads / 2).max(1),
-                SliceSize::Max => 1,
-                SliceSize::Fixed(n) => n,
-            };
-            let (q, k, v) = (
-                q.reshape([rows, lq, d]),
-                k.reshape([rows, lk, d]),
-                v.reshape([rows, lk, -1]),
-            );
-            let parts: Vec<Tensor> = (0..rows)
-                .step_by(slice as usize)
-                .map(|s| {
-                    let n = slice.min(rows - s);
-                    masked(&q.narrow(0, s, n), &k.narrow(0, s, n), &v.narrow(0, s, n))
-                })
-                .collect();
-            Tensor::cat(&parts, 0).reshape([batch, heads, lq, -1])
-        }
-    }
-}
-
 /// One Qwen3 decoder layer.
 #[derive(Debug, Clone)]
 pub struct DecoderLayer {
@@ -683,7 +640,7 @@ impl DecoderLayer {
         let groups = self.heads / self.kv_heads;
         let k = k.repeat_interleave_self_int(groups, 1, None);
         let v = v.repeat_interleave_self_int(groups, 1, None);
-        let attn = merge_heads(&causal_attention(&q, &k, &v, imp));
+        let attn = merge_heads(&masked_attention(&q, &k, &v, imp, false, Mask::Causal));
         let x = x + self.o_proj.forward(w, &attn);
         &x + self
             .mlp
@@ -735,6 +692,7 @@ impl TextEncoder {
 mod tests {
     use super::*;
     use crate::models::test_util::{count, max_diff, within};
+    use crate::models::SliceSize;
 
     #[test]
     fn full_size_parameter_counts() {
