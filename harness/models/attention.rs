@@ -198,25 +198,26 @@ pub enum QkNormKind {
 
 impl MultiHeadAttention {
     pub fn new(b: &mut Builder, name: &str, c: AttentionConfig) -> MultiHeadAttention {
+        let b = &mut b.scope(name);
         let inner = c.heads * c.head_dim;
         let qk_norm = match c.qk_norm {
             QkNormKind::None => None,
             QkNormKind::Rms => Some(QkNorm::Rms(
-                RmsNorm::new(b, &format!("{name}.norm_q"), c.head_dim, 1e-6),
-                RmsNorm::new(b, &format!("{name}.norm_k"), c.head_dim, 1e-6),
+                RmsNorm::new(b, "norm_q", c.head_dim, 1e-6),
+                RmsNorm::new(b, "norm_k", c.head_dim, 1e-6),
             )),
             QkNormKind::Layer => Some(QkNorm::Layer(
-                LayerNorm::new(b, &format!("{name}.norm_q"), c.head_dim, 1e-6, true),
-                LayerNorm::new(b, &format!("{name}.norm_k"), c.head_dim, 1e-6, true),
+                LayerNorm::new(b, "norm_q", c.head_dim, 1e-6, true),
+                LayerNorm::new(b, "norm_k", c.head_dim, 1e-6, true),
             )),
         };
         MultiHeadAttention {
             heads: c.heads,
             head_dim: c.head_dim,
-            to_q: Linear::new(b, &format!("{name}.to_q"), c.query_dim, inner, c.qkv_bias),
-            to_k: Linear::new(b, &format!("{name}.to_k"), c.context_dim, inner, c.qkv_bias),
-            to_v: Linear::new(b, &format!("{name}.to_v"), c.context_dim, inner, c.qkv_bias),
-            to_out: Linear::new(b, &format!("{name}.to_out"), inner, c.query_dim, c.out_bias),
+            to_q: Linear::new(b, "to_q", c.query_dim, inner, c.qkv_bias),
+            to_k: Linear::new(b, "to_k", c.context_dim, inner, c.qkv_bias),
+            to_v: Linear::new(b, "to_v", c.context_dim, inner, c.qkv_bias),
+            to_out: Linear::new(b, "to_out", inner, c.query_dim, c.out_bias),
             qk_norm,
             upcast: c.upcast,
         }

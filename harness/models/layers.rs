@@ -13,13 +13,10 @@ pub struct Linear {
 
 impl Linear {
     pub fn new(b: &mut Builder, name: &str, in_dim: i64, out_dim: i64, bias: bool) -> Linear {
+        let b = &mut b.scope(name);
         Linear {
-            weight: b.param(
-                &format!("{name}.weight"),
-                &[out_dim, in_dim],
-                Init::FanIn(in_dim),
-            ),
-            bias: bias.then(|| b.param(&format!("{name}.bias"), &[out_dim], Init::Zeros)),
+            weight: b.param("weight", &[out_dim, in_dim], Init::FanIn(in_dim)),
+            bias: bias.then(|| b.param("bias", &[out_dim], Init::Zeros)),
         }
     }
 
@@ -29,62 +26,22 @@ impl Linear {
     }
 }
 
-/// `nn.Conv2d` with square kernels.
+/// `nn.Conv2d` (`D` = 2) or `nn.Conv3d` (`D` = 3) with square or cubic kernels.
 #[derive(Debug, Clone)]
-pub struct Conv2d {
+pub struct Conv<const D: usize> {
     pub weight: Param,
     pub bias: Option<Param>,
     pub stride: i64,
     pub padding: i64,
 }
 
-impl Conv2d {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        b: &mut Builder,
-        name: &str,
-        in_ch: i64,
-        out_ch: i64,
-        kernel: i64,
-        stride: i64,
-        padding: i64,
-        bias: bool,
-    ) -> Conv2d {
-        Conv2d {
-            weight: b.param(
-                &format!("{name}.weight"),
-                &[out_ch, in_ch, kernel, kernel],
-                Init::FanIn(in_ch * kernel * kernel),
-            ),
-            bias: bias.then(|| b.param(&format!("{name}.bias"), &[out_ch], Init::Zeros)),
-            stride,
-            padding,
-        }
-    }
-
-    pub fn forward(&self, w: &Weights, x: &Tensor) -> Tensor {
-        let bias = self.bias.map(|b| w.get(b));
-        x.conv2d(
-            &w.get(self.weight),
-            bias.as_ref(),
-            [self.stride; 2],
-            [self.padding; 2],
-            [1; 2],
-            1,
-        )
-    }
-}
+/// `nn.Conv2d` with square kernels.
+pub type Conv2d = Conv<2>;
 
 /// `nn.Conv3d` with cubic kernels.
-#[derive(Debug, Clone)]
-pub struct Conv3d {
-    pub weight: Param,
-    pub bias: Option<Param>,
-    pub stride: i64,
-    pub padding: i64,
-}
+pub type Conv3d = Conv<3>;
 
-impl Conv3d {
+impl<const D: usize> Conv<D> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         b: &mut Builder,
@@ -95,14 +52,13 @@ impl Conv3d {
         stride: i64,
         padding: i64,
         bias: bool,
-    ) -> Conv3d {
-        Conv3d {
-            weight: b.param(
-                &format!("{name}.weight"),
-                &[out_ch, in_ch, kernel, kernel, kernel],
-                Init::FanIn(in_ch * kernel * kernel * kernel),
-            ),
-            bias: bias.then(|| b.param(&format!("{name}.bias"), &[out_ch], Init::Zeros)),
+    ) -> Conv<D> {
+        let b = &mut b.scope(name);
+        let mut shape = vec![out_ch, in_ch];
+        shape.extend([kernel; D]);
+        Conv {
+            weight: b.param("weight", &shape, Init::FanIn(in_ch * kernel.pow(D as u32))),
+            bias: bias.then(|| b.param("bias", &[out_ch], Init::Zeros)),
             stride,
             padding,
         }
@@ -110,14 +66,26 @@ impl Conv3d {
 
     pub fn forward(&self, w: &Weights, x: &Tensor) -> Tensor {
         let bias = self.bias.map(|b| w.get(b));
-        x.conv3d(
-            &w.get(self.weight),
-            bias.as_ref(),
-            [self.stride; 3],
-            [self.padding; 3],
-            [1; 3],
-            1,
-        )
+        let (s, p) = (self.stride, self.padding);
+        match D {
+            2 => x.conv2d(
+                &w.get(self.weight),
+                bias.as_ref(),
+                [s; 2],
+                [p; 2],
+                [1; 2],
+                1,
+            ),
+            3 => x.conv3d(
+                &w.get(self.weight),
+                bias.as_ref(),
+                [s; 3],
+                [p; 3],
+                [1; 3],
+                1,
+            ),
+            _ => unreachable!("convolutions are 2-D or 3-D"),
+        }
     }
 }
 
@@ -132,10 +100,11 @@ pub struct GroupNorm {
 
 impl GroupNorm {
     pub fn new(b: &mut Builder, name: &str, groups: i64, channels: i64, eps: f64) -> GroupNorm {
+        let b = &mut b.scope(name);
         GroupNorm {
             groups,
-            weight: b.param(&format!("{name}.weight"), &[channels], Init::Ones),
-            bias: b.param(&format!("{name}.bias"), &[channels], Init::Zeros),
+            weight: b.param("weight", &[channels], Init::Ones),
+            bias: b.param("bias", &[channels], Init::Zeros),
             eps,
         }
     }
@@ -175,10 +144,11 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     pub fn new(b: &mut Builder, name: &str, dim: i64, eps: f64, affine: bool) -> LayerNorm {
+        let b = &mut b.scope(name);
         LayerNorm {
             dim,
-            weight: affine.then(|| b.param(&format!("{name}.weight"), &[dim], Init::Ones)),
-            bias: affine.then(|| b.param(&format!("{name}.bias"), &[dim], Init::Zeros)),
+            weight: affine.then(|| b.param("weight", &[dim], Init::Ones)),
+            bias: affine.then(|| b.param("bias", &[dim], Init::Zeros)),
             eps,
         }
     }
@@ -199,8 +169,9 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     pub fn new(b: &mut Builder, name: &str, dim: i64, eps: f64) -> RmsNorm {
+        let b = &mut b.scope(name);
         RmsNorm {
-            weight: b.param(&format!("{name}.weight"), &[dim], Init::Ones),
+            weight: b.param("weight", &[dim], Init::Ones),
             eps,
         }
     }
@@ -222,8 +193,9 @@ pub struct MultiHeadRmsNorm {
 
 impl MultiHeadRmsNorm {
     pub fn new(b: &mut Builder, name: &str, heads: i64, head_dim: i64) -> MultiHeadRmsNorm {
+        let b = &mut b.scope(name);
         MultiHeadRmsNorm {
-            gamma: b.param(&format!("{name}.gamma"), &[heads, head_dim], Init::Ones),
+            gamma: b.param("gamma", &[heads, head_dim], Init::Ones),
             scale: (head_dim as f64).sqrt(),
         }
     }
@@ -249,8 +221,9 @@ pub struct Embedding {
 
 impl Embedding {
     pub fn new(b: &mut Builder, name: &str, count: i64, dim: i64) -> Embedding {
+        let b = &mut b.scope(name);
         Embedding {
-            weight: b.param(&format!("{name}.weight"), &[count, dim], Init::Normal(1.0)),
+            weight: b.param("weight", &[count, dim], Init::Normal(1.0)),
         }
     }
 

@@ -107,17 +107,12 @@ pub struct ResidualConvBlock {
 
 impl ResidualConvBlock {
     fn new(b: &mut Builder, name: &str, ch: i64, hidden: i64) -> ResidualConvBlock {
+        let b = &mut b.scope(name);
         ResidualConvBlock {
-            norm1: GroupNorm::new(b, &format!("{name}.layers.0"), 1, ch, 1e-5),
-            conv1: ReplicateConv::new(b, &format!("{name}.layers.2"), ch, hidden, 3),
-            norm2: GroupNorm::new(
-                b,
-                &format!("{name}.layers.3"),
-                (hidden / 32).max(1),
-                hidden,
-                1e-5,
-            ),
-            conv2: ReplicateConv::new(b, &format!("{name}.layers.5"), hidden, ch, 3),
+            norm1: GroupNorm::new(b, "layers.0", 1, ch, 1e-5),
+            conv1: ReplicateConv::new(b, "layers.2", ch, hidden, 3),
+            norm2: GroupNorm::new(b, "layers.3", (hidden / 32).max(1), hidden, 1e-5),
+            conv2: ReplicateConv::new(b, "layers.5", hidden, ch, 3),
         }
     }
 
@@ -211,13 +206,14 @@ pub struct MogeOutput {
 
 impl Moge {
     pub fn new(b: &mut Builder, name: &str, config: MogeConfig) -> Moge {
+        let b = &mut b.scope(name);
         let c = &config;
-        let backbone = Vit::new(b, &format!("{name}.backbone"), c.vit);
+        let backbone = Vit::new(b, "backbone", c.vit);
         let projects = (0..c.intermediate_layers)
             .map(|i| {
                 Conv2d::new(
                     b,
-                    &format!("{name}.head.projects.{i}"),
+                    &format!("head.projects.{i}"),
                     c.vit.dim,
                     c.dim_proj,
                     1,
@@ -232,7 +228,7 @@ impl Moge {
             .zip(c.dim_upsample.iter().copied())
             .enumerate()
             .map(|(i, (input, out))| {
-                let n = format!("{name}.head.upsample_blocks.{i}");
+                let n = format!("head.upsample_blocks.{i}");
                 UpsampleStage {
                     deconv_weight: b.param(
                         &format!("{n}.0.0.weight"),
@@ -262,14 +258,14 @@ impl Moge {
             .map(|(i, &n_out)| OutputBlock {
                 conv1: ReplicateConv::new(
                     b,
-                    &format!("{name}.head.output_block.{i}.0"),
+                    &format!("head.output_block.{i}.0"),
                     last_in,
                     c.last_conv_channels,
                     3,
                 ),
                 conv2: ReplicateConv::new(
                     b,
-                    &format!("{name}.head.output_block.{i}.2"),
+                    &format!("head.output_block.{i}.2"),
                     c.last_conv_channels,
                     n_out,
                     c.last_conv_size,

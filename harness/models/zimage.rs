@@ -176,12 +176,11 @@ pub struct ZImageBlock {
 
 impl ZImageBlock {
     pub fn new(b: &mut Builder, name: &str, c: &ZImageConfig, modulated: bool) -> ZImageBlock {
+        let b = &mut b.scope(name);
         let dim = c.dim;
-        let lin = |b: &mut Builder, n: &str| {
-            Linear::new(b, &format!("{name}.attention.{n}"), dim, dim, false)
-        };
-        let rms =
-            |b: &mut Builder, n: &str| RmsNorm::new(b, &format!("{name}.{n}"), dim, c.norm_eps);
+        let lin =
+            |b: &mut Builder, n: &str| Linear::new(b, &format!("attention.{n}"), dim, dim, false);
+        let rms = |b: &mut Builder, n: &str| RmsNorm::new(b, n, dim, c.norm_eps);
         ZImageBlock {
             heads: c.heads,
             head_dim: c.head_dim(),
@@ -189,17 +188,11 @@ impl ZImageBlock {
             to_k: lin(b, "to_k"),
             to_v: lin(b, "to_v"),
             to_out: lin(b, "to_out"),
-            qk_norm: qk_norm(
-                b,
-                &format!("{name}.attention"),
-                QkNormKind::Rms,
-                c.head_dim(),
-                c.norm_eps,
-            )
-            .expect("RMS QK-norm"),
+            qk_norm: qk_norm(b, "attention", QkNormKind::Rms, c.head_dim(), c.norm_eps)
+                .expect("RMS QK-norm"),
             feed_forward: FeedForward::new(
                 b,
-                &format!("{name}.feed_forward"),
+                "feed_forward",
                 dim,
                 c.ffn_hidden(),
                 Activation::Swiglu,
@@ -209,15 +202,8 @@ impl ZImageBlock {
             ffn_norm1: rms(b, "ffn_norm1"),
             attention_norm2: rms(b, "attention_norm2"),
             ffn_norm2: rms(b, "ffn_norm2"),
-            ada_ln: modulated.then(|| {
-                Linear::new(
-                    b,
-                    &format!("{name}.adaLN_modulation"),
-                    c.adaln_dim,
-                    4 * dim,
-                    true,
-                )
-            }),
+            ada_ln: modulated
+                .then(|| Linear::new(b, "adaLN_modulation", c.adaln_dim, 4 * dim, true)),
         }
     }
 
@@ -301,78 +287,30 @@ pub const FREQUENCY_EMBED_DIM: i64 = 256;
 
 impl ZImageTransformer {
     pub fn new(b: &mut Builder, name: &str, config: ZImageConfig) -> ZImageTransformer {
+        let b = &mut b.scope(name);
         let c = &config;
         let blocks = |b: &mut Builder, part: &str, n: i64, modulated: bool| -> Vec<ZImageBlock> {
             (0..n)
-                .map(|i| ZImageBlock::new(b, &format!("{name}.{part}.{i}"), c, modulated))
+                .map(|i| ZImageBlock::new(b, &format!("{part}.{i}"), c, modulated))
                 .collect()
         };
         let noise_refiner = blocks(b, "noise_refiner", c.refiner_layers, true);
         let context_refiner = blocks(b, "context_refiner", c.refiner_layers, false);
         let layers = blocks(b, "layers", c.layers, true);
         ZImageTransformer {
-            x_embedder: Linear::new(b, &format!("{name}.x_embedder"), c.patch_dim(), c.dim, true),
-            t_in: Linear::new(
-                b,
-                &format!("{name}.t_embedder.mlp.0"),
-                FREQUENCY_EMBED_DIM,
-                c.t_mid,
-                true,
-            ),
-            t_out: Linear::new(
-                b,
-                &format!("{name}.t_embedder.mlp.2"),
-                c.t_mid,
-                c.adaln_dim,
-                true,
-            ),
-            cap_norm: RmsNorm::new(
-                b,
-                &format!("{name}.cap_embedder.0"),
-                c.cap_feat_dim,
-                c.norm_eps,
-            ),
-            cap_proj: Linear::new(
-                b,
-                &format!("{name}.cap_embedder.1"),
-                c.cap_feat_dim,
-                c.dim,
-                true,
-            ),
-            x_pad_token: b.param(
-                &format!("{name}.x_pad_token"),
-                &[1, c.dim],
-                Init::Normal(0.02),
-            ),
-            cap_pad_token: b.param(
-                &format!("{name}.cap_pad_token"),
-                &[1, c.dim],
-                Init::Normal(0.02),
-            ),
+            x_embedder: Linear::new(b, "x_embedder", c.patch_dim(), c.dim, true),
+            t_in: Linear::new(b, "t_embedder.mlp.0", FREQUENCY_EMBED_DIM, c.t_mid, true),
+            t_out: Linear::new(b, "t_embedder.mlp.2", c.t_mid, c.adaln_dim, true),
+            cap_norm: RmsNorm::new(b, "cap_embedder.0", c.cap_feat_dim, c.norm_eps),
+            cap_proj: Linear::new(b, "cap_embedder.1", c.cap_feat_dim, c.dim, true),
+            x_pad_token: b.param("x_pad_token", &[1, c.dim], Init::Normal(0.02)),
+            cap_pad_token: b.param("cap_pad_token", &[1, c.dim], Init::Normal(0.02)),
             noise_refiner,
             context_refiner,
             layers,
-            final_norm: LayerNorm::new(
-                b,
-                &format!("{name}.final_layer.norm_final"),
-                c.dim,
-                1e-6,
-                false,
-            ),
-            final_linear: Linear::new(
-                b,
-                &format!("{name}.final_layer.linear"),
-                c.dim,
-                c.patch_dim(),
-                true,
-            ),
-            final_ada_ln: Linear::new(
-                b,
-                &format!("{name}.final_layer.adaLN_modulation"),
-                c.adaln_dim,
-                c.dim,
-                true,
-            ),
+            final_norm: LayerNorm::new(b, "final_layer.norm_final", c.dim, 1e-6, false),
+            final_linear: Linear::new(b, "final_layer.linear", c.dim, c.patch_dim(), true),
+            final_ada_ln: Linear::new(b, "final_layer.adaLN_modulation", c.adaln_dim, c.dim, true),
             config,
         }
     }
@@ -567,55 +505,32 @@ pub struct DecoderLayer {
 
 impl DecoderLayer {
     pub fn new(b: &mut Builder, name: &str, c: &TextEncoderConfig) -> DecoderLayer {
-        let attn = format!("{name}.self_attn");
+        let b = &mut b.scope(name);
         DecoderLayer {
             heads: c.heads,
             kv_heads: c.kv_heads,
             head_dim: c.head_dim,
-            input_layernorm: RmsNorm::new(b, &format!("{name}.input_layernorm"), c.hidden, c.eps),
-            q_proj: Linear::new(
-                b,
-                &format!("{attn}.q_proj"),
-                c.hidden,
-                c.heads * c.head_dim,
-                false,
-            ),
+            input_layernorm: RmsNorm::new(b, "input_layernorm", c.hidden, c.eps),
+            q_proj: Linear::new(b, "self_attn.q_proj", c.hidden, c.heads * c.head_dim, false),
             k_proj: Linear::new(
                 b,
-                &format!("{attn}.k_proj"),
+                "self_attn.k_proj",
                 c.hidden,
                 c.kv_heads * c.head_dim,
                 false,
             ),
             v_proj: Linear::new(
                 b,
-                &format!("{attn}.v_proj"),
+                "self_attn.v_proj",
                 c.hidden,
                 c.kv_heads * c.head_dim,
                 false,
             ),
-            o_proj: Linear::new(
-                b,
-                &format!("{attn}.o_proj"),
-                c.heads * c.head_dim,
-                c.hidden,
-                false,
-            ),
-            qk_norm: qk_norm(b, &attn, QkNormKind::Rms, c.head_dim, c.eps).expect("RMS QK-norm"),
-            post_attention_layernorm: RmsNorm::new(
-                b,
-                &format!("{name}.post_attention_layernorm"),
-                c.hidden,
-                c.eps,
-            ),
-            mlp: FeedForward::new(
-                b,
-                &format!("{name}.mlp"),
-                c.hidden,
-                c.ffn_hidden,
-                Activation::Swiglu,
-                false,
-            ),
+            o_proj: Linear::new(b, "self_attn.o_proj", c.heads * c.head_dim, c.hidden, false),
+            qk_norm: qk_norm(b, "self_attn", QkNormKind::Rms, c.head_dim, c.eps)
+                .expect("RMS QK-norm"),
+            post_attention_layernorm: RmsNorm::new(b, "post_attention_layernorm", c.hidden, c.eps),
+            mlp: FeedForward::new(b, "mlp", c.hidden, c.ffn_hidden, Activation::Swiglu, false),
         }
     }
 
@@ -659,13 +574,14 @@ pub struct TextEncoder {
 
 impl TextEncoder {
     pub fn new(b: &mut Builder, name: &str, config: TextEncoderConfig) -> TextEncoder {
+        let b = &mut b.scope(name);
         let c = &config;
         TextEncoder {
-            embed_tokens: Embedding::new(b, &format!("{name}.embed_tokens"), c.vocab, c.hidden),
+            embed_tokens: Embedding::new(b, "embed_tokens", c.vocab, c.hidden),
             layers: (0..c.layers)
-                .map(|i| DecoderLayer::new(b, &format!("{name}.layers.{i}"), c))
+                .map(|i| DecoderLayer::new(b, &format!("layers.{i}"), c))
                 .collect(),
-            norm: RmsNorm::new(b, &format!("{name}.norm"), c.hidden, c.eps),
+            norm: RmsNorm::new(b, "norm", c.hidden, c.eps),
             config,
         }
     }
