@@ -123,14 +123,7 @@ impl StreamLayers {
             norm2: LayerNorm::new(b, "norm2", c.dim, 1e-6, true),
             cross_attn: CrossAttention::new(b, "cross_attn", c.dim, c.cond_dim, c.heads),
             norm3: LayerNorm::new(b, "norm3", c.dim, 1e-6, false),
-            mlp: FeedForward::new(
-                b,
-                "mlp",
-                c.dim,
-                c.mlp_ratio * c.dim,
-                Activation::GeluTanh,
-                true,
-            ),
+            mlp: mlp(b, "mlp", c.dim, c.mlp_ratio),
         }
     }
 
@@ -163,6 +156,11 @@ impl StreamLayers {
         let h = modulate(&layer_norm32(w, &self.norm3, &x), &m[3], &m[4]);
         &x + self.mlp.forward(w, &h) * &m[5]
     }
+}
+
+/// TRELLIS' MLP: `dim → ratio·dim → dim`, tanh GELU, with biases.
+pub(super) fn mlp(b: &mut Builder, name: &str, dim: i64, ratio: i64) -> FeedForward {
+    FeedForward::new(b, name, dim, ratio * dim, Activation::GeluTanh, true)
 }
 
 /// adaLN: `Linear(dim → 6·dim)` on `SiLU(t_emb)` → (shift, scale, gate) for attention, then MLP,

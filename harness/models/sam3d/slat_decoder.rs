@@ -1,11 +1,11 @@
 //! Stand-ins of the structured-latent decoders (Gaussians, mesh): windowed-attention
 //! transformers over the active voxels (see the module docs of [`super`]).
 
-use super::blocks::SelfAttention;
+use super::blocks::{mlp, SelfAttention};
 use super::sparse::SubdivideBlock;
 use super::{grid_coords, layer_norm32, sincos_position_embedding};
 use crate::models::attention::AttentionImpl;
-use crate::models::feed_forward::{Activation, FeedForward};
+use crate::models::feed_forward::FeedForward;
 use crate::models::layers::{LayerNorm, Linear};
 use crate::models::weights::{Builder, Weights};
 use tch::Tensor;
@@ -145,14 +145,7 @@ impl WindowBlock {
             norm1: LayerNorm::new(b, "norm1", c.dim, 1e-6, false),
             attn: SelfAttention::new(b, "attn", c.dim, c.heads, false),
             norm2: LayerNorm::new(b, "norm2", c.dim, 1e-6, false),
-            mlp: FeedForward::new(
-                b,
-                "mlp",
-                c.dim,
-                c.mlp_ratio * c.dim,
-                Activation::GeluTanh,
-                true,
-            ),
+            mlp: mlp(b, "mlp", c.dim, c.mlp_ratio),
         }
     }
 }
