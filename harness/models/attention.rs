@@ -8,7 +8,7 @@
 //! `upcast` computes the scores and softmax in fp32, as diffusers' `upcast_attention` does for
 //! the non-SDPA processors (SD 2.1 sets it).
 
-use super::layers::{LayerNorm, Linear, RmsNorm};
+use super::layers::{LayerNorm, Linear, MultiHeadRmsNorm, RmsNorm};
 use super::weights::{Builder, Weights};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -62,10 +62,34 @@ impl fmt::Display for AttentionImpl {
     }
 }
 
+/// Which keys each query may attend to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mask {
+    /// Every key.
+    #[default]
+    None,
+    /// Query `i` sees keys `0..=i` (decoder language models). `Sdpa` uses the fused kernel's
+    /// causal mode; `Math` and `Sliced` fill the future scores with −∞ before the softmax.
+    Causal,
+}
+
 /// Attention over `q`, `k`, `v` shaped `[batch, heads, tokens, head_dim]`.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, imp: AttentionImpl, upcast: bool) -> Tensor {
+    masked_attention(q, k, v, imp, upcast, Mask::None)
+}
+
+/// [`attention`] with a [`Mask`].
+pub fn masked_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    imp: AttentionImpl,
+    upcast: bool,
+    mask: Mask,
+) -> Tensor {
     let (batch, heads, lq, d) = q.size4().expect("q is [batch, heads, tokens, head_dim]");
     let scale = 1.0 / (d as f64).sqrt();
+    let lk = k.size()[2];
     let explicit = |q: &Tensor, k: &Tensor, v: &Tensor| -> Tensor {
         let kind = q.kind();
         let (q, k) = if upcast {
@@ -74,13 +98,33 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, imp: AttentionImpl, upcast:
             (q.shallow_clone(), k.shallow_clone())
         };
         let scores = q.matmul(&k.transpose(-1, -2)) * scale;
-        let probs = scores.softmax(-1, scores.kind()).to_kind(kind);
-        probs.matmul(v)
+        match mask {
+            Mask::None => {
+                let probs = scores.softmax(-1, scores.kind()).to_kind(kind);
+                probs.matmul(v)
+            }
+            // The mask and the masked scores live until the output exists.
+            Mask::Causal => {
+                let future = Tensor::ones([lq, lk], (Kind::Bool, q.device())).triu(1);
+                scores
+                    .masked_fill(&future, f64::NEG_INFINITY)
+                    .softmax(-1, scores.kind())
+                    .to_kind(kind)
+                    .matmul(v)
+            }
+        }
     };
     match imp {
-        AttentionImpl::Sdpa => {
-            Tensor::scaled_dot_product_attention(q, k, v, None::<Tensor>, 0.0, false, scale, false)
-        }
+        AttentionImpl::Sdpa => Tensor::scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            None::<Tensor>,
+            0.0,
+            mask == Mask::Causal,
+            scale,
+            false,
+        ),
         AttentionImpl::Math => explicit(q, k, v),
         AttentionImpl::Sliced(size) => {
             let rows = batch * heads;
@@ -89,7 +133,6 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, imp: AttentionImpl, upcast:
                 SliceSize::Max => 1,
                 SliceSize::Fixed(n) => n,
             };
-            let lk = k.size()[2];
             let q = q.reshape([rows, lq, d]);
             let k = k.reshape([rows, lk, d]);
             let v = v.reshape([rows, lk, v.size()[3]]);
@@ -114,6 +157,8 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, imp: AttentionImpl, upcast:
 pub enum QkNorm {
     Rms(RmsNorm, RmsNorm),
     Layer(LayerNorm, LayerNorm),
+    /// TRELLIS' `MultiHeadRMSNorm` (SAM 3D).
+    MultiHeadRms(MultiHeadRmsNorm, MultiHeadRmsNorm),
 }
 
 /// Multi-head attention with separate q/k/v/out projections (diffusers' `Attention`):
@@ -153,25 +198,26 @@ pub enum QkNormKind {
 
 impl MultiHeadAttention {
     pub fn new(b: &mut Builder, name: &str, c: AttentionConfig) -> MultiHeadAttention {
+        let b = &mut b.scope(name);
         let inner = c.heads * c.head_dim;
         let qk_norm = match c.qk_norm {
             QkNormKind::None => None,
             QkNormKind::Rms => Some(QkNorm::Rms(
-                RmsNorm::new(b, &format!("{name}.norm_q"), c.head_dim, 1e-6),
-                RmsNorm::new(b, &format!("{name}.norm_k"), c.head_dim, 1e-6),
+                RmsNorm::new(b, "norm_q", c.head_dim, 1e-6),
+                RmsNorm::new(b, "norm_k", c.head_dim, 1e-6),
             )),
             QkNormKind::Layer => Some(QkNorm::Layer(
-                LayerNorm::new(b, &format!("{name}.norm_q"), c.head_dim, 1e-6, true),
-                LayerNorm::new(b, &format!("{name}.norm_k"), c.head_dim, 1e-6, true),
+                LayerNorm::new(b, "norm_q", c.head_dim, 1e-6, true),
+                LayerNorm::new(b, "norm_k", c.head_dim, 1e-6, true),
             )),
         };
         MultiHeadAttention {
             heads: c.heads,
             head_dim: c.head_dim,
-            to_q: Linear::new(b, &format!("{name}.to_q"), c.query_dim, inner, c.qkv_bias),
-            to_k: Linear::new(b, &format!("{name}.to_k"), c.context_dim, inner, c.qkv_bias),
-            to_v: Linear::new(b, &format!("{name}.to_v"), c.context_dim, inner, c.qkv_bias),
-            to_out: Linear::new(b, &format!("{name}.to_out"), inner, c.query_dim, c.out_bias),
+            to_q: Linear::new(b, "to_q", c.query_dim, inner, c.qkv_bias),
+            to_k: Linear::new(b, "to_k", c.context_dim, inner, c.qkv_bias),
+            to_v: Linear::new(b, "to_v", c.context_dim, inner, c.qkv_bias),
+            to_out: Linear::new(b, "to_out", inner, c.query_dim, c.out_bias),
             qk_norm,
             upcast: c.upcast,
         }
@@ -189,6 +235,7 @@ impl MultiHeadAttention {
             None => (q, k),
             Some(QkNorm::Rms(nq, nk)) => (nq.forward(w, &q), nk.forward(w, &k)),
             Some(QkNorm::Layer(nq, nk)) => (nq.forward(w, &q), nk.forward(w, &k)),
+            Some(QkNorm::MultiHeadRms(nq, nk)) => (nq.forward(w, &q), nk.forward(w, &k)),
         }
     }
 
@@ -248,6 +295,32 @@ mod tests {
                 (&up - &reference).abs().max().double_value(&[]) < 1e-5,
                 "{imp} upcast"
             );
+        }
+    }
+
+    #[test]
+    fn causal_math_and_sliced_equal_sdpa() {
+        let (q, k, v) = qkv(2);
+        let k = k.narrow(2, 0, 33);
+        let v = v.narrow(2, 0, 33);
+        let reference = masked_attention(&q, &k, &v, AttentionImpl::Sdpa, false, Mask::Causal);
+        // The first query sees the first key only.
+        let first = v.narrow(2, 0, 1);
+        assert!(
+            (reference.narrow(2, 0, 1) - first)
+                .abs()
+                .max()
+                .double_value(&[])
+                < 1e-5
+        );
+        for imp in [
+            AttentionImpl::Math,
+            AttentionImpl::Sliced(SliceSize::Auto),
+            AttentionImpl::Sliced(SliceSize::Fixed(3)),
+        ] {
+            let out = masked_attention(&q, &k, &v, imp, false, Mask::Causal);
+            let err = (&out - &reference).abs().max().double_value(&[]);
+            assert!(err < 1e-5, "{imp}: max abs error {err}");
         }
     }
 

@@ -41,8 +41,9 @@ pub struct Modulation {
 
 impl Modulation {
     pub fn new(b: &mut Builder, name: &str, dim: i64, triples: i64) -> Modulation {
+        let b = &mut b.scope(name);
         Modulation {
-            lin: Linear::new(b, &format!("{name}.lin"), dim, 3 * triples * dim, true),
+            lin: Linear::new(b, "lin", dim, 3 * triples * dim, true),
             triples,
         }
     }
@@ -71,9 +72,10 @@ pub struct MlpEmbedder {
 
 impl MlpEmbedder {
     pub fn new(b: &mut Builder, name: &str, in_dim: i64, hidden: i64) -> MlpEmbedder {
+        let b = &mut b.scope(name);
         MlpEmbedder {
-            in_layer: Linear::new(b, &format!("{name}.in_layer"), in_dim, hidden, true),
-            out_layer: Linear::new(b, &format!("{name}.out_layer"), hidden, hidden, true),
+            in_layer: Linear::new(b, "in_layer", in_dim, hidden, true),
+            out_layer: Linear::new(b, "out_layer", hidden, hidden, true),
         }
     }
 
@@ -169,9 +171,10 @@ pub struct DoubleStreamBlock {
 
 impl DoubleStreamBlock {
     pub fn new(b: &mut Builder, name: &str, c: &DitBlockConfig) -> DoubleStreamBlock {
+        let b = &mut b.scope(name);
         DoubleStreamBlock {
-            img: Stream::new(b, &format!("{name}.img"), c),
-            txt: Stream::new(b, &format!("{name}.txt"), c),
+            img: Stream::new(b, "img", c),
+            txt: Stream::new(b, "txt", c),
         }
     }
 
@@ -216,29 +219,18 @@ pub struct SingleStreamBlock {
 
 impl SingleStreamBlock {
     pub fn new(b: &mut Builder, name: &str, c: &DitBlockConfig) -> SingleStreamBlock {
+        let b = &mut b.scope(name);
         let hidden = c.mlp_hidden();
         SingleStreamBlock {
             dim: c.dim,
             heads: c.heads,
             mlp_hidden: hidden,
-            linear1: Linear::new(
-                b,
-                &format!("{name}.linear1"),
-                c.dim,
-                3 * c.dim + hidden,
-                true,
-            ),
-            linear2: Linear::new(b, &format!("{name}.linear2"), c.dim + hidden, c.dim, true),
-            qk_norm: qk_norm(
-                b,
-                &format!("{name}.norm"),
-                QkNormKind::Rms,
-                c.dim / c.heads,
-                1e-6,
-            )
-            .expect("RMS QK-norm"),
-            pre_norm: LayerNorm::new(b, &format!("{name}.pre_norm"), c.dim, 1e-6, false),
-            modulation: Modulation::new(b, &format!("{name}.modulation"), c.dim, 1),
+            linear1: Linear::new(b, "linear1", c.dim, 3 * c.dim + hidden, true),
+            linear2: Linear::new(b, "linear2", c.dim + hidden, c.dim, true),
+            qk_norm: qk_norm(b, "norm", QkNormKind::Rms, c.dim / c.heads, 1e-6)
+                .expect("RMS QK-norm"),
+            pre_norm: LayerNorm::new(b, "pre_norm", c.dim, 1e-6, false),
+            modulation: Modulation::new(b, "modulation", c.dim, 1),
         }
     }
 
@@ -271,10 +263,11 @@ pub struct FinalLayer {
 
 impl FinalLayer {
     pub fn new(b: &mut Builder, name: &str, dim: i64, out: i64) -> FinalLayer {
+        let b = &mut b.scope(name);
         FinalLayer {
-            norm_final: LayerNorm::new(b, &format!("{name}.norm_final"), dim, 1e-6, false),
-            linear: Linear::new(b, &format!("{name}.linear"), dim, out, true),
-            ada_ln: Linear::new(b, &format!("{name}.adaLN_modulation"), dim, 2 * dim, true),
+            norm_final: LayerNorm::new(b, "norm_final", dim, 1e-6, false),
+            linear: Linear::new(b, "linear", dim, out, true),
+            ada_ln: Linear::new(b, "adaLN_modulation", dim, 2 * dim, true),
         }
     }
 
@@ -292,13 +285,8 @@ impl FinalLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::test_util::count;
     use tch::{Device, Kind};
-
-    fn count<T>(f: impl FnOnce(&mut Builder) -> T) -> i64 {
-        let mut b = Builder::counting();
-        let _ = f(&mut b);
-        b.finish().numel()
-    }
 
     #[test]
     fn block_parameter_counts_follow_the_layout() {

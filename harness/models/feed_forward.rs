@@ -36,25 +36,22 @@ impl FeedForward {
         activation: Activation,
         bias: bool,
     ) -> FeedForward {
+        let b = &mut b.scope(name);
         let (input, up) = match activation {
-            Activation::Geglu => (
-                Linear::new(b, &format!("{name}.proj_in"), dim, 2 * hidden, bias),
-                None,
-            ),
+            Activation::Geglu => (Linear::new(b, "proj_in", dim, 2 * hidden, bias), None),
             Activation::Swiglu => (
-                Linear::new(b, &format!("{name}.w1"), dim, hidden, bias),
-                Some(Linear::new(b, &format!("{name}.w3"), dim, hidden, bias)),
+                Linear::new(b, "w1", dim, hidden, bias),
+                Some(Linear::new(b, "w3", dim, hidden, bias)),
             ),
-            Activation::Gelu | Activation::GeluTanh => (
-                Linear::new(b, &format!("{name}.fc1"), dim, hidden, bias),
-                None,
-            ),
+            Activation::Gelu | Activation::GeluTanh => {
+                (Linear::new(b, "fc1", dim, hidden, bias), None)
+            }
         };
         FeedForward {
             activation,
             input,
             up,
-            output: Linear::new(b, &format!("{name}.out"), hidden, dim, bias),
+            output: Linear::new(b, "out", hidden, dim, bias),
         }
     }
 

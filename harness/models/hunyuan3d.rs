@@ -132,34 +132,24 @@ pub struct Hunyuan3dDit {
 
 impl Hunyuan3dDit {
     pub fn new(b: &mut Builder, name: &str, config: DitConfig) -> Hunyuan3dDit {
+        let b = &mut b.scope(name);
         let c = config;
         let block = c.block();
         Hunyuan3dDit {
             config,
-            latent_in: Linear::new(
-                b,
-                &format!("{name}.latent_in"),
-                c.in_channels,
-                c.hidden,
-                true,
-            ),
-            time_in: MlpEmbedder::new(b, &format!("{name}.time_in"), TIME_EMBED_DIM, c.hidden),
-            cond_in: Linear::new(b, &format!("{name}.cond_in"), c.context_dim, c.hidden, true),
-            guidance_in: c.guidance_embed.then(|| {
-                MlpEmbedder::new(b, &format!("{name}.guidance_in"), TIME_EMBED_DIM, c.hidden)
-            }),
+            latent_in: Linear::new(b, "latent_in", c.in_channels, c.hidden, true),
+            time_in: MlpEmbedder::new(b, "time_in", TIME_EMBED_DIM, c.hidden),
+            cond_in: Linear::new(b, "cond_in", c.context_dim, c.hidden, true),
+            guidance_in: c
+                .guidance_embed
+                .then(|| MlpEmbedder::new(b, "guidance_in", TIME_EMBED_DIM, c.hidden)),
             double_blocks: (0..c.depth)
-                .map(|i| DoubleStreamBlock::new(b, &format!("{name}.double_blocks.{i}"), &block))
+                .map(|i| DoubleStreamBlock::new(b, &format!("double_blocks.{i}"), &block))
                 .collect(),
             single_blocks: (0..c.depth_single)
-                .map(|i| SingleStreamBlock::new(b, &format!("{name}.single_blocks.{i}"), &block))
+                .map(|i| SingleStreamBlock::new(b, &format!("single_blocks.{i}"), &block))
                 .collect(),
-            final_layer: FinalLayer::new(
-                b,
-                &format!("{name}.final_layer"),
-                c.hidden,
-                c.in_channels,
-            ),
+            final_layer: FinalLayer::new(b, "final_layer", c.hidden, c.in_channels),
         }
     }
 
@@ -302,51 +292,26 @@ pub struct GeoDecoder {
 
 impl GeoDecoder {
     pub fn new(b: &mut Builder, name: &str, c: &ShapeVaeConfig) -> GeoDecoder {
+        let b = &mut b.scope(name);
         let width = c.width;
-        let ln =
-            |b: &mut Builder, n: &str| LayerNorm::new(b, &format!("{name}.{n}"), width, 1e-6, true);
+        let ln = |b: &mut Builder, n: &str| LayerNorm::new(b, n, width, 1e-6, true);
         GeoDecoder {
             num_freqs: c.num_freqs,
             include_pi: c.include_pi,
             heads: c.heads,
             width,
-            query_proj: Linear::new(
-                b,
-                &format!("{name}.query_proj"),
-                c.fourier_dim(),
-                width,
-                true,
-            ),
+            query_proj: Linear::new(b, "query_proj", c.fourier_dim(), width, true),
             ln_1: ln(b, "ln_1"),
             ln_2: ln(b, "ln_2"),
             ln_3: ln(b, "ln_3"),
-            c_q: Linear::new(b, &format!("{name}.attn.c_q"), width, width, c.qkv_bias),
-            c_kv: Linear::new(
-                b,
-                &format!("{name}.attn.c_kv"),
-                width,
-                2 * width,
-                c.qkv_bias,
-            ),
-            qk_norm: qk_norm(
-                b,
-                &format!("{name}.attn"),
-                QkNormKind::Layer,
-                width / c.heads,
-                1e-6,
-            )
-            .expect("LayerNorm QK-norm"),
-            c_proj: Linear::new(b, &format!("{name}.attn.c_proj"), width, width, true),
-            mlp: FeedForward::new(
-                b,
-                &format!("{name}.mlp"),
-                width,
-                c.mlp_ratio * width,
-                Activation::Gelu,
-                true,
-            ),
+            c_q: Linear::new(b, "attn.c_q", width, width, c.qkv_bias),
+            c_kv: Linear::new(b, "attn.c_kv", width, 2 * width, c.qkv_bias),
+            qk_norm: qk_norm(b, "attn", QkNormKind::Layer, width / c.heads, 1e-6)
+                .expect("LayerNorm QK-norm"),
+            c_proj: Linear::new(b, "attn.c_proj", width, width, true),
+            mlp: FeedForward::new(b, "mlp", width, c.mlp_ratio * width, Activation::Gelu, true),
             ln_post: ln(b, "ln_post"),
-            output_proj: Linear::new(b, &format!("{name}.output_proj"), width, 1, true),
+            output_proj: Linear::new(b, "output_proj", width, 1, true),
         }
     }
 
@@ -404,6 +369,7 @@ pub struct ShapeVae {
 
 impl ShapeVae {
     pub fn new(b: &mut Builder, name: &str, config: ShapeVaeConfig) -> ShapeVae {
+        let b = &mut b.scope(name);
         let c = config;
         let block = BlockConfig {
             dim: c.width,
@@ -417,11 +383,11 @@ impl ShapeVae {
         };
         ShapeVae {
             config,
-            post_kl: Linear::new(b, &format!("{name}.post_kl"), c.embed_dim, c.width, true),
+            post_kl: Linear::new(b, "post_kl", c.embed_dim, c.width, true),
             blocks: (0..c.layers)
-                .map(|i| Block::new(b, &format!("{name}.transformer.resblocks.{i}"), &block))
+                .map(|i| Block::new(b, &format!("transformer.resblocks.{i}"), &block))
                 .collect(),
-            geo_decoder: GeoDecoder::new(b, &format!("{name}.geo_decoder"), &c),
+            geo_decoder: GeoDecoder::new(b, "geo_decoder", &c),
         }
     }
 
@@ -486,21 +452,8 @@ impl ShapeVae {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::test_util::{count, max_diff, within};
     use crate::models::{Residency, SliceSize};
-
-    fn count<T>(f: impl FnOnce(&mut Builder) -> T) -> i64 {
-        let mut b = Builder::counting();
-        let _ = f(&mut b);
-        b.finish().numel()
-    }
-
-    fn within(count: i64, target: f64) -> bool {
-        (count as f64 - target).abs() <= 0.01 * target
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).abs().max().double_value(&[])
-    }
 
     #[test]
     fn full_size_parameter_counts() {

@@ -2,7 +2,7 @@
 //! (see `weights.rs` for why). Shapes and defaults follow PyTorch's modules of the same name.
 
 use super::weights::{Builder, Init, Param, Weights};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 /// `nn.Linear`.
 #[derive(Debug, Clone)]
@@ -13,13 +13,10 @@ pub struct Linear {
 
 impl Linear {
     pub fn new(b: &mut Builder, name: &str, in_dim: i64, out_dim: i64, bias: bool) -> Linear {
+        let b = &mut b.scope(name);
         Linear {
-            weight: b.param(
-                &format!("{name}.weight"),
-                &[out_dim, in_dim],
-                Init::FanIn(in_dim),
-            ),
-            bias: bias.then(|| b.param(&format!("{name}.bias"), &[out_dim], Init::Zeros)),
+            weight: b.param("weight", &[out_dim, in_dim], Init::FanIn(in_dim)),
+            bias: bias.then(|| b.param("bias", &[out_dim], Init::Zeros)),
         }
     }
 
@@ -29,62 +26,22 @@ impl Linear {
     }
 }
 
-/// `nn.Conv2d` with square kernels.
+/// `nn.Conv2d` (`D` = 2) or `nn.Conv3d` (`D` = 3) with square or cubic kernels.
 #[derive(Debug, Clone)]
-pub struct Conv2d {
+pub struct Conv<const D: usize> {
     pub weight: Param,
     pub bias: Option<Param>,
     pub stride: i64,
     pub padding: i64,
 }
 
-impl Conv2d {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        b: &mut Builder,
-        name: &str,
-        in_ch: i64,
-        out_ch: i64,
-        kernel: i64,
-        stride: i64,
-        padding: i64,
-        bias: bool,
-    ) -> Conv2d {
-        Conv2d {
-            weight: b.param(
-                &format!("{name}.weight"),
-                &[out_ch, in_ch, kernel, kernel],
-                Init::FanIn(in_ch * kernel * kernel),
-            ),
-            bias: bias.then(|| b.param(&format!("{name}.bias"), &[out_ch], Init::Zeros)),
-            stride,
-            padding,
-        }
-    }
-
-    pub fn forward(&self, w: &Weights, x: &Tensor) -> Tensor {
-        let bias = self.bias.map(|b| w.get(b));
-        x.conv2d(
-            &w.get(self.weight),
-            bias.as_ref(),
-            [self.stride; 2],
-            [self.padding; 2],
-            [1; 2],
-            1,
-        )
-    }
-}
+/// `nn.Conv2d` with square kernels.
+pub type Conv2d = Conv<2>;
 
 /// `nn.Conv3d` with cubic kernels.
-#[derive(Debug, Clone)]
-pub struct Conv3d {
-    pub weight: Param,
-    pub bias: Option<Param>,
-    pub stride: i64,
-    pub padding: i64,
-}
+pub type Conv3d = Conv<3>;
 
-impl Conv3d {
+impl<const D: usize> Conv<D> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         b: &mut Builder,
@@ -95,14 +52,13 @@ impl Conv3d {
         stride: i64,
         padding: i64,
         bias: bool,
-    ) -> Conv3d {
-        Conv3d {
-            weight: b.param(
-                &format!("{name}.weight"),
-                &[out_ch, in_ch, kernel, kernel, kernel],
-                Init::FanIn(in_ch * kernel * kernel * kernel),
-            ),
-            bias: bias.then(|| b.param(&format!("{name}.bias"), &[out_ch], Init::Zeros)),
+    ) -> Conv<D> {
+        let b = &mut b.scope(name);
+        let mut shape = vec![out_ch, in_ch];
+        shape.extend([kernel; D]);
+        Conv {
+            weight: b.param("weight", &shape, Init::FanIn(in_ch * kernel.pow(D as u32))),
+            bias: bias.then(|| b.param("bias", &[out_ch], Init::Zeros)),
             stride,
             padding,
         }
@@ -110,14 +66,26 @@ impl Conv3d {
 
     pub fn forward(&self, w: &Weights, x: &Tensor) -> Tensor {
         let bias = self.bias.map(|b| w.get(b));
-        x.conv3d(
-            &w.get(self.weight),
-            bias.as_ref(),
-            [self.stride; 3],
-            [self.padding; 3],
-            [1; 3],
-            1,
-        )
+        let (s, p) = (self.stride, self.padding);
+        match D {
+            2 => x.conv2d(
+                &w.get(self.weight),
+                bias.as_ref(),
+                [s; 2],
+                [p; 2],
+                [1; 2],
+                1,
+            ),
+            3 => x.conv3d(
+                &w.get(self.weight),
+                bias.as_ref(),
+                [s; 3],
+                [p; 3],
+                [1; 3],
+                1,
+            ),
+            _ => unreachable!("convolutions are 2-D or 3-D"),
+        }
     }
 }
 
@@ -132,10 +100,11 @@ pub struct GroupNorm {
 
 impl GroupNorm {
     pub fn new(b: &mut Builder, name: &str, groups: i64, channels: i64, eps: f64) -> GroupNorm {
+        let b = &mut b.scope(name);
         GroupNorm {
             groups,
-            weight: b.param(&format!("{name}.weight"), &[channels], Init::Ones),
-            bias: b.param(&format!("{name}.bias"), &[channels], Init::Zeros),
+            weight: b.param("weight", &[channels], Init::Ones),
+            bias: b.param("bias", &[channels], Init::Zeros),
             eps,
         }
     }
@@ -148,6 +117,19 @@ impl GroupNorm {
             self.eps,
             true,
         )
+    }
+
+    /// The same in fp32, cast back to `x`'s dtype (TRELLIS' `GroupNorm32`).
+    pub fn forward_f32(&self, w: &Weights, x: &Tensor) -> Tensor {
+        x.to_kind(Kind::Float)
+            .group_norm(
+                self.groups,
+                Some(&w.get(self.weight).to_kind(Kind::Float)),
+                Some(&w.get(self.bias).to_kind(Kind::Float)),
+                self.eps,
+                true,
+            )
+            .to_kind(x.kind())
     }
 }
 
@@ -162,10 +144,11 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     pub fn new(b: &mut Builder, name: &str, dim: i64, eps: f64, affine: bool) -> LayerNorm {
+        let b = &mut b.scope(name);
         LayerNorm {
             dim,
-            weight: affine.then(|| b.param(&format!("{name}.weight"), &[dim], Init::Ones)),
-            bias: affine.then(|| b.param(&format!("{name}.bias"), &[dim], Init::Zeros)),
+            weight: affine.then(|| b.param("weight", &[dim], Init::Ones)),
+            bias: affine.then(|| b.param("bias", &[dim], Init::Zeros)),
             eps,
         }
     }
@@ -186,17 +169,47 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     pub fn new(b: &mut Builder, name: &str, dim: i64, eps: f64) -> RmsNorm {
+        let b = &mut b.scope(name);
         RmsNorm {
-            weight: b.param(&format!("{name}.weight"), &[dim], Init::Ones),
+            weight: b.param("weight", &[dim], Init::Ones),
             eps,
         }
     }
 
     pub fn forward(&self, w: &Weights, x: &Tensor) -> Tensor {
         let kind = x.kind();
-        let xf = x.to_kind(tch::Kind::Float);
-        let rms = (xf.square().mean_dim(-1, true, tch::Kind::Float) + self.eps).rsqrt();
+        let xf = x.to_kind(Kind::Float);
+        let rms = (xf.square().mean_dim(-1, true, Kind::Float) + self.eps).rsqrt();
         (xf * rms).to_kind(kind) * w.get(self.weight)
+    }
+}
+
+/// TRELLIS' `MultiHeadRMSNorm`: `normalize(x) · γ · sqrt(head_dim)`, γ `[heads, head_dim]`.
+#[derive(Debug, Clone)]
+pub struct MultiHeadRmsNorm {
+    pub gamma: Param,
+    pub scale: f64,
+}
+
+impl MultiHeadRmsNorm {
+    pub fn new(b: &mut Builder, name: &str, heads: i64, head_dim: i64) -> MultiHeadRmsNorm {
+        let b = &mut b.scope(name);
+        MultiHeadRmsNorm {
+            gamma: b.param("gamma", &[heads, head_dim], Init::Ones),
+            scale: (head_dim as f64).sqrt(),
+        }
+    }
+
+    /// `x`: `[batch, heads, tokens, head_dim]`.
+    pub fn forward(&self, w: &Weights, x: &Tensor) -> Tensor {
+        let norm = x
+            .to_kind(Kind::Float)
+            .square()
+            .sum_dim_intlist(-1, true, Kind::Float)
+            .sqrt()
+            .clamp_min(1e-12)
+            .to_kind(x.kind());
+        x / norm * w.get(self.gamma).unsqueeze(1) * self.scale
     }
 }
 
@@ -208,8 +221,9 @@ pub struct Embedding {
 
 impl Embedding {
     pub fn new(b: &mut Builder, name: &str, count: i64, dim: i64) -> Embedding {
+        let b = &mut b.scope(name);
         Embedding {
-            weight: b.param(&format!("{name}.weight"), &[count, dim], Init::Normal(1.0)),
+            weight: b.param("weight", &[count, dim], Init::Normal(1.0)),
         }
     }
 

@@ -15,6 +15,8 @@ pub mod hunyuan3d;
 pub mod layers;
 pub mod moge;
 pub mod sam3d;
+#[cfg(test)]
+pub(crate) mod test_util;
 pub mod unet;
 pub mod unet_blocks;
 pub mod vae;

@@ -14,7 +14,7 @@
 //! remapped with `exp` (`xy · e^z, e^z`).
 
 use super::attention::AttentionImpl;
-use super::layers::Conv2d;
+use super::layers::{Conv2d, GroupNorm};
 use super::vit::{Vit, VitConfig};
 use super::weights::{Builder, Init, Param, Weights};
 use tch::{Device, Kind, Tensor};
@@ -96,34 +96,6 @@ impl ReplicateConv {
     }
 }
 
-/// GroupNorm parameters (affine).
-#[derive(Debug, Clone)]
-pub struct GroupNorm {
-    pub groups: i64,
-    pub weight: Param,
-    pub bias: Param,
-}
-
-impl GroupNorm {
-    fn new(b: &mut Builder, name: &str, groups: i64, channels: i64) -> GroupNorm {
-        GroupNorm {
-            groups,
-            weight: b.param(&format!("{name}.weight"), &[channels], Init::Ones),
-            bias: b.param(&format!("{name}.bias"), &[channels], Init::Zeros),
-        }
-    }
-
-    fn forward(&self, w: &Weights, x: &Tensor) -> Tensor {
-        x.group_norm(
-            self.groups,
-            Some(&w.get(self.weight)),
-            Some(&w.get(self.bias)),
-            1e-5,
-            true,
-        )
-    }
-}
-
 /// `GN(1) → ReLU → Conv3x3 → GN(hidden/32) → ReLU → Conv3x3`, plus the input.
 #[derive(Debug, Clone)]
 pub struct ResidualConvBlock {
@@ -135,11 +107,12 @@ pub struct ResidualConvBlock {
 
 impl ResidualConvBlock {
     fn new(b: &mut Builder, name: &str, ch: i64, hidden: i64) -> ResidualConvBlock {
+        let b = &mut b.scope(name);
         ResidualConvBlock {
-            norm1: GroupNorm::new(b, &format!("{name}.layers.0"), 1, ch),
-            conv1: ReplicateConv::new(b, &format!("{name}.layers.2"), ch, hidden, 3),
-            norm2: GroupNorm::new(b, &format!("{name}.layers.3"), (hidden / 32).max(1), hidden),
-            conv2: ReplicateConv::new(b, &format!("{name}.layers.5"), hidden, ch, 3),
+            norm1: GroupNorm::new(b, "layers.0", 1, ch, 1e-5),
+            conv1: ReplicateConv::new(b, "layers.2", ch, hidden, 3),
+            norm2: GroupNorm::new(b, "layers.3", (hidden / 32).max(1), hidden, 1e-5),
+            conv2: ReplicateConv::new(b, "layers.5", hidden, ch, 3),
         }
     }
 
@@ -233,13 +206,14 @@ pub struct MogeOutput {
 
 impl Moge {
     pub fn new(b: &mut Builder, name: &str, config: MogeConfig) -> Moge {
+        let b = &mut b.scope(name);
         let c = &config;
-        let backbone = Vit::new(b, &format!("{name}.backbone"), c.vit);
+        let backbone = Vit::new(b, "backbone", c.vit);
         let projects = (0..c.intermediate_layers)
             .map(|i| {
                 Conv2d::new(
                     b,
-                    &format!("{name}.head.projects.{i}"),
+                    &format!("head.projects.{i}"),
                     c.vit.dim,
                     c.dim_proj,
                     1,
@@ -254,7 +228,7 @@ impl Moge {
             .zip(c.dim_upsample.iter().copied())
             .enumerate()
             .map(|(i, (input, out))| {
-                let n = format!("{name}.head.upsample_blocks.{i}");
+                let n = format!("head.upsample_blocks.{i}");
                 UpsampleStage {
                     deconv_weight: b.param(
                         &format!("{n}.0.0.weight"),
@@ -284,14 +258,14 @@ impl Moge {
             .map(|(i, &n_out)| OutputBlock {
                 conv1: ReplicateConv::new(
                     b,
-                    &format!("{name}.head.output_block.{i}.0"),
+                    &format!("head.output_block.{i}.0"),
                     last_in,
                     c.last_conv_channels,
                     3,
                 ),
                 conv2: ReplicateConv::new(
                     b,
-                    &format!("{name}.head.output_block.{i}.2"),
+                    &format!("head.output_block.{i}.2"),
                     c.last_conv_channels,
                     n_out,
                     c.last_conv_size,

@@ -179,6 +179,45 @@ impl UNetConfig {
         }
     }
 
+    /// The resnets of a down or up block at `level`, one per input width (each to `out`
+    /// channels), each followed at cross-attention levels by its transformer, whose blocks are
+    /// added to `sites`.
+    fn block_layers(
+        &self,
+        b: &mut Builder,
+        name: &str,
+        level: usize,
+        inputs: impl Iterator<Item = i64>,
+        out: i64,
+        sites: &mut Vec<BlockSite>,
+    ) -> (Vec<ResnetBlock2D>, Vec<Transformer2D>) {
+        let b = &mut b.scope(name);
+        let mut resnets = Vec::new();
+        let mut attentions = Vec::new();
+        for (j, res_in) in inputs.enumerate() {
+            resnets.push(ResnetBlock2D::new(
+                b,
+                &format!("resnets.{j}"),
+                res_in,
+                out,
+                Some(self.time_embed_dim()),
+                self.norm(),
+            ));
+            if self.cross_attention[level] {
+                attentions.push(Transformer2D::new(
+                    b,
+                    &format!("attentions.{j}"),
+                    &self.transformer(out, self.heads[level]),
+                ));
+                sites.extend((0..self.transformer_layers).map(|_| BlockSite {
+                    channels: out,
+                    level: level as u32,
+                }));
+            }
+        }
+        (resnets, attentions)
+    }
+
     /// Checks what the constructor would otherwise panic on.
     pub fn validate(&self) -> Result<(), String> {
         let n = self.levels();
@@ -296,30 +335,8 @@ impl UNet2DConditionModel {
         let mut in_ch = ch[0];
         for (level, &out) in ch.iter().enumerate() {
             let name = format!("down_blocks.{level}");
-            let mut resnets = Vec::new();
-            let mut attentions = Vec::new();
-            for j in 0..c.layers_per_block {
-                let res_in = if j == 0 { in_ch } else { out };
-                resnets.push(ResnetBlock2D::new(
-                    b,
-                    &format!("{name}.resnets.{j}"),
-                    res_in,
-                    out,
-                    Some(temb),
-                    norm,
-                ));
-                if c.cross_attention[level] {
-                    attentions.push(Transformer2D::new(
-                        b,
-                        &format!("{name}.attentions.{j}"),
-                        &c.transformer(out, c.heads[level]),
-                    ));
-                    sites.extend((0..c.transformer_layers).map(|_| BlockSite {
-                        channels: out,
-                        level: level as u32,
-                    }));
-                }
-            }
+            let inputs = (0..c.layers_per_block).map(|j| if j == 0 { in_ch } else { out });
+            let (resnets, attentions) = c.block_layers(b, &name, level, inputs, out, &mut sites);
             let downsampler = (level + 1 < n)
                 .then(|| Downsample2D::new(b, &format!("{name}.downsamplers.0"), out, false));
             down.push(DownBlock {
@@ -353,35 +370,16 @@ impl UNet2DConditionModel {
             let out = reversed[i];
             let skip_in = reversed[(i + 1).min(n - 1)];
             let name = format!("up_blocks.{i}");
-            let mut resnets = Vec::new();
-            let mut attentions = Vec::new();
-            for j in 0..=c.layers_per_block {
+            let inputs = (0..=c.layers_per_block).map(|j| {
                 let skip = if j == c.layers_per_block {
                     skip_in
                 } else {
                     out
                 };
                 let res_in = if j == 0 { prev_out } else { out };
-                resnets.push(ResnetBlock2D::new(
-                    b,
-                    &format!("{name}.resnets.{j}"),
-                    res_in + skip,
-                    out,
-                    Some(temb),
-                    norm,
-                ));
-                if c.cross_attention[level] {
-                    attentions.push(Transformer2D::new(
-                        b,
-                        &format!("{name}.attentions.{j}"),
-                        &c.transformer(out, c.heads[level]),
-                    ));
-                    sites.extend((0..c.transformer_layers).map(|_| BlockSite {
-                        channels: out,
-                        level: level as u32,
-                    }));
-                }
-            }
+                res_in + skip
+            });
+            let (resnets, attentions) = c.block_layers(b, &name, level, inputs, out, &mut sites);
             let upsampler =
                 (i + 1 < n).then(|| Upsample2D::new(b, &format!("{name}.upsamplers.0"), out));
             up.push(UpBlock {
@@ -581,13 +579,10 @@ pub fn level_size(height: i64, width: i64, level: u32) -> (i64, i64) {
 mod tests {
     use super::*;
     use crate::models::attention::SliceSize;
+    use crate::models::test_util::{max_diff, opts};
     use crate::models::weights::Residency;
 
     const SD21_PARAMS: i64 = 865_910_724;
-
-    fn opts() -> (Kind, Device) {
-        (Kind::Float, Device::Cpu)
-    }
 
     fn tiny_model(config: &UNetConfig, seed: i64) -> UNet2DConditionModel {
         tch::manual_seed(seed);
@@ -621,10 +616,6 @@ mod tests {
                 reference,
             }
         }
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).abs().max().double_value(&[])
     }
 
     #[test]

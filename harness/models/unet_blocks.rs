@@ -53,15 +53,15 @@ impl ResnetBlock2D {
         temb_ch: Option<i64>,
         norm: Norm,
     ) -> ResnetBlock2D {
-        let n = |s: &str| format!("{name}.{s}");
+        let b = &mut b.scope(name);
         ResnetBlock2D {
-            norm1: GroupNorm::new(b, &n("norm1"), norm.groups, in_ch, norm.eps),
-            conv1: Conv2d::new(b, &n("conv1"), in_ch, out_ch, 3, 1, 1, true),
-            time_emb_proj: temb_ch.map(|t| Linear::new(b, &n("time_emb_proj"), t, out_ch, true)),
-            norm2: GroupNorm::new(b, &n("norm2"), norm.groups, out_ch, norm.eps),
-            conv2: Conv2d::new(b, &n("conv2"), out_ch, out_ch, 3, 1, 1, true),
+            norm1: GroupNorm::new(b, "norm1", norm.groups, in_ch, norm.eps),
+            conv1: Conv2d::new(b, "conv1", in_ch, out_ch, 3, 1, 1, true),
+            time_emb_proj: temb_ch.map(|t| Linear::new(b, "time_emb_proj", t, out_ch, true)),
+            norm2: GroupNorm::new(b, "norm2", norm.groups, out_ch, norm.eps),
+            conv2: Conv2d::new(b, "conv2", out_ch, out_ch, 3, 1, 1, true),
             conv_shortcut: (in_ch != out_ch)
-                .then(|| Conv2d::new(b, &n("conv_shortcut"), in_ch, out_ch, 1, 1, 0, true)),
+                .then(|| Conv2d::new(b, "conv_shortcut", in_ch, out_ch, 1, 1, 0, true)),
         }
     }
 
@@ -91,9 +91,10 @@ pub struct Downsample2D {
 
 impl Downsample2D {
     pub fn new(b: &mut Builder, name: &str, ch: i64, asymmetric_pad: bool) -> Downsample2D {
+        let b = &mut b.scope(name);
         let padding = if asymmetric_pad { 0 } else { 1 };
         Downsample2D {
-            conv: Conv2d::new(b, &format!("{name}.conv"), ch, ch, 3, 2, padding, true),
+            conv: Conv2d::new(b, "conv", ch, ch, 3, 2, padding, true),
             asymmetric_pad,
         }
     }
@@ -117,8 +118,9 @@ pub struct Upsample2D {
 
 impl Upsample2D {
     pub fn new(b: &mut Builder, name: &str, ch: i64) -> Upsample2D {
+        let b = &mut b.scope(name);
         Upsample2D {
-            conv: Conv2d::new(b, &format!("{name}.conv"), ch, ch, 3, 1, 1, true),
+            conv: Conv2d::new(b, "conv", ch, ch, 3, 1, 1, true),
         }
     }
 
@@ -243,7 +245,7 @@ pub struct TransformerConfig {
 
 impl BasicTransformerBlock {
     pub fn new(b: &mut Builder, name: &str, c: &TransformerConfig) -> BasicTransformerBlock {
-        let n = |s: &str| format!("{name}.{s}");
+        let b = &mut b.scope(name);
         let self_attn = AttentionConfig {
             query_dim: c.channels,
             context_dim: c.channels,
@@ -259,27 +261,20 @@ impl BasicTransformerBlock {
             ..self_attn
         };
         let ln =
-            |b: &mut Builder, s: &str| LayerNorm::new(b, &n(s), c.channels, c.layer_norm_eps, true);
+            |b: &mut Builder, s: &str| LayerNorm::new(b, s, c.channels, c.layer_norm_eps, true);
         BasicTransformerBlock {
             norm1: ln(b, "norm1"),
-            attn1: MultiHeadAttention::new(b, &n("attn1"), self_attn),
+            attn1: MultiHeadAttention::new(b, "attn1", self_attn),
             attn_refview: c
                 .extra
                 .reference
-                .map(|_| MultiHeadAttention::new(b, &n("attn_refview"), self_attn)),
+                .map(|_| MultiHeadAttention::new(b, "attn_refview", self_attn)),
             attn_multiview: (c.extra.multiview != Multiview::None)
-                .then(|| MultiHeadAttention::new(b, &n("attn_multiview"), self_attn)),
+                .then(|| MultiHeadAttention::new(b, "attn_multiview", self_attn)),
             norm2: ln(b, "norm2"),
-            attn2: MultiHeadAttention::new(b, &n("attn2"), cross_attn),
+            attn2: MultiHeadAttention::new(b, "attn2", cross_attn),
             norm3: ln(b, "norm3"),
-            ff: FeedForward::new(
-                b,
-                &n("ff"),
-                c.channels,
-                4 * c.channels,
-                Activation::Geglu,
-                true,
-            ),
+            ff: FeedForward::new(b, "ff", c.channels, 4 * c.channels, Activation::Geglu, true),
             extra: c.extra,
         }
     }
@@ -428,19 +423,19 @@ pub struct Transformer2D {
 
 impl Transformer2D {
     pub fn new(b: &mut Builder, name: &str, c: &TransformerConfig) -> Transformer2D {
-        let n = |s: &str| format!("{name}.{s}");
+        let b = &mut b.scope(name);
         let ch = c.channels;
         let proj = |b: &mut Builder, s: &str| {
             if c.linear_projection {
-                Projection::Linear(Linear::new(b, &n(s), ch, ch, true))
+                Projection::Linear(Linear::new(b, s, ch, ch, true))
             } else {
-                Projection::Conv(Conv2d::new(b, &n(s), ch, ch, 1, 1, 0, true))
+                Projection::Conv(Conv2d::new(b, s, ch, ch, 1, 1, 0, true))
             }
         };
-        let norm = GroupNorm::new(b, &n("norm"), c.norm.groups, ch, c.norm.eps);
+        let norm = GroupNorm::new(b, "norm", c.norm.groups, ch, c.norm.eps);
         let proj_in = proj(b, "proj_in");
         let blocks = (0..c.layers)
-            .map(|i| BasicTransformerBlock::new(b, &n(&format!("transformer_blocks.{i}")), c))
+            .map(|i| BasicTransformerBlock::new(b, &format!("transformer_blocks.{i}"), c))
             .collect();
         Transformer2D {
             norm,
@@ -482,11 +477,8 @@ impl Transformer2D {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::test_util::opts;
     use tch::{Device, Kind};
-
-    fn opts() -> (Kind, Device) {
-        (Kind::Float, Device::Cpu)
-    }
 
     #[test]
     fn resnet_block_shapes_and_shortcut() {

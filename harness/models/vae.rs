@@ -206,12 +206,13 @@ struct MidBlock {
 
 impl MidBlock {
     fn new(b: &mut Builder, name: &str, ch: i64, c: &VaeConfig) -> MidBlock {
+        let b = &mut b.scope(name);
         let norm = c.norm();
-        let r0 = ResnetBlock2D::new(b, &format!("{name}.resnets.0"), ch, ch, None, norm);
+        let r0 = ResnetBlock2D::new(b, "resnets.0", ch, ch, None, norm);
         let attention = c
             .mid_attention
-            .then(|| VaeAttention::new(b, &format!("{name}.attentions.0"), ch, norm));
-        let r1 = ResnetBlock2D::new(b, &format!("{name}.resnets.1"), ch, ch, None, norm);
+            .then(|| VaeAttention::new(b, "attentions.0", ch, norm));
+        let r1 = ResnetBlock2D::new(b, "resnets.1", ch, ch, None, norm);
         MidBlock {
             resnets: [r0, r1],
             attention,
@@ -661,20 +662,13 @@ fn blend(a: &Tensor, b: &Tensor, extent: i64, dim: i64) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::test_util::{max_diff, opts};
     use crate::models::weights::Residency;
     use tch::Device;
-
-    fn opts() -> (Kind, Device) {
-        (Kind::Float, Device::Cpu)
-    }
 
     fn tiny(seed: i64) -> AutoencoderKL {
         tch::manual_seed(seed);
         AutoencoderKL::new(&VaeConfig::tiny(), Builder::new(Kind::Float, Device::Cpu))
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).abs().max().double_value(&[])
     }
 
     #[test]

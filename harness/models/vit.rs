@@ -31,15 +31,16 @@ pub fn qk_norm(
     head_dim: i64,
     eps: f64,
 ) -> Option<QkNorm> {
+    let b = &mut b.scope(name);
     match kind {
         QkNormKind::None => None,
         QkNormKind::Rms => Some(QkNorm::Rms(
-            RmsNorm::new(b, &format!("{name}.norm_q"), head_dim, eps),
-            RmsNorm::new(b, &format!("{name}.norm_k"), head_dim, eps),
+            RmsNorm::new(b, "norm_q", head_dim, eps),
+            RmsNorm::new(b, "norm_k", head_dim, eps),
         )),
         QkNormKind::Layer => Some(QkNorm::Layer(
-            LayerNorm::new(b, &format!("{name}.norm_q"), head_dim, eps, true),
-            LayerNorm::new(b, &format!("{name}.norm_k"), head_dim, eps, true),
+            LayerNorm::new(b, "norm_q", head_dim, eps, true),
+            LayerNorm::new(b, "norm_k", head_dim, eps, true),
         )),
     }
 }
@@ -50,6 +51,7 @@ pub fn apply_qk_norm(norm: Option<&QkNorm>, w: &Weights, q: Tensor, k: Tensor) -
         None => (q, k),
         Some(QkNorm::Rms(nq, nk)) => (nq.forward(w, &q), nk.forward(w, &k)),
         Some(QkNorm::Layer(nq, nk)) => (nq.forward(w, &q), nk.forward(w, &k)),
+        Some(QkNorm::MultiHeadRms(nq, nk)) => (nq.forward(w, &q), nk.forward(w, &k)),
     }
 }
 
@@ -143,31 +145,17 @@ pub struct Block {
 
 impl Block {
     pub fn new(b: &mut Builder, name: &str, c: &BlockConfig) -> Block {
+        let b = &mut b.scope(name);
         let ls = |b: &mut Builder, n: &str| {
             c.layer_scale
-                .then(|| b.param(&format!("{name}.{n}.gamma"), &[c.dim], Init::Ones))
+                .then(|| b.param(&format!("{n}.gamma"), &[c.dim], Init::Ones))
         };
         Block {
-            norm1: LayerNorm::new(b, &format!("{name}.norm1"), c.dim, c.eps, true),
-            attn: FusedAttention::new(
-                b,
-                &format!("{name}.attn"),
-                c.dim,
-                c.heads,
-                c.qkv_bias,
-                c.qk_norm,
-                c.eps,
-            ),
+            norm1: LayerNorm::new(b, "norm1", c.dim, c.eps, true),
+            attn: FusedAttention::new(b, "attn", c.dim, c.heads, c.qkv_bias, c.qk_norm, c.eps),
             ls1: ls(b, "ls1"),
-            norm2: LayerNorm::new(b, &format!("{name}.norm2"), c.dim, c.eps, true),
-            mlp: FeedForward::new(
-                b,
-                &format!("{name}.mlp"),
-                c.dim,
-                c.mlp_hidden,
-                c.activation,
-                true,
-            ),
+            norm2: LayerNorm::new(b, "norm2", c.dim, c.eps, true),
+            mlp: FeedForward::new(b, "mlp", c.dim, c.mlp_hidden, c.activation, true),
             ls2: ls(b, "ls2"),
         }
     }
@@ -302,6 +290,7 @@ pub struct Vit {
 
 impl Vit {
     pub fn new(b: &mut Builder, name: &str, config: VitConfig) -> Vit {
+        let b = &mut b.scope(name);
         let c = config;
         let block = BlockConfig {
             dim: c.dim,
@@ -320,7 +309,7 @@ impl Vit {
             config,
             patch_embed: Conv2d::new(
                 b,
-                &format!("{name}.patch_embed"),
+                "patch_embed",
                 c.in_channels,
                 c.dim,
                 c.patch_size,
@@ -328,28 +317,24 @@ impl Vit {
                 0,
                 true,
             ),
-            cls_token: b.param(
-                &format!("{name}.cls_token"),
-                &[1, 1, c.dim],
-                Init::Normal(1e-6),
-            ),
+            cls_token: b.param("cls_token", &[1, 1, c.dim], Init::Normal(1e-6)),
             register_tokens: (c.registers > 0).then(|| {
                 b.param(
-                    &format!("{name}.register_tokens"),
+                    "register_tokens",
                     &[1, c.registers, c.dim],
                     Init::Normal(1e-6),
                 )
             }),
-            mask_token: b.param(&format!("{name}.mask_token"), &[1, c.dim], Init::Zeros),
+            mask_token: b.param("mask_token", &[1, c.dim], Init::Zeros),
             pos_embed: b.param(
-                &format!("{name}.pos_embed"),
+                "pos_embed",
                 &[1, 1 + c.pos_grid * c.pos_grid, c.dim],
                 Init::Normal(0.02),
             ),
             blocks: (0..c.depth)
-                .map(|i| Block::new(b, &format!("{name}.blocks.{i}"), &block))
+                .map(|i| Block::new(b, &format!("blocks.{i}"), &block))
                 .collect(),
-            norm: LayerNorm::new(b, &format!("{name}.norm"), c.dim, 1e-6, true),
+            norm: LayerNorm::new(b, "norm", c.dim, 1e-6, true),
         }
     }
 
@@ -461,18 +446,9 @@ impl Vit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::test_util::{count, within_by as within};
     use crate::models::SliceSize;
     use tch::Device;
-
-    fn count<T>(f: impl FnOnce(&mut Builder) -> T) -> i64 {
-        let mut b = Builder::counting();
-        let _ = f(&mut b);
-        b.finish().numel()
-    }
-
-    fn within(count: i64, target: f64, tolerance: f64) -> bool {
-        (count as f64 - target).abs() <= tolerance * target
-    }
 
     #[test]
     fn swiglu_rounding_matches_dinov2() {

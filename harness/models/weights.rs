@@ -9,6 +9,8 @@
 //! Layers hold [`Param`] handles, not tensors, and fetch them through [`Weights::get`] at
 //! forward time; that indirection is what lets residency change without rebuilding the model.
 
+use std::fmt::{Display, Write};
+use std::ops::{Deref, DerefMut};
 use tch::{Device, Kind, Tensor};
 
 /// Handle to one parameter tensor in a [`Weights`] store.
@@ -148,6 +150,36 @@ pub struct Builder {
     weights: Weights,
     generator_device: Device,
     pool: NoisePool,
+    /// What [`Builder::scope`] puts before every parameter name: `"a.b."`, or empty.
+    prefix: String,
+}
+
+/// A [`Builder`] whose parameter names are prefixed with a scope (see [`Builder::scope`]);
+/// the prefix is removed again when the scope is dropped.
+pub struct Scope<'a> {
+    builder: &'a mut Builder,
+    /// The prefix's length before this scope.
+    outer: usize,
+}
+
+impl Deref for Scope<'_> {
+    type Target = Builder;
+
+    fn deref(&self) -> &Builder {
+        self.builder
+    }
+}
+
+impl DerefMut for Scope<'_> {
+    fn deref_mut(&mut self) -> &mut Builder {
+        self.builder
+    }
+}
+
+impl Drop for Scope<'_> {
+    fn drop(&mut self) {
+        self.builder.prefix.truncate(self.outer);
+    }
 }
 
 /// Standard-normal values for weights built on the CPU. Drawing billions of normals on the
@@ -208,6 +240,7 @@ impl Builder {
                 block: None,
                 offset: 0,
             },
+            prefix: String::new(),
         }
     }
 
@@ -231,8 +264,30 @@ impl Builder {
         self.weights.compute
     }
 
-    /// Adds a parameter called `name` of `shape`.
+    /// Parameters created through the returned builder are named `"{name}.…"` (inside this
+    /// builder's own scope, if any), as candle's `vb.pp(name)` and diffusers-rs's `&vs / name`
+    /// do: `let b = &mut b.scope("blocks.3");` then `Linear::new(b, "attn", …)` creates
+    /// `blocks.3.attn.weight`. The name is pasted as is, so an empty one gives `".attn"`, like
+    /// `format!("{name}.attn")`.
+    pub fn scope(&mut self, name: impl Display) -> Scope<'_> {
+        let outer = self.prefix.len();
+        write!(self.prefix, "{name}.").expect("writing to a String");
+        Scope {
+            builder: self,
+            outer,
+        }
+    }
+
+    /// Adds a parameter called `name` (inside the current [`scope`](Builder::scope)) of
+    /// `shape`.
     pub fn param(&mut self, name: &str, shape: &[i64], init: Init) -> Param {
+        let scoped;
+        let name = if self.prefix.is_empty() {
+            name
+        } else {
+            scoped = format!("{}{name}", self.prefix);
+            &scoped
+        };
         let w = &mut self.weights;
         let tensor = if w.counting {
             Tensor::zeros([1], (Kind::Float, Device::Cpu)).expand(shape, false)
@@ -271,6 +326,30 @@ mod tests {
         assert_eq!(w.numel(), 4096 * 4096 + 4096);
         // The big "tensor" is a zero-stride view of one element.
         assert_eq!(w.tensors[0].stride(), vec![0, 0]);
+    }
+
+    #[test]
+    fn scopes_prefix_names_and_end_when_dropped() {
+        let mut b = Builder::counting();
+        {
+            let b = &mut b.scope("blocks.3");
+            b.param("norm.weight", &[2], Init::Ones);
+            let b = &mut b.scope(format_args!("attn"));
+            b.param("qkv.weight", &[2], Init::Ones);
+        }
+        b.scope("").param("bias", &[1], Init::Zeros);
+        b.param("top", &[1], Init::Zeros);
+        let w = b.finish();
+        let names: Vec<&str> = w.shapes().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "blocks.3.norm.weight",
+                "blocks.3.attn.qkv.weight",
+                ".bias",
+                "top"
+            ]
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //! `hidden_states[-2]` (the input of the last layer; the last layer still runs). Attention is
 //! causal; the padding mask is left out (same work, batch 1).
 
-use super::attention::{attention, AttentionImpl, QkNorm, QkNormKind, SliceSize};
+use super::attention::{attention, masked_attention, AttentionImpl, Mask, QkNorm, QkNormKind};
 use super::embeddings::timestep_embedding;
 use super::feed_forward::{Activation, FeedForward};
 use super::layers::{Embedding, LayerNorm, Linear, RmsNorm};
@@ -176,12 +176,11 @@ pub struct ZImageBlock {
 
 impl ZImageBlock {
     pub fn new(b: &mut Builder, name: &str, c: &ZImageConfig, modulated: bool) -> ZImageBlock {
+        let b = &mut b.scope(name);
         let dim = c.dim;
-        let lin = |b: &mut Builder, n: &str| {
-            Linear::new(b, &format!("{name}.attention.{n}"), dim, dim, false)
-        };
-        let rms =
-            |b: &mut Builder, n: &str| RmsNorm::new(b, &format!("{name}.{n}"), dim, c.norm_eps);
+        let lin =
+            |b: &mut Builder, n: &str| Linear::new(b, &format!("attention.{n}"), dim, dim, false);
+        let rms = |b: &mut Builder, n: &str| RmsNorm::new(b, n, dim, c.norm_eps);
         ZImageBlock {
             heads: c.heads,
             head_dim: c.head_dim(),
@@ -189,17 +188,11 @@ impl ZImageBlock {
             to_k: lin(b, "to_k"),
             to_v: lin(b, "to_v"),
             to_out: lin(b, "to_out"),
-            qk_norm: qk_norm(
-                b,
-                &format!("{name}.attention"),
-                QkNormKind::Rms,
-                c.head_dim(),
-                c.norm_eps,
-            )
-            .expect("RMS QK-norm"),
+            qk_norm: qk_norm(b, "attention", QkNormKind::Rms, c.head_dim(), c.norm_eps)
+                .expect("RMS QK-norm"),
             feed_forward: FeedForward::new(
                 b,
-                &format!("{name}.feed_forward"),
+                "feed_forward",
                 dim,
                 c.ffn_hidden(),
                 Activation::Swiglu,
@@ -209,15 +202,8 @@ impl ZImageBlock {
             ffn_norm1: rms(b, "ffn_norm1"),
             attention_norm2: rms(b, "attention_norm2"),
             ffn_norm2: rms(b, "ffn_norm2"),
-            ada_ln: modulated.then(|| {
-                Linear::new(
-                    b,
-                    &format!("{name}.adaLN_modulation"),
-                    c.adaln_dim,
-                    4 * dim,
-                    true,
-                )
-            }),
+            ada_ln: modulated
+                .then(|| Linear::new(b, "adaLN_modulation", c.adaln_dim, 4 * dim, true)),
         }
     }
 
@@ -301,78 +287,30 @@ pub const FREQUENCY_EMBED_DIM: i64 = 256;
 
 impl ZImageTransformer {
     pub fn new(b: &mut Builder, name: &str, config: ZImageConfig) -> ZImageTransformer {
+        let b = &mut b.scope(name);
         let c = &config;
         let blocks = |b: &mut Builder, part: &str, n: i64, modulated: bool| -> Vec<ZImageBlock> {
             (0..n)
-                .map(|i| ZImageBlock::new(b, &format!("{name}.{part}.{i}"), c, modulated))
+                .map(|i| ZImageBlock::new(b, &format!("{part}.{i}"), c, modulated))
                 .collect()
         };
         let noise_refiner = blocks(b, "noise_refiner", c.refiner_layers, true);
         let context_refiner = blocks(b, "context_refiner", c.refiner_layers, false);
         let layers = blocks(b, "layers", c.layers, true);
         ZImageTransformer {
-            x_embedder: Linear::new(b, &format!("{name}.x_embedder"), c.patch_dim(), c.dim, true),
-            t_in: Linear::new(
-                b,
-                &format!("{name}.t_embedder.mlp.0"),
-                FREQUENCY_EMBED_DIM,
-                c.t_mid,
-                true,
-            ),
-            t_out: Linear::new(
-                b,
-                &format!("{name}.t_embedder.mlp.2"),
-                c.t_mid,
-                c.adaln_dim,
-                true,
-            ),
-            cap_norm: RmsNorm::new(
-                b,
-                &format!("{name}.cap_embedder.0"),
-                c.cap_feat_dim,
-                c.norm_eps,
-            ),
-            cap_proj: Linear::new(
-                b,
-                &format!("{name}.cap_embedder.1"),
-                c.cap_feat_dim,
-                c.dim,
-                true,
-            ),
-            x_pad_token: b.param(
-                &format!("{name}.x_pad_token"),
-                &[1, c.dim],
-                Init::Normal(0.02),
-            ),
-            cap_pad_token: b.param(
-                &format!("{name}.cap_pad_token"),
-                &[1, c.dim],
-                Init::Normal(0.02),
-            ),
+            x_embedder: Linear::new(b, "x_embedder", c.patch_dim(), c.dim, true),
+            t_in: Linear::new(b, "t_embedder.mlp.0", FREQUENCY_EMBED_DIM, c.t_mid, true),
+            t_out: Linear::new(b, "t_embedder.mlp.2", c.t_mid, c.adaln_dim, true),
+            cap_norm: RmsNorm::new(b, "cap_embedder.0", c.cap_feat_dim, c.norm_eps),
+            cap_proj: Linear::new(b, "cap_embedder.1", c.cap_feat_dim, c.dim, true),
+            x_pad_token: b.param("x_pad_token", &[1, c.dim], Init::Normal(0.02)),
+            cap_pad_token: b.param("cap_pad_token", &[1, c.dim], Init::Normal(0.02)),
             noise_refiner,
             context_refiner,
             layers,
-            final_norm: LayerNorm::new(
-                b,
-                &format!("{name}.final_layer.norm_final"),
-                c.dim,
-                1e-6,
-                false,
-            ),
-            final_linear: Linear::new(
-                b,
-                &format!("{name}.final_layer.linear"),
-                c.dim,
-                c.patch_dim(),
-                true,
-            ),
-            final_ada_ln: Linear::new(
-                b,
-                &format!("{name}.final_layer.adaLN_modulation"),
-                c.adaln_dim,
-                c.dim,
-                true,
-            ),
+            final_norm: LayerNorm::new(b, "final_layer.norm_final", c.dim, 1e-6, false),
+            final_linear: Linear::new(b, "final_layer.linear", c.dim, c.patch_dim(), true),
+            final_ada_ln: Linear::new(b, "final_layer.adaLN_modulation", c.adaln_dim, c.dim, true),
             config,
         }
     }
@@ -549,49 +487,6 @@ impl TextEncoderConfig {
     }
 }
 
-/// Attention with a causal mask. `Sdpa` uses the fused kernel's causal mode; `Math` and
-/// `Sliced` add the mask to explicit scores (slices over batch·heads rows).
-pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, imp: AttentionImpl) -> Tensor {
-    let (batch, heads, lq, d) = q.size4().expect("[batch, heads, tokens, head_dim]");
-    let scale = 1.0 / (d as f64).sqrt();
-    let lk = k.size()[2];
-    let masked = |q: &Tensor, k: &Tensor, v: &Tensor| {
-        let scores = q.matmul(&k.transpose(-1, -2)) * scale;
-        let future = Tensor::ones([lq, lk], (Kind::Bool, q.device())).triu(1);
-        scores
-            .masked_fill(&future, f64::NEG_INFINITY)
-            .softmax(-1, scores.kind())
-            .matmul(v)
-    };
-    match imp {
-        AttentionImpl::Sdpa => {
-            Tensor::scaled_dot_product_attention(q, k, v, None::<Tensor>, 0.0, true, scale, false)
-        }
-        AttentionImpl::Math => masked(q, k, v),
-        AttentionImpl::Sliced(size) => {
-            let rows = batch * heads;
-            let slice = match size {
-                SliceSize::Auto => (heads / 2).max(1),
-                SliceSize::Max => 1,
-                SliceSize::Fixed(n) => n,
-            };
-            let (q, k, v) = (
-                q.reshape([rows, lq, d]),
-                k.reshape([rows, lk, d]),
-                v.reshape([rows, lk, -1]),
-            );
-            let parts: Vec<Tensor> = (0..rows)
-                .step_by(slice as usize)
-                .map(|s| {
-                    let n = slice.min(rows - s);
-                    masked(&q.narrow(0, s, n), &k.narrow(0, s, n), &v.narrow(0, s, n))
-                })
-                .collect();
-            Tensor::cat(&parts, 0).reshape([batch, heads, lq, -1])
-        }
-    }
-}
-
 /// One Qwen3 decoder layer.
 #[derive(Debug, Clone)]
 pub struct DecoderLayer {
@@ -610,55 +505,32 @@ pub struct DecoderLayer {
 
 impl DecoderLayer {
     pub fn new(b: &mut Builder, name: &str, c: &TextEncoderConfig) -> DecoderLayer {
-        let attn = format!("{name}.self_attn");
+        let b = &mut b.scope(name);
         DecoderLayer {
             heads: c.heads,
             kv_heads: c.kv_heads,
             head_dim: c.head_dim,
-            input_layernorm: RmsNorm::new(b, &format!("{name}.input_layernorm"), c.hidden, c.eps),
-            q_proj: Linear::new(
-                b,
-                &format!("{attn}.q_proj"),
-                c.hidden,
-                c.heads * c.head_dim,
-                false,
-            ),
+            input_layernorm: RmsNorm::new(b, "input_layernorm", c.hidden, c.eps),
+            q_proj: Linear::new(b, "self_attn.q_proj", c.hidden, c.heads * c.head_dim, false),
             k_proj: Linear::new(
                 b,
-                &format!("{attn}.k_proj"),
+                "self_attn.k_proj",
                 c.hidden,
                 c.kv_heads * c.head_dim,
                 false,
             ),
             v_proj: Linear::new(
                 b,
-                &format!("{attn}.v_proj"),
+                "self_attn.v_proj",
                 c.hidden,
                 c.kv_heads * c.head_dim,
                 false,
             ),
-            o_proj: Linear::new(
-                b,
-                &format!("{attn}.o_proj"),
-                c.heads * c.head_dim,
-                c.hidden,
-                false,
-            ),
-            qk_norm: qk_norm(b, &attn, QkNormKind::Rms, c.head_dim, c.eps).expect("RMS QK-norm"),
-            post_attention_layernorm: RmsNorm::new(
-                b,
-                &format!("{name}.post_attention_layernorm"),
-                c.hidden,
-                c.eps,
-            ),
-            mlp: FeedForward::new(
-                b,
-                &format!("{name}.mlp"),
-                c.hidden,
-                c.ffn_hidden,
-                Activation::Swiglu,
-                false,
-            ),
+            o_proj: Linear::new(b, "self_attn.o_proj", c.heads * c.head_dim, c.hidden, false),
+            qk_norm: qk_norm(b, "self_attn", QkNormKind::Rms, c.head_dim, c.eps)
+                .expect("RMS QK-norm"),
+            post_attention_layernorm: RmsNorm::new(b, "post_attention_layernorm", c.hidden, c.eps),
+            mlp: FeedForward::new(b, "mlp", c.hidden, c.ffn_hidden, Activation::Swiglu, false),
         }
     }
 
@@ -683,7 +555,7 @@ impl DecoderLayer {
         let groups = self.heads / self.kv_heads;
         let k = k.repeat_interleave_self_int(groups, 1, None);
         let v = v.repeat_interleave_self_int(groups, 1, None);
-        let attn = merge_heads(&causal_attention(&q, &k, &v, imp));
+        let attn = merge_heads(&masked_attention(&q, &k, &v, imp, false, Mask::Causal));
         let x = x + self.o_proj.forward(w, &attn);
         &x + self
             .mlp
@@ -702,13 +574,14 @@ pub struct TextEncoder {
 
 impl TextEncoder {
     pub fn new(b: &mut Builder, name: &str, config: TextEncoderConfig) -> TextEncoder {
+        let b = &mut b.scope(name);
         let c = &config;
         TextEncoder {
-            embed_tokens: Embedding::new(b, &format!("{name}.embed_tokens"), c.vocab, c.hidden),
+            embed_tokens: Embedding::new(b, "embed_tokens", c.vocab, c.hidden),
             layers: (0..c.layers)
-                .map(|i| DecoderLayer::new(b, &format!("{name}.layers.{i}"), c))
+                .map(|i| DecoderLayer::new(b, &format!("layers.{i}"), c))
                 .collect(),
-            norm: RmsNorm::new(b, &format!("{name}.norm"), c.hidden, c.eps),
+            norm: RmsNorm::new(b, "norm", c.hidden, c.eps),
             config,
         }
     }
@@ -734,20 +607,8 @@ impl TextEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn count<T>(f: impl FnOnce(&mut Builder) -> T) -> i64 {
-        let mut b = Builder::counting();
-        let _ = f(&mut b);
-        b.finish().numel()
-    }
-
-    fn within(count: i64, target: f64) -> bool {
-        (count as f64 - target).abs() <= 0.01 * target
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).abs().max().double_value(&[])
-    }
+    use crate::models::test_util::{count, max_diff, within};
+    use crate::models::SliceSize;
 
     #[test]
     fn full_size_parameter_counts() {

@@ -23,7 +23,7 @@ use super::{Setup, Workload};
 use crate::measure::Stages;
 use crate::models::unet::{UNet2DConditionModel, UNetConfig, UNetInput};
 use crate::models::unet_blocks::ExtraAttention;
-use crate::models::vae::{AutoencoderKL, VaeConfig, VaeOptions};
+use crate::models::vae::{AutoencoderKL, VaeOptions};
 use crate::models::AttentionImpl;
 use anyhow::{anyhow, Result};
 use tch::{Device, Kind, Tensor};
@@ -78,11 +78,7 @@ impl Hunyuan3dTexture {
         } else {
             Loading::AllAtOnce
         };
-        let base = if tiny {
-            UNetConfig::tiny()
-        } else {
-            UNetConfig::sd21()
-        };
+        let (base, vae_cfg) = pipeline::sd_configs(tiny);
         let delight_cfg = base.clone().with_in_channels(8);
         let multiview_cfg = UNetConfig {
             class_embeddings: Some(UNetConfig::HUNYUAN_CAMERA_EMBEDDINGS),
@@ -93,30 +89,19 @@ impl Hunyuan3dTexture {
             ..base.clone().with_in_channels(12)
         };
         let reference_cfg = base;
-        let vae_cfg = if tiny {
-            VaeConfig::tiny()
-        } else {
-            VaeConfig::sd()
-        };
         let shape = if p.bool("with_shape")? {
             Some(ShapePipeline::new(setup, loading)?)
         } else {
             None
         };
         tch::manual_seed(p.int("seed")?);
-        let slot = |name, config: UNetConfig| {
-            Slot::new(name, kind, device, Offload::None, move |b| {
-                UNet2DConditionModel::new(&config, b)
-            })
-        };
+        let on = (kind, device, Offload::None);
         let mut texture = Hunyuan3dTexture {
             shape,
-            delight: slot("delight", delight_cfg),
-            multiview: slot("multiview", multiview_cfg),
-            reference: slot("reference", reference_cfg),
-            vae: Slot::new("vae", kind, device, Offload::None, move |b| {
-                AutoencoderKL::new(&vae_cfg, b)
-            }),
+            delight: Slot::unet("delight", on, delight_cfg),
+            multiview: Slot::unet("multiview", on, multiview_cfg),
+            reference: Slot::unet("reference", on, reference_cfg),
+            vae: Slot::vae("vae", on, vae_cfg),
             loading,
             attention: attention_param(p)?,
             vae_options: VaeOptions {

@@ -161,6 +161,24 @@ pub(crate) fn measure_once(workload: &mut dyn Workload) -> crate::measure::Measu
         .unwrap_or_else(|e| panic!("workload call failed: {e:?}"))
 }
 
+/// The workload that `new` sets up from `default_plan(workload, overrides)` on the CPU: for
+/// tests that look inside it.
+#[cfg(test)]
+pub(crate) fn build_default_plan<W>(
+    workload: &str,
+    overrides: &[(&str, ParamValue)],
+    new: impl FnOnce(&Setup) -> Result<W>,
+) -> W {
+    let plan = default_plan(workload, overrides).unwrap();
+    let setup = Setup {
+        target: Target::Cpu,
+        dtype: plan.knobs.dtype,
+        params: Params(&plan.params),
+        warmup: 0,
+    };
+    new(&setup).unwrap()
+}
+
 /// `default_plan` built on the CPU and called once (see `measure_once`).
 #[cfg(test)]
 pub(crate) fn run_default_plan(

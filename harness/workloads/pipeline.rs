@@ -5,6 +5,8 @@
 
 use crate::ffi;
 use crate::measure::Stages;
+use crate::models::unet::{UNet2DConditionModel, UNetConfig};
+use crate::models::vae::{AutoencoderKL, VaeConfig};
 use crate::models::{Builder, Weights};
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
@@ -176,6 +178,48 @@ impl<M: HasWeights> Slot<M> {
     }
 }
 
+/// A slot holding a model built with `&mut Builder`.
+pub type Held<M> = Slot<WithWeights<M>>;
+
+/// A slot of the model `new` builds from `config`, its weights named after the slot.
+pub fn held<M: 'static, C: Clone + 'static>(
+    name: &'static str,
+    on: (Kind, Device, Offload),
+    config: C,
+    new: fn(&mut Builder, &str, C) -> M,
+) -> Held<M> {
+    Slot::new(name, on.0, on.1, on.2, move |b| {
+        WithWeights::build(b, |b| new(b, name, config.clone()))
+    })
+}
+
+/// The SD 2.1 UNet and VAE the texture pipelines start from: full size, or the `tiny` presets.
+pub fn sd_configs(tiny: bool) -> (UNetConfig, VaeConfig) {
+    if tiny {
+        (UNetConfig::tiny(), VaeConfig::tiny())
+    } else {
+        (UNetConfig::sd21(), VaeConfig::sd())
+    }
+}
+
+impl Slot<UNet2DConditionModel> {
+    /// A UNet of `config`.
+    pub fn unet(name: &'static str, on: (Kind, Device, Offload), config: UNetConfig) -> Self {
+        Slot::new(name, on.0, on.1, on.2, move |b| {
+            UNet2DConditionModel::new(&config, b)
+        })
+    }
+}
+
+impl Slot<AutoencoderKL> {
+    /// A VAE of `config`.
+    pub fn vae(name: &'static str, on: (Kind, Device, Offload), config: VaeConfig) -> Self {
+        Slot::new(name, on.0, on.1, on.2, move |b| {
+            AutoencoderKL::new(&config, b)
+        })
+    }
+}
+
 /// Runs `stage` with the model in `slot`, loading and freeing it as `loading` says: lazily on
 /// first use, or (sequential) just before the stage and again after it, each as its own timed
 /// `load_<model>` / `unload_<model>` stage.
@@ -341,7 +385,7 @@ pub fn surface_cells(grid: &Tensor) -> i64 {
     crossings
 }
 
-impl HasWeights for crate::models::unet::UNet2DConditionModel {
+impl HasWeights for UNet2DConditionModel {
     fn weights(&self) -> &Weights {
         &self.weights
     }
@@ -351,7 +395,7 @@ impl HasWeights for crate::models::unet::UNet2DConditionModel {
     }
 }
 
-impl HasWeights for crate::models::vae::AutoencoderKL {
+impl HasWeights for AutoencoderKL {
     fn weights(&self) -> &Weights {
         &self.weights
     }

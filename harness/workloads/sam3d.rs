@@ -21,7 +21,7 @@
 //! is loaded twice per call. Counters: `ss_flow_evals`, `slat_flow_evals` (backbone passes).
 
 use super::hunyuan3d::attention_param;
-use super::pipeline::{self, with_model, Loading, Offload, Slot, WithWeights};
+use super::pipeline::{self, held, with_model, Held, Loading, Offload};
 use super::{Setup, Workload};
 use crate::measure::Stages;
 use crate::models::moge::{Moge, MogeConfig};
@@ -116,8 +116,6 @@ impl Models {
     }
 }
 
-type Held<M> = Slot<WithWeights<M>>;
-
 pub struct Sam3d {
     ss_generator: Held<SsFlow>,
     slat_generator: Held<SlatFlow>,
@@ -146,18 +144,6 @@ pub struct Sam3d {
     device: Device,
 }
 
-/// Builds a slot around a model constructed with `&mut Builder`.
-fn held<M: 'static, C: Clone + 'static>(
-    name: &'static str,
-    setup: (Kind, Device),
-    config: C,
-    new: fn(&mut crate::models::Builder, &str, C) -> M,
-) -> Held<M> {
-    Slot::new(name, setup.0, setup.1, Offload::None, move |b| {
-        WithWeights::build(b, |b| new(b, name, config.clone()))
-    })
-}
-
 impl Sam3d {
     pub fn new(setup: &Setup) -> Result<Sam3d> {
         let p = setup.params;
@@ -180,7 +166,7 @@ impl Sam3d {
         } else {
             p.int("slat_tokens")?
         };
-        let on = (kind, device);
+        let on = (kind, device, Offload::None);
         let mut w = Sam3d {
             ss_generator: held("ss_generator", on, m.ss.clone(), SsFlow::new),
             slat_generator: held("slat_generator", on, m.slat, SlatFlow::new),
@@ -433,21 +419,14 @@ impl Workload for Sam3d {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::{Measurement, Target};
+    use crate::measure::Measurement;
     use crate::plan::ParamValue;
-    use crate::workloads::{default_plan, Params};
+    use crate::workloads::build_default_plan;
 
     fn build(overrides: &[(&str, ParamValue)]) -> Sam3d {
         let mut all = vec![("preset", ParamValue::Str("tiny".into()))];
         all.extend(overrides.iter().cloned());
-        let plan = default_plan("sam3d", &all).unwrap();
-        let setup = Setup {
-            target: Target::Cpu,
-            dtype: plan.knobs.dtype,
-            params: Params(&plan.params),
-            warmup: 0,
-        };
-        Sam3d::new(&setup).unwrap()
+        build_default_plan("sam3d", &all, Sam3d::new)
     }
 
     fn call(w: &mut Sam3d) -> Measurement {

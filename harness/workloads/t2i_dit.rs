@@ -12,7 +12,7 @@
 //! `dit_samples` (calls × batch).
 
 use super::hunyuan3d::attention_param;
-use super::pipeline::{self, with_model, Loading, Offload, Slot, WithWeights};
+use super::pipeline::{self, held, with_model, Held, Loading, Offload, Slot};
 use super::{Setup, Workload};
 use crate::measure::Stages;
 use crate::models::vae::{AutoencoderKL, VaeConfig, VaeOptions};
@@ -22,8 +22,8 @@ use anyhow::Result;
 use tch::{Device, Kind, Tensor};
 
 pub struct T2iDit {
-    text_encoder: Slot<WithWeights<TextEncoder>>,
-    transformer: Slot<WithWeights<ZImageTransformer>>,
+    text_encoder: Held<TextEncoder>,
+    transformer: Held<ZImageTransformer>,
     vae: Slot<AutoencoderKL>,
     attention: AttentionImpl,
     vae_options: VaeOptions,
@@ -76,19 +76,11 @@ impl T2iDit {
             "height and width must be multiples of {to_patch}"
         );
         tch::manual_seed(p.int("seed")?);
-        let vae_config = vae_cfg.clone();
+        let on = (kind, device, offload);
         let mut w = T2iDit {
-            text_encoder: Slot::new("text_encoder", kind, device, offload, move |b| {
-                WithWeights::build(b, |b| TextEncoder::new(b, "text_encoder", te_cfg))
-            }),
-            transformer: Slot::new("transformer", kind, device, offload, move |b| {
-                WithWeights::build(b, |b| {
-                    ZImageTransformer::new(b, "transformer", dit_cfg.clone())
-                })
-            }),
-            vae: Slot::new("vae", kind, device, offload, move |b| {
-                AutoencoderKL::new(&vae_config, b)
-            }),
+            text_encoder: held("text_encoder", on, te_cfg, TextEncoder::new),
+            transformer: held("transformer", on, dit_cfg, ZImageTransformer::new),
+            vae: Slot::vae("vae", on, vae_cfg.clone()),
             attention: attention_param(p)?,
             vae_options: VaeOptions {
                 slicing: p.bool("vae_slicing")?,
@@ -184,11 +176,11 @@ impl Workload for T2iDit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::{Measurement, Target};
+    use crate::measure::Measurement;
     use crate::models::Residency;
     use crate::plan::ParamValue;
+    use crate::workloads::build_default_plan;
     use crate::workloads::pipeline::HasWeights;
-    use crate::workloads::{default_plan, Params};
 
     fn build(overrides: &[(&str, ParamValue)]) -> T2iDit {
         let mut all = vec![
@@ -196,14 +188,7 @@ mod tests {
             ("steps", ParamValue::Int(2)),
         ];
         all.extend(overrides.iter().cloned());
-        let plan = default_plan("t2i_dit", &all).unwrap();
-        let setup = Setup {
-            target: Target::Cpu,
-            dtype: plan.knobs.dtype,
-            params: Params(&plan.params),
-            warmup: 0,
-        };
-        T2iDit::new(&setup).unwrap()
+        build_default_plan("t2i_dit", &all, T2iDit::new)
     }
 
     fn call(w: &mut T2iDit) -> Measurement {

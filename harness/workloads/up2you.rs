@@ -16,13 +16,13 @@
 //! figure for one stage); `unet_evals` and `guided_steps` (steps that ran both) sum the stages.
 
 use super::hunyuan3d::attention_param;
-use super::pipeline::{self, with_model, Loading, Offload, Slot, WithWeights};
+use super::pipeline::{self, held, with_model, Loading, Offload, Slot, WithWeights};
 use super::{Setup, Workload};
 use crate::measure::Stages;
 use crate::models::layers::Conv2d;
 use crate::models::unet::{UNet2DConditionModel, UNetConfig, UNetInput};
 use crate::models::unet_blocks::{ExtraAttention, ReferenceTokens};
-use crate::models::vae::{AutoencoderKL, VaeConfig, VaeOptions};
+use crate::models::vae::{AutoencoderKL, VaeOptions};
 use crate::models::vit::{Vit, VitConfig};
 use crate::models::AttentionImpl;
 use anyhow::{ensure, Result};
@@ -99,22 +99,13 @@ impl Up2You {
             "resolution {resolution} is not a multiple of 8"
         );
         let views = p.int("views")?;
-        let base = if tiny {
-            UNetConfig::tiny()
-        } else {
-            UNetConfig::sd21()
-        };
+        let (base, vae_cfg) = pipeline::sd_configs(tiny);
         let unet_cfg = UNetConfig {
             extra: ExtraAttention {
                 views,
                 ..UNetConfig::up2you().extra
             },
             ..base.clone()
-        };
-        let vae_cfg = if tiny {
-            VaeConfig::tiny()
-        } else {
-            VaeConfig::sd()
         };
         let vit_cfg = if tiny {
             VitConfig::tiny()
@@ -123,23 +114,15 @@ impl Up2You {
         };
         let seg_width = if tiny { 8 } else { 64 };
         tch::manual_seed(p.int("seed")?);
-        let slot = |name, config: UNetConfig| {
-            Slot::new(name, kind, device, Offload::None, move |b| {
-                UNet2DConditionModel::new(&config, b)
-            })
-        };
+        let on = (kind, device, Offload::None);
         let mut up = Up2You {
             segmenter: Slot::new("segmenter", kind, device, Offload::None, move |b| {
                 WithWeights::build(b, |b| Segmenter::new(b, seg_width))
             }),
-            dino: Slot::new("dino", kind, device, Offload::None, move |b| {
-                WithWeights::build(b, |b| Vit::new(b, "dino", vit_cfg))
-            }),
-            unet: slot("unet", unet_cfg),
-            reference: slot("reference_unet", base.clone()),
-            vae: Slot::new("vae", kind, device, Offload::None, move |b| {
-                AutoencoderKL::new(&vae_cfg, b)
-            }),
+            dino: held("dino", on, vit_cfg, Vit::new),
+            unet: Slot::unet("unet", on, unet_cfg),
+            reference: Slot::unet("reference_unet", on, base.clone()),
+            vae: Slot::vae("vae", on, vae_cfg),
             attention: attention_param(p)?,
             vae_options: VaeOptions {
                 slicing: p.bool("vae_slicing")?,
