@@ -3,7 +3,8 @@
 //! catches a mistake even in a profile that is not selected.
 
 use super::error::{backticked, choice_hint, ManifestError};
-use crate::knobs::{CompileMode, DeterministicAlgorithms, DeviceChoice, Dtype, Knobs};
+use crate::knobs::registry::{self, KnobDef, KnobKind, KnobValue, KNOBS};
+use crate::knobs::{Knobs, Spelled};
 use crate::plan::{Order, ParamValue};
 use crate::stats::Correction;
 use crate::workloads::catalog::{self, ParamKind, ParamSpec, WorkloadSpec};
@@ -152,146 +153,35 @@ pub(super) enum Setting {
     Knob(KnobSetting),
 }
 
-/// One knob assignment, applied on top of the knobs merged so far.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum KnobSetting {
-    CudnnEnabled(bool),
-    CudnnBenchmark(bool),
-    CudnnDeterministic(bool),
-    DeterministicAlgorithms(DeterministicAlgorithms),
-    Tf32Matmul(bool),
-    Tf32Cudnn(bool),
-    Dtype(Dtype),
-    EmptyCache(bool),
-    VramBudget(f64),
-    Device(DeviceChoice),
-    Compile(Option<CompileMode>),
-    Env(String, String),
+/// One knob assignment, applied on top of the knobs merged so far (for `env`: one variable).
+#[derive(Debug, Clone)]
+pub(super) struct KnobSetting {
+    pub knob: &'static KnobDef,
+    pub value: KnobValue,
 }
 
 impl KnobSetting {
     pub fn apply(&self, knobs: &mut Knobs) {
-        match self {
-            KnobSetting::CudnnEnabled(b) => knobs.cudnn_enabled = *b,
-            KnobSetting::CudnnBenchmark(b) => knobs.cudnn_benchmark = *b,
-            KnobSetting::CudnnDeterministic(b) => knobs.cudnn_deterministic = *b,
-            KnobSetting::DeterministicAlgorithms(d) => knobs.deterministic_algorithms = *d,
-            KnobSetting::Tf32Matmul(b) => knobs.tf32_matmul = *b,
-            KnobSetting::Tf32Cudnn(b) => knobs.tf32_cudnn = *b,
-            KnobSetting::Dtype(d) => knobs.dtype = *d,
-            KnobSetting::EmptyCache(b) => knobs.empty_cache_between_stages = *b,
-            KnobSetting::VramBudget(gib) => knobs.vram_budget_gib = Some(*gib),
-            KnobSetting::Device(d) => knobs.device = *d,
-            KnobSetting::Compile(mode) => knobs.torch_compile = *mode,
-            KnobSetting::Env(name, value) => {
-                knobs.env.insert(name.clone(), value.clone());
-            }
-        }
+        (self.knob.set)(knobs, &self.value);
     }
 
     fn label(&self) -> String {
-        match self {
-            KnobSetting::CudnnEnabled(b)
-            | KnobSetting::CudnnBenchmark(b)
-            | KnobSetting::CudnnDeterministic(b)
-            | KnobSetting::Tf32Matmul(b)
-            | KnobSetting::Tf32Cudnn(b)
-            | KnobSetting::EmptyCache(b) => b.to_string(),
-            KnobSetting::DeterministicAlgorithms(d) => d.as_str().to_string(),
-            KnobSetting::Dtype(d) => d.as_str().to_string(),
-            KnobSetting::VramBudget(gib) => gib.to_string(),
-            KnobSetting::Device(d) => device_name(*d).to_string(),
-            KnobSetting::Compile(mode) => mode.map_or("false", CompileMode::as_str).to_string(),
-            KnobSetting::Env(_, value) => value.clone(),
-        }
+        self.value.label()
     }
+}
+
+/// The `env` knob, whose keys are free-form variable names.
+fn env_knob() -> &'static KnobDef {
+    registry::knob("env").expect("the registry has `env`")
 }
 
 /// The knobs that hold a single value, by their path below `knobs` (`env` is separate: its
 /// keys are free-form).
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum KnobLeaf {
-    CudnnEnabled,
-    CudnnBenchmark,
-    CudnnDeterministic,
-    DeterministicAlgorithms,
-    Tf32Matmul,
-    Tf32Cudnn,
-    Dtype,
-    EmptyCache,
-    VramBudget,
-    Device,
-    Compile,
-}
-
-const KNOB_LEAVES: &[(&str, KnobLeaf)] = &[
-    ("cudnn.enabled", KnobLeaf::CudnnEnabled),
-    ("cudnn.benchmark", KnobLeaf::CudnnBenchmark),
-    ("cudnn.deterministic", KnobLeaf::CudnnDeterministic),
-    (
-        "deterministic_algorithms",
-        KnobLeaf::DeterministicAlgorithms,
-    ),
-    ("tf32.matmul", KnobLeaf::Tf32Matmul),
-    ("tf32.cudnn", KnobLeaf::Tf32Cudnn),
-    ("dtype", KnobLeaf::Dtype),
-    ("empty_cache", KnobLeaf::EmptyCache),
-    ("vram_budget_gib", KnobLeaf::VramBudget),
-    ("device", KnobLeaf::Device),
-    ("compile", KnobLeaf::Compile),
-];
-
-const COMPILE_MODES: &[(&str, CompileMode)] = &[
-    ("default", CompileMode::Default),
-    ("reduce-overhead", CompileMode::ReduceOverhead),
-    ("max-autotune", CompileMode::MaxAutotune),
-];
-
-const DTYPES: &[(&str, Dtype)] = &[
-    ("fp32", Dtype::Fp32),
-    ("fp16", Dtype::Fp16),
-    ("bf16", Dtype::Bf16),
-];
-
-const DETERMINISTIC_ALGORITHMS: &[(&str, DeterministicAlgorithms)] = &[
-    ("off", DeterministicAlgorithms::Off),
-    ("on", DeterministicAlgorithms::On),
-    ("warn-only", DeterministicAlgorithms::WarnOnly),
-];
-
-const DEVICES: &[(&str, DeviceChoice)] = &[
-    ("auto", DeviceChoice::Auto),
-    ("cuda", DeviceChoice::Cuda),
-    ("cpu", DeviceChoice::Cpu),
-];
-
-const ORDERS: &[(&str, Order)] = &[
-    ("sequential", Order::Sequential),
-    ("interleaved", Order::Interleaved),
-    ("shuffled", Order::Shuffled),
-];
-
-/// Manifest spelling of a device choice (shared with the plan description).
-pub(super) fn device_name(device: DeviceChoice) -> &'static str {
-    DEVICES
+fn knob_leaves() -> impl Iterator<Item = &'static KnobDef> {
+    KNOBS
         .iter()
-        .find(|(_, d)| *d == device)
-        .map_or("auto", |(name, _)| name)
+        .filter(|k| !matches!(k.kind, KnobKind::EnvVars))
 }
-
-/// Manifest spelling of an order.
-pub(super) fn order_name(order: Order) -> &'static str {
-    ORDERS
-        .iter()
-        .find(|(_, o)| *o == order)
-        .map_or("interleaved", |(name, _)| name)
-}
-
-const CORRECTIONS: &[(&str, Correction)] = &[
-    ("holm", Correction::Holm),
-    ("benjamini-hochberg", Correction::BenjaminiHochberg),
-    ("none", Correction::None),
-];
 
 const TOP_KEYS: &[&str] = &[
     "suite", "params", "knobs", "run", "compare", "profiles", "variant", "matrix", "claim",
@@ -333,6 +223,18 @@ const COMPARE_KEYS: &[&str] = &[
     "memory_abs_tolerance_mib",
     "thresholds",
 ];
+
+impl Spelled for Correction {
+    const ALL: &'static [Self] = &[
+        Correction::Holm,
+        Correction::BenjaminiHochberg,
+        Correction::None,
+    ];
+
+    fn as_str(self) -> &'static str {
+        self.name()
+    }
+}
 
 /// Profile name meaning "no profile".
 pub(super) const BASE_PROFILE: &str = "base";
@@ -683,13 +585,10 @@ fn walk_knobs(
                 let var_path = join(&key_path, var_name);
                 check_env_name(ctx, var.span(), &var_path, var_name, &key_path)?;
                 let var_value = expect_str(ctx, var_value, &var_path)?;
-                out.push(KnobSetting::Env(
-                    var_name.to_string(),
-                    var_value.to_string(),
-                ));
+                out.push(env_setting(var_name, var_value));
             }
-        } else if let Some(leaf) = knob_leaf(&rel_name) {
-            out.push(knob_setting(ctx, leaf, value, &key_path)?);
+        } else if let Some(knob) = knob_leaf(&rel_name) {
+            out.push(knob_setting(ctx, knob, value, &key_path)?);
         } else if !knob_children(&rel_name).is_empty() {
             let table = expect_table(ctx, value, &key_path)?;
             walk_knobs(ctx, table, &rel_name, &key_path, out)?;
@@ -706,21 +605,20 @@ fn walk_knobs(
     Ok(())
 }
 
-fn knob_leaf(rel: &str) -> Option<KnobLeaf> {
-    KNOB_LEAVES
-        .iter()
-        .find(|(path, _)| *path == rel)
-        .map(|(_, leaf)| *leaf)
+fn knob_leaf(rel: &str) -> Option<&'static KnobDef> {
+    knob_leaves().find(|k| k.name == rel)
 }
 
 /// The keys directly below `rel` (a group such as `cudnn`, or `""` for the knobs table).
 fn knob_children(rel: &str) -> Vec<&'static str> {
     let mut children = Vec::new();
-    for (path, _) in KNOB_LEAVES {
+    for knob in KNOBS {
         let below = if rel.is_empty() {
-            Some(*path)
+            Some(knob.name)
         } else {
-            path.strip_prefix(rel).and_then(|r| r.strip_prefix('.'))
+            knob.name
+                .strip_prefix(rel)
+                .and_then(|r| r.strip_prefix('.'))
         };
         if let Some(below) = below {
             let child = below.split('.').next().unwrap_or(below);
@@ -729,49 +627,51 @@ fn knob_children(rel: &str) -> Vec<&'static str> {
             }
         }
     }
-    if rel.is_empty() {
-        children.push("env");
-    }
     children
 }
 
+fn env_setting(name: &str, value: &str) -> KnobSetting {
+    KnobSetting {
+        knob: env_knob(),
+        value: KnobValue::Vars(BTreeMap::from([(name.to_string(), value.to_string())])),
+    }
+}
+
+/// Reads a single-valued knob as its registry row says it is written.
 fn knob_setting(
     ctx: &Ctx<'_>,
-    leaf: KnobLeaf,
+    knob: &'static KnobDef,
     value: &Value<'_>,
     path: &str,
 ) -> Result<KnobSetting, ManifestError> {
-    Ok(match leaf {
-        KnobLeaf::CudnnEnabled => KnobSetting::CudnnEnabled(expect_bool(ctx, value, path)?),
-        KnobLeaf::CudnnBenchmark => KnobSetting::CudnnBenchmark(expect_bool(ctx, value, path)?),
-        KnobLeaf::CudnnDeterministic => {
-            KnobSetting::CudnnDeterministic(expect_bool(ctx, value, path)?)
+    let value = match knob.kind {
+        KnobKind::Flag => KnobValue::Flag(expect_bool(ctx, value, path)?),
+        KnobKind::Choice {
+            names,
+            misspellings,
+        } => {
+            if let DeValue::String(s) = value.get_ref() {
+                let lower = s.to_ascii_lowercase();
+                if let Some((_, hint)) = misspellings.iter().find(|(m, _)| *m == lower) {
+                    return Err(unknown_value(ctx, value, path, s, &names()).with_hint(*hint));
+                }
+            }
+            KnobValue::Choice(expect_choice(ctx, value, path, &names())?)
         }
-        KnobLeaf::DeterministicAlgorithms => KnobSetting::DeterministicAlgorithms(expect_enum(
-            ctx,
-            value,
-            path,
-            DETERMINISTIC_ALGORITHMS,
-        )?),
-        KnobLeaf::Tf32Matmul => KnobSetting::Tf32Matmul(expect_bool(ctx, value, path)?),
-        KnobLeaf::Tf32Cudnn => KnobSetting::Tf32Cudnn(expect_bool(ctx, value, path)?),
-        KnobLeaf::Dtype => KnobSetting::Dtype(expect_enum(ctx, value, path, DTYPES)?),
-        KnobLeaf::EmptyCache => KnobSetting::EmptyCache(expect_bool(ctx, value, path)?),
-        // `compile = false`, `compile = true` (default mode) or `compile = "reduce-overhead"`.
-        KnobLeaf::Compile => match value.get_ref() {
-            DeValue::Boolean(false) => KnobSetting::Compile(None),
-            DeValue::Boolean(true) => KnobSetting::Compile(Some(CompileMode::Default)),
-            DeValue::String(_) => {
-                KnobSetting::Compile(Some(expect_enum(ctx, value, path, COMPILE_MODES)?))
-            }
-            _ => {
-                return Err(type_error(ctx, value, path, "a boolean or a mode string")
-                    .with_hint("write `compile = true` or `compile = \"reduce-overhead\"`"))
-            }
+        KnobKind::FlagOrChoice {
+            names,
+            on,
+            expected,
+            hint,
+        } => match value.get_ref() {
+            DeValue::Boolean(false) => KnobValue::Flag(false),
+            DeValue::Boolean(true) => KnobValue::Choice(on),
+            DeValue::String(_) => KnobValue::Choice(expect_choice(ctx, value, path, &names())?),
+            _ => return Err(type_error(ctx, value, path, expected).with_hint(hint)),
         },
-        KnobLeaf::VramBudget => {
-            let gib = expect_number(ctx, value, path)?;
-            if gib <= 0.0 {
+        KnobKind::Positive => {
+            let x = expect_number(ctx, value, path)?;
+            if x <= 0.0 {
                 return Err(ctx.err(
                     value.span(),
                     path,
@@ -781,17 +681,11 @@ fn knob_setting(
                     ),
                 ));
             }
-            KnobSetting::VramBudget(gib)
+            KnobValue::Number(x)
         }
-        KnobLeaf::Device => match value.get_ref() {
-            // "gpu" is the natural guess, but the nearest spelling would be `cpu`.
-            DeValue::String(s) if s.eq_ignore_ascii_case("gpu") => {
-                return Err(unknown_value(ctx, value, path, s, &["auto", "cuda", "cpu"])
-                    .with_hint("the GPU is `cuda`"));
-            }
-            _ => KnobSetting::Device(expect_enum(ctx, value, path, DEVICES)?),
-        },
-    })
+        KnobKind::EnvVars => unreachable!("`env` is read as a table of variables"),
+    };
+    Ok(KnobSetting { knob, value })
 }
 
 fn check_env_name(
@@ -860,7 +754,7 @@ fn parse_run(
                 let (duration, _) = parse_duration(ctx, value, &key_path)?;
                 run.adaptive_budget_s = Some(duration.as_secs_f64());
             }
-            "order" => run.order = Some(expect_enum(ctx, value, &key_path, ORDERS)?),
+            "order" => run.order = Some(expect_enum(ctx, value, &key_path)?),
             "seed" => {
                 let i = expect_int(ctx, value, &key_path)?;
                 check_int_range(ctx, value, &key_path, i, 0, i128::from(u64::MAX))?;
@@ -1027,7 +921,7 @@ fn parse_correction(
     value: &Value<'_>,
     path: &str,
 ) -> Result<Correction, ManifestError> {
-    let names: Vec<&str> = CORRECTIONS.iter().map(|(name, _)| *name).collect();
+    let names = Correction::names();
     // Names from other tools that `closest` would not map.
     if let DeValue::String(s) = value.get_ref() {
         let lower = s.to_ascii_lowercase();
@@ -1042,7 +936,7 @@ fn parse_correction(
             ));
         }
     }
-    expect_enum(ctx, value, path, CORRECTIONS)
+    expect_enum(ctx, value, path)
 }
 
 fn parse_duration<'t>(
@@ -1190,7 +1084,7 @@ pub(super) fn valid_claim(claim: &str) -> bool {
 /// What a matrix axis sets.
 enum AxisTarget {
     Param(&'static ParamSpec),
-    Knob(KnobLeaf),
+    Knob(&'static KnobDef),
     Env(String),
 }
 
@@ -1238,13 +1132,10 @@ fn parse_matrix(
                     spec.name.to_string(),
                     param_value(ctx, spec, item, &item_path)?,
                 ),
-                AxisTarget::Knob(leaf) => {
-                    Setting::Knob(knob_setting(ctx, *leaf, item, &item_path)?)
+                AxisTarget::Knob(knob) => Setting::Knob(knob_setting(ctx, knob, item, &item_path)?),
+                AxisTarget::Env(name) => {
+                    Setting::Knob(env_setting(name, expect_str(ctx, item, &item_path)?))
                 }
-                AxisTarget::Env(name) => Setting::Knob(KnobSetting::Env(
-                    name.clone(),
-                    expect_str(ctx, item, &item_path)?.to_string(),
-                )),
             };
             let label = match &setting {
                 Setting::Param(_, value) => value.to_string(),
@@ -1311,7 +1202,7 @@ fn axis_target(
         .iter()
         .map(|p| format!("params.{}", p.name))
         .collect();
-    valid.extend(KNOB_LEAVES.iter().map(|(p, _)| format!("knobs.{p}")));
+    valid.extend(knob_leaves().map(|k| format!("knobs.{}", k.name)));
     let valid: Vec<&str> = valid.iter().map(String::as_str).collect();
     let hint = match super::error::closest(axis_path, &valid) {
         Some(axis) => format!("did you mean `{axis}`?"),
@@ -1452,19 +1343,27 @@ fn expect_number(ctx: &Ctx<'_>, value: &Value<'_>, path: &str) -> Result<f64, Ma
     }
 }
 
-fn expect_enum<T: Copy>(
+/// One of the spellings of `T`.
+fn expect_enum<T: Spelled>(
     ctx: &Ctx<'_>,
     value: &Value<'_>,
     path: &str,
-    options: &[(&str, T)],
 ) -> Result<T, ManifestError> {
+    let given = expect_choice(ctx, value, path, &T::names())?;
+    Ok(T::from_name(given).expect("a listed name"))
+}
+
+/// A string that is one of `options`.
+fn expect_choice(
+    ctx: &Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+    options: &[&'static str],
+) -> Result<&'static str, ManifestError> {
     let given = expect_str(ctx, value, path)?;
-    match options.iter().find(|(name, _)| *name == given) {
-        Some((_, t)) => Ok(*t),
-        None => {
-            let names: Vec<&str> = options.iter().map(|(name, _)| *name).collect();
-            Err(unknown_value(ctx, value, path, given, &names))
-        }
+    match options.iter().find(|name| **name == given) {
+        Some(name) => Ok(name),
+        None => Err(unknown_value(ctx, value, path, given, options)),
     }
 }
 

@@ -138,31 +138,10 @@ fn apply_knobs(knobs: &Knobs, target: Target) -> Result<Vec<String>, String> {
         ));
     }
     if !target.is_cuda() {
-        let defaults = Knobs::default();
-        let cuda_only = [
-            (
-                "cudnn.enabled",
-                knobs.cudnn_enabled != defaults.cudnn_enabled,
-            ),
-            (
-                "cudnn.benchmark",
-                knobs.cudnn_benchmark != defaults.cudnn_benchmark,
-            ),
-            (
-                "cudnn.deterministic",
-                knobs.cudnn_deterministic != defaults.cudnn_deterministic,
-            ),
-            ("tf32.matmul", knobs.tf32_matmul != defaults.tf32_matmul),
-            ("tf32.cudnn", knobs.tf32_cudnn != defaults.tf32_cudnn),
-            ("empty_cache", knobs.empty_cache_between_stages),
-            ("vram_budget_gib", knobs.vram_budget_gib.is_some()),
-        ];
-        for (knob, set) in cuda_only {
-            if set {
-                not_applicable.push(format!(
-                    "{knob}: acts on CUDA only; this worker runs on CPU"
-                ));
-            }
+        for knob in crate::knobs::registry::cuda_only_changes(knobs) {
+            not_applicable.push(format!(
+                "{knob}: acts on CUDA only; this worker runs on CPU"
+            ));
         }
     }
     Ok(not_applicable)
