@@ -156,6 +156,37 @@ pub struct Knobs {
     /// records it as not applicable instead of silently ignoring it.
     #[serde(default)]
     pub torch_compile: Option<CompileMode>,
+    /// `torch.autocast(device_type, dtype)` on the worker's device.
+    #[serde(default, skip_serializing_if = "Autocast::is_off")]
+    pub autocast: Autocast,
+}
+
+/// `torch.autocast(device_type, dtype)` around each call of the workload: eligible ops
+/// (matmul, linear, convolution, …) run in the lower precision while weights keep `dtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Autocast {
+    #[default]
+    Off,
+    Fp16,
+    Bf16,
+}
+
+impl Autocast {
+    pub const ALL: [Autocast; 3] = [Autocast::Off, Autocast::Fp16, Autocast::Bf16];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Autocast::Off => "off",
+            Autocast::Fp16 => "fp16",
+            Autocast::Bf16 => "bf16",
+        }
+    }
+
+    /// Off (the default, left out of records so their configuration hashes stay the same).
+    pub fn is_off(&self) -> bool {
+        *self == Autocast::Off
+    }
 }
 
 /// `torch.compile` modes.
@@ -198,6 +229,7 @@ impl Default for Knobs {
             vram_budget_gib: None,
             device: DeviceChoice::Auto,
             torch_compile: None,
+            autocast: Autocast::Off,
         }
     }
 }
@@ -206,3 +238,4 @@ spelled!(Dtype);
 spelled!(DeterministicAlgorithms);
 spelled!(DeviceChoice);
 spelled!(CompileMode);
+spelled!(Autocast);

@@ -5,7 +5,7 @@
 //! `claimbench check`, the worker's "not applicable" report, and [`differences`], which both
 //! the regression gate and the claims use to say what sets two configurations apart.
 
-use super::{CompileMode, DeterministicAlgorithms, DeviceChoice, Dtype, Knobs, Spelled};
+use super::{Autocast, CompileMode, DeterministicAlgorithms, DeviceChoice, Dtype, Knobs, Spelled};
 use crate::plan::ParamValue;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -214,6 +214,16 @@ pub static KNOBS: &[KnobDef] = &[
                 .map_or(KnobValue::Flag(false), |m| KnobValue::Choice(m.as_str()))
         },
         set: |k, v| k.torch_compile = v.choice(),
+    },
+    KnobDef {
+        name: "autocast",
+        kind: KnobKind::Choice {
+            names: Autocast::names,
+            misspellings: &[],
+        },
+        cuda_only: false,
+        get: |k| KnobValue::Choice(k.autocast.as_str()),
+        set: |k, v| k.autocast = v.choice().unwrap_or(k.autocast),
     },
     KnobDef {
         name: "env",

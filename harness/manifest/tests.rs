@@ -1211,3 +1211,25 @@ fn compile_knob_is_accepted_in_its_three_spellings() {
         "{err}"
     );
 }
+
+#[test]
+fn autocast_knob_is_read_described_and_a_matrix_axis() {
+    let plan = plan_of(&with_suite(&[
+        "[knobs]",
+        "autocast = \"bf16\"",
+        "[matrix]",
+        "\"knobs.autocast\" = [\"off\", \"fp16\"]",
+    ]));
+    let autocast: Vec<_> = plan.variants.iter().map(|v| v.knobs.autocast).collect();
+    assert_eq!(
+        autocast,
+        [crate::knobs::Autocast::Off, crate::knobs::Autocast::Fp16]
+    );
+    assert_eq!(plan.variants[1].name, "default/autocast=fp16");
+    assert!(describe_plan(&plan).contains("  knobs:   autocast=fp16\n"));
+    let err = parse(&with_suite(&["[knobs]", "autocast = \"bf61\""])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "scenarios/x.toml:5:12: unknown value `bf61` for `knobs.autocast`\n  hint: did you mean `bf16`?"
+    );
+}

@@ -9,7 +9,7 @@
 pub mod protocol;
 
 use crate::ffi;
-use crate::knobs::{DeterministicAlgorithms, DeviceChoice, Knobs};
+use crate::knobs::{Autocast, DeterministicAlgorithms, DeviceChoice, Knobs};
 use crate::measure::{nvml, MeasureError, Measurement, Meter, Target};
 use crate::plan::Settle;
 use crate::stats::{check_flat, Sample, StopReason, StoppingRule};
@@ -128,6 +128,17 @@ fn apply_knobs(knobs: &Knobs, target: Target) -> Result<Vec<String>, String> {
             == DeterministicAlgorithms::WarnOnly,
         tf32_matmul: knobs.tf32_matmul,
         tf32_cudnn: knobs.tf32_cudnn,
+        // Set once for the worker's thread, so it is in force around every call.
+        autocast_cpu: if target.is_cuda() {
+            Autocast::Off
+        } else {
+            knobs.autocast
+        },
+        autocast_cuda: if target.is_cuda() {
+            knobs.autocast
+        } else {
+            Autocast::Off
+        },
     })
     .map_err(|e| e.to_string())?;
     let mut not_applicable = Vec::new();
