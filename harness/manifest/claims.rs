@@ -15,10 +15,10 @@
 //! absolute time measured here with a figure from some other card, so it is refused unless the
 //! claim sets `absolute_time = true` (a figure that was measured on this machine).
 
-use super::error::{choice_hint, closest, ManifestError};
-use super::parse::{
+use super::error::{closest, ManifestError};
+use super::spanned::{
     check_keys, entries, expect_bool, expect_str, expect_table, join, required, type_error,
-    valid_claim, Ctx, Model, Value,
+    valid_name, Ctx, Value,
 };
 use crate::claim::{parse_range, ClaimCheck, ClaimRange, ClaimSpec, Dimension, Relation};
 use crate::plan::VariantPlan;
@@ -53,26 +53,39 @@ const FIXED_METRICS: &[&str] = &[
 /// A claim as parsed, with the positions of its variant names for later checks.
 #[derive(Debug, Clone)]
 pub(super) struct ClaimDef {
-    id: String,
-    source: String,
-    summary: String,
-    line: usize,
+    pub id: String,
+    pub source: String,
+    pub summary: String,
+    pub line: usize,
     /// `claim[i]`.
-    path: String,
+    pub path: String,
     /// `Fit::budget_bytes` is filled in per plan.
-    check: ClaimCheck,
-    refs: Vec<VariantRef>,
+    pub check: ClaimCheck,
+    pub refs: Vec<VariantRef>,
     /// Byte offset of `fit = true`, where a missing budget is reported.
-    fit_offset: Option<usize>,
+    pub fit_offset: Option<usize>,
 }
 
 /// A variant name written in a claim.
 #[derive(Debug, Clone)]
-struct VariantRef {
-    name: String,
+pub(super) struct VariantRef {
+    pub name: String,
     /// Dotted key, e.g. `claim[0].baseline`.
-    key: String,
-    offset: usize,
+    pub key: String,
+    pub offset: usize,
+}
+
+/// `[A-Z][A-Z0-9]*-[0-9]{2,}`, e.g. `H0-01`.
+pub(super) fn valid_claim(claim: &str) -> bool {
+    let Some((note, number)) = claim.split_once('-') else {
+        return false;
+    };
+    valid_name(
+        note,
+        |c| c.is_ascii_uppercase(),
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+    ) && number.len() >= 2
+        && number.chars().all(|c| c.is_ascii_digit())
 }
 
 /// Parses the `claim` array of tables.
@@ -515,83 +528,6 @@ fn parse_order(
             .with_hint(HINT));
     }
     Ok((variants, relations))
-}
-
-/// Checks every variant a claim names against the expanded variant names, and that a claim of
-/// fitting has a budget to fit in, under every profile.
-pub(super) fn check_claims(ctx: &Ctx<'_>, model: &Model) -> Result<(), ManifestError> {
-    if model.claims.is_empty() {
-        return Ok(());
-    }
-    let plans = super::expand::variants(model, None);
-    let names: Vec<&str> = plans.iter().map(|v| v.name.as_str()).collect();
-    for claim in &model.claims {
-        for r in &claim.refs {
-            if !names.contains(&r.name.as_str()) {
-                let defined = model.variants.iter().any(|d| d.name == r.name);
-                let hint = if defined && !model.axes.is_empty() {
-                    let cells: Vec<&str> = names
-                        .iter()
-                        .copied()
-                        .filter(|n| n.starts_with(&format!("{}/", r.name)))
-                        .collect();
-                    format!(
-                        "the matrix expands `{}` into {}; claims name expanded variants",
-                        r.name,
-                        super::error::backticked(&cells)
-                    )
-                } else {
-                    choice_hint(&r.name, &names, "variants")
-                };
-                return Err(ctx
-                    .err(
-                        r.offset..r.offset,
-                        &r.key,
-                        format!("unknown variant `{}` in `{}`", r.name, r.key),
-                    )
-                    .with_hint(hint));
-            }
-        }
-    }
-    let profiles = std::iter::once(None).chain(
-        model
-            .profiles
-            .iter()
-            .map(|(name, layer)| Some((name, layer))),
-    );
-    for profile in profiles {
-        let plans = super::expand::variants(model, profile.map(|(_, layer)| layer));
-        for claim in &model.claims {
-            let (Some(offset), ClaimCheck::Fit { variant, .. }) = (claim.fit_offset, &claim.check)
-            else {
-                continue;
-            };
-            let budget = plans
-                .iter()
-                .find(|v| &v.name == variant)
-                .and_then(|v| v.knobs.vram_budget_gib);
-            if budget.is_none() {
-                let under = profile
-                    .map(|(name, _)| format!(" under profile `{name}`"))
-                    .unwrap_or_default();
-                return Err(ctx
-                    .err(
-                        offset..offset,
-                        &join(&claim.path, "fit"),
-                        format!(
-                            "claim `{}` says `{variant}` fits its VRAM budget, but `{variant}` \
-                             sets no `knobs.vram_budget_gib`{under}",
-                            claim.id
-                        ),
-                    )
-                    .with_hint(
-                        "set `knobs.vram_budget_gib` (the card size the claim is about) on the \
-                         variant or in `[knobs]`",
-                    ));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The claims of a plan: as parsed, with each fit's budget taken from the planned variant.

@@ -2,11 +2,13 @@
 //! profile < variant < matrix cell. Also the checks that need merged values (`*_max` against
 //! its minimum), which [`check_limits`] runs for every profile when a manifest is loaded.
 
-use super::error::{backticked, closest, line_col, ManifestError};
-use super::parse::{
-    Axis, Cell, Ctx, Layer, Located, Model, Setting, SettlePatch, VariantDef, BASE_PROFILE,
+use super::error::{backticked, choice_hint, closest, line_col, ManifestError};
+use super::schema::{
+    Axis, Cell, Layer, Located, Model, Setting, SettlePatch, VariantDef, BASE_PROFILE,
 };
+use super::spanned::{join, Ctx};
 use super::ProfileChoice;
+use crate::claim::ClaimCheck;
 use crate::knobs::Knobs;
 use crate::plan::{CompareSettings, Order, Settle, VariantPlan};
 use std::path::Path;
@@ -405,4 +407,81 @@ pub(super) fn check_limit(
 /// Whether two dotted key paths are in the same table (`run.warmup`, `run.warmup_max`).
 fn same_table(a: &str, b: &str) -> bool {
     a.rsplit_once('.').map(|(table, _)| table) == b.rsplit_once('.').map(|(table, _)| table)
+}
+
+/// Checks every variant a claim names against the expanded variant names, and that a claim of
+/// fitting has a budget to fit in, under every profile.
+pub(super) fn check_claims(ctx: &Ctx<'_>, model: &Model) -> Result<(), ManifestError> {
+    if model.claims.is_empty() {
+        return Ok(());
+    }
+    let plans = variants(model, None);
+    let names: Vec<&str> = plans.iter().map(|v| v.name.as_str()).collect();
+    for claim in &model.claims {
+        for r in &claim.refs {
+            if !names.contains(&r.name.as_str()) {
+                let defined = model.variants.iter().any(|d| d.name == r.name);
+                let hint = if defined && !model.axes.is_empty() {
+                    let cells: Vec<&str> = names
+                        .iter()
+                        .copied()
+                        .filter(|n| n.starts_with(&format!("{}/", r.name)))
+                        .collect();
+                    format!(
+                        "the matrix expands `{}` into {}; claims name expanded variants",
+                        r.name,
+                        backticked(&cells)
+                    )
+                } else {
+                    choice_hint(&r.name, &names, "variants")
+                };
+                return Err(ctx
+                    .err(
+                        r.offset..r.offset,
+                        &r.key,
+                        format!("unknown variant `{}` in `{}`", r.name, r.key),
+                    )
+                    .with_hint(hint));
+            }
+        }
+    }
+    let profiles = std::iter::once(None).chain(
+        model
+            .profiles
+            .iter()
+            .map(|(name, layer)| Some((name, layer))),
+    );
+    for profile in profiles {
+        let plans = variants(model, profile.map(|(_, layer)| layer));
+        for claim in &model.claims {
+            let (Some(offset), ClaimCheck::Fit { variant, .. }) = (claim.fit_offset, &claim.check)
+            else {
+                continue;
+            };
+            let budget = plans
+                .iter()
+                .find(|v| &v.name == variant)
+                .and_then(|v| v.knobs.vram_budget_gib);
+            if budget.is_none() {
+                let under = profile
+                    .map(|(name, _)| format!(" under profile `{name}`"))
+                    .unwrap_or_default();
+                return Err(ctx
+                    .err(
+                        offset..offset,
+                        &join(&claim.path, "fit"),
+                        format!(
+                            "claim `{}` says `{variant}` fits its VRAM budget, but `{variant}` \
+                             sets no `knobs.vram_budget_gib`{under}",
+                            claim.id
+                        ),
+                    )
+                    .with_hint(
+                        "set `knobs.vram_budget_gib` (the card size the claim is about) on the \
+                         variant or in `[knobs]`",
+                    ));
+            }
+        }
+    }
+    Ok(())
 }
