@@ -3,8 +3,9 @@
 //! its minimum), which [`check_limits`] runs for every profile when a manifest is loaded.
 
 use super::error::{backticked, choice_hint, closest, line_col, ManifestError};
+use super::schema::field::Patch;
 use super::schema::{
-    Axis, Cell, Layer, Located, Model, Setting, SettlePatch, VariantDef, BASE_PROFILE,
+    Axis, Cell, ComparePatch, Layer, Located, Model, RunPatch, Setting, VariantDef, BASE_PROFILE,
 };
 use super::spanned::{join, Ctx};
 use super::ProfileChoice;
@@ -75,28 +76,24 @@ pub(super) fn plan_wide(model: &Model, profile: Option<&Layer>) -> PlanWide {
         adaptive_budget_s: None,
         compare: CompareSettings::default(),
     };
-    for layer in std::iter::once(&model.base).chain(profile) {
-        let run = &layer.run;
-        plan.order = run.order.unwrap_or(plan.order);
-        plan.seed = run.seed.unwrap_or(plan.seed);
-        // `"0s"` (say, in a quick profile) switches off a suite's budget.
-        plan.adaptive_budget_s = run
-            .adaptive_budget_s
-            .map_or(plan.adaptive_budget_s, |s| (s > 0.0).then_some(s));
-        let (patch, compare) = (&layer.compare, &mut plan.compare);
-        compare.alpha = patch.alpha.unwrap_or(compare.alpha);
-        compare.correction = patch.correction.unwrap_or(compare.correction);
-        compare.time_threshold = patch.time_threshold.unwrap_or(compare.time_threshold);
-        compare.memory_rel_tolerance = patch
-            .memory_rel_tolerance
-            .unwrap_or(compare.memory_rel_tolerance);
-        compare.memory_abs_tolerance_bytes = patch
-            .memory_abs_tolerance_bytes
-            .unwrap_or(compare.memory_abs_tolerance_bytes);
-        compare
-            .metric_thresholds
-            .extend(patch.thresholds.iter().map(|(k, v)| (k.clone(), *v)));
-    }
+    let layers = || std::iter::once(&model.base).chain(profile);
+    let run = RunPatch::merged(layers().map(|l| &l.run));
+    let compare = ComparePatch::merged(layers().map(|l| &l.compare));
+    let defaults = &mut plan.compare;
+    plan.order = run.order.unwrap_or(plan.order);
+    plan.seed = run.seed.unwrap_or(plan.seed);
+    // `"0s"` (say, in a quick profile) switches off a suite's budget.
+    plan.adaptive_budget_s = run.adaptive_budget_s.filter(|s| *s > 0.0);
+    defaults.alpha = compare.alpha.unwrap_or(defaults.alpha);
+    defaults.correction = compare.correction.unwrap_or(defaults.correction);
+    defaults.time_threshold = compare.time_threshold.unwrap_or(defaults.time_threshold);
+    defaults.memory_rel_tolerance = compare
+        .memory_rel_tolerance
+        .unwrap_or(defaults.memory_rel_tolerance);
+    defaults.memory_abs_tolerance_bytes = compare
+        .memory_abs_tolerance_bytes
+        .unwrap_or(defaults.memory_abs_tolerance_bytes);
+    defaults.metric_thresholds = compare.thresholds;
     plan
 }
 
@@ -199,7 +196,8 @@ fn resolve(model: &Model, def: &VariantDef, layers: &[&Layer]) -> VariantPlan {
             knob.apply(&mut knobs);
         }
     }
-    let run = RunSettings::merge(layers);
+    let run = merged_run(layers);
+    let run = RunSettings::resolve(&run);
     VariantPlan {
         name: def.name.clone(),
         claims: def.claims.clone(),
@@ -227,21 +225,11 @@ pub(super) struct Count<'m> {
 }
 
 impl<'m> Count<'m> {
-    /// The value of the last layer that sets it, or `default()`.
-    fn merge(
-        layers: &[&'m Layer],
-        field: impl Fn(&'m Layer) -> &'m Option<Located<u32>>,
-        default: impl FnOnce() -> u32,
-    ) -> Self {
-        match layers.iter().rev().find_map(|layer| field(layer).as_ref()) {
-            Some(located) => Count {
-                value: located.value,
-                set_by: Some(located),
-            },
-            None => Count {
-                value: default(),
-                set_by: None,
-            },
+    /// The merged value, or `default()` where no layer sets it.
+    fn of(merged: &'m Option<Located<u32>>, default: impl FnOnce() -> u32) -> Self {
+        Count {
+            value: merged.as_ref().map_or_else(default, |l| l.value),
+            set_by: merged.as_ref(),
         }
     }
 }
@@ -259,20 +247,15 @@ struct RunSettings<'m> {
     timeout_ms: u64,
 }
 
+/// The `[run]` layers of a variant, merged.
+fn merged_run(layers: &[&Layer]) -> RunPatch {
+    RunPatch::merged(layers.iter().map(|l| &l.run))
+}
+
 impl<'m> RunSettings<'m> {
-    fn merge(layers: &[&'m Layer]) -> Self {
-        let mut patch = SettlePatch::default();
-        let mut target_rel_ci = None;
-        let mut timeout_ms = None;
-        for layer in layers {
-            let (run, settle) = (&layer.run, &layer.run.settle);
-            patch.enabled = settle.enabled.or(patch.enabled);
-            patch.window = settle.window.or(patch.window);
-            patch.tolerance = settle.tolerance.or(patch.tolerance);
-            patch.min_clock_fraction = settle.min_clock_fraction.or(patch.min_clock_fraction);
-            target_rel_ci = run.target_rel_ci.or(target_rel_ci);
-            timeout_ms = run.timeout_ms.or(timeout_ms);
-        }
+    /// Applies the defaults to a merged `[run]`.
+    fn resolve(run: &'m RunPatch) -> Self {
+        let patch = &run.settle;
         let settle = patch.enabled.unwrap_or(true).then(|| {
             let d = Settle::default();
             Settle {
@@ -281,39 +264,30 @@ impl<'m> RunSettings<'m> {
                 min_clock_fraction: patch.min_clock_fraction.unwrap_or(d.min_clock_fraction),
             }
         });
-
-        let warmup = Count::merge(layers, |l| &l.run.warmup, || DEFAULT_WARMUP);
-        let warmup_max = Count::merge(
-            layers,
-            |l| &l.run.warmup_max,
-            || match settle {
-                Some(_) => warmup.value.max(DEFAULT_WARMUP_MAX_SETTLED),
-                None => warmup.value,
-            },
-        );
-        let repetitions = Count::merge(layers, |l| &l.run.repetitions, || DEFAULT_REPETITIONS);
-        let repetitions_max = Count::merge(
-            layers,
-            |l| &l.run.repetitions_max,
-            || match target_rel_ci {
-                Some(_) => repetitions
-                    .value
-                    .saturating_mul(ADAPTIVE_REPETITIONS_FACTOR),
-                None => repetitions.value,
-            },
-        );
-        let processes = Count::merge(layers, |l| &l.run.processes, || DEFAULT_PROCESSES);
-        let processes_max = Count::merge(layers, |l| &l.run.processes_max, || processes.value);
+        let warmup = Count::of(&run.warmup, || DEFAULT_WARMUP);
+        let warmup_max = Count::of(&run.warmup_max, || match settle {
+            Some(_) => warmup.value.max(DEFAULT_WARMUP_MAX_SETTLED),
+            None => warmup.value,
+        });
+        let repetitions = Count::of(&run.repetitions, || DEFAULT_REPETITIONS);
+        let repetitions_max = Count::of(&run.repetitions_max, || match run.target_rel_ci {
+            Some(_) => repetitions
+                .value
+                .saturating_mul(ADAPTIVE_REPETITIONS_FACTOR),
+            None => repetitions.value,
+        });
+        let processes = Count::of(&run.processes, || DEFAULT_PROCESSES);
+        let processes_max = Count::of(&run.processes_max, || processes.value);
         RunSettings {
             warmup,
             warmup_max,
             settle,
             repetitions,
             repetitions_max,
-            target_rel_ci,
+            target_rel_ci: run.target_rel_ci,
             processes,
             processes_max,
-            timeout_ms: timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+            timeout_ms: run.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
         }
     }
 }
@@ -326,7 +300,8 @@ pub(super) fn check_limits(ctx: &Ctx<'_>, model: &Model) -> Result<(), ManifestE
     let profiles = std::iter::once(None).chain(model.profiles.iter().map(|(_, l)| Some(l)));
     for profile in profiles {
         for def in defined_variants(model, &implicit) {
-            let run = RunSettings::merge(&layers(model, profile, def));
+            let run = merged_run(&layers(model, profile, def));
+            let run = RunSettings::resolve(&run);
             for (name, min, max) in [
                 ("warmup", run.warmup, run.warmup_max),
                 ("repetitions", run.repetitions, run.repetitions_max),

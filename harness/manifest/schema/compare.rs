@@ -1,5 +1,7 @@
 //! `[compare]` (and a profile's `compare`).
 
+use super::field::{field, Field, Patch};
+use super::run::fraction;
 use super::*;
 
 /// `[compare]` (or a profile's `compare`); `thresholds` merge metric by metric.
@@ -13,14 +15,36 @@ pub(in crate::manifest) struct ComparePatch {
     pub thresholds: BTreeMap<String, f64>,
 }
 
-pub(in crate::manifest) const COMPARE_KEYS: &[&str] = &[
-    "alpha",
-    "correction",
-    "time_threshold",
-    "memory_rel_tolerance",
-    "memory_abs_tolerance_mib",
-    "thresholds",
-];
+impl Patch for ComparePatch {
+    const FIELDS: &'static [Field<Self>] = &[
+        field!("alpha", fraction(OPEN_01), alpha),
+        field!("correction", parse_correction, correction),
+        field!("time_threshold", fraction(OPEN_01), time_threshold),
+        field!(
+            "memory_rel_tolerance",
+            fraction(HALF_OPEN_01),
+            memory_rel_tolerance
+        ),
+        field!(
+            "memory_abs_tolerance_mib",
+            mib_as_bytes,
+            memory_abs_tolerance_bytes
+        ),
+        Field {
+            key: "thresholds",
+            plan_wide: false,
+            read: |patch, ctx, value, path| {
+                patch.thresholds = parse_thresholds(ctx, value, path)?;
+                Ok(())
+            },
+            // Metric by metric.
+            overlay: |low, high| {
+                low.thresholds
+                    .extend(high.thresholds.iter().map(|(k, v)| (k.clone(), *v)));
+            },
+        },
+    ];
+}
 
 impl Spelled for Correction {
     const ALL: &'static [Self] = &[
@@ -39,50 +63,39 @@ pub(in crate::manifest) fn parse_compare(
     value: &Value<'_>,
     path: &str,
 ) -> Result<ComparePatch, ManifestError> {
-    let table = expect_table(ctx, value, path)?;
-    check_keys(ctx, table, COMPARE_KEYS, path)?;
-    let mut compare = ComparePatch::default();
-    for (key, value) in entries(table) {
-        let name: &str = key.get_ref();
-        let key_path = join(path, name);
-        match name {
-            "alpha" => compare.alpha = Some(expect_float_in(ctx, value, &key_path, OPEN_01)?),
-            "correction" => compare.correction = Some(parse_correction(ctx, value, &key_path)?),
-            "time_threshold" => {
-                compare.time_threshold = Some(expect_float_in(ctx, value, &key_path, OPEN_01)?);
-            }
-            "memory_rel_tolerance" => {
-                compare.memory_rel_tolerance =
-                    Some(expect_float_in(ctx, value, &key_path, HALF_OPEN_01)?);
-            }
-            "memory_abs_tolerance_mib" => {
-                let mib = expect_float_in(ctx, value, &key_path, AT_LEAST_0)?;
-                let bytes = (mib * MIB).round();
-                // 2^64 is exactly representable; anything from there on does not fit.
-                if bytes >= 2f64.powi(64) {
-                    return Err(ctx.err(
-                        value.span(),
-                        &key_path,
-                        format!("`{key_path}` = {} is too large", ctx.snippet(value.span())),
-                    ));
-                }
-                compare.memory_abs_tolerance_bytes = Some(bytes as u64);
-            }
-            "thresholds" => {
-                for (metric, threshold) in entries(expect_table(ctx, value, &key_path)?) {
-                    let metric_name: &str = metric.get_ref();
-                    let metric_path = join(&key_path, metric_name);
-                    check_metric_name(ctx, metric.span(), &metric_path, metric_name, &key_path)?;
-                    let threshold = expect_float_in(ctx, threshold, &metric_path, OPEN_01)?;
-                    compare
-                        .thresholds
-                        .insert(metric_name.to_string(), threshold);
-                }
-            }
-            _ => {}
-        }
+    ComparePatch::read(ctx, value, path, |_, _, _| Ok(()))
+}
+
+/// MiB, as a whole number of bytes.
+fn mib_as_bytes(ctx: &Ctx<'_>, value: &Value<'_>, path: &str) -> Result<u64, ManifestError> {
+    let mib = expect_float_in(ctx, value, path, AT_LEAST_0)?;
+    let bytes = (mib * MIB).round();
+    // 2^64 is exactly representable; anything from there on does not fit.
+    if bytes >= 2f64.powi(64) {
+        return Err(ctx.err(
+            value.span(),
+            path,
+            format!("`{path}` = {} is too large", ctx.snippet(value.span())),
+        ));
     }
-    Ok(compare)
+    Ok(bytes as u64)
+}
+
+/// Per-metric time thresholds.
+fn parse_thresholds(
+    ctx: &Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+) -> Result<BTreeMap<String, f64>, ManifestError> {
+    let mut thresholds = BTreeMap::new();
+    for (metric, threshold) in entries(expect_table(ctx, value, path)?) {
+        let metric_name: &str = metric.get_ref();
+        let metric_path = join(path, metric_name);
+        check_metric_name(ctx, metric.span(), &metric_path, metric_name, path)?;
+        let threshold = expect_float_in(ctx, threshold, &metric_path, OPEN_01)?;
+        thresholds.insert(metric_name.to_string(), threshold);
+    }
+    Ok(thresholds)
 }
 
 /// Bytes in a MiB.

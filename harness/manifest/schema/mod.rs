@@ -4,6 +4,7 @@
 //! selected.
 
 mod compare;
+pub(in crate::manifest) mod field;
 mod knobs;
 mod matrix;
 mod params;
@@ -19,11 +20,13 @@ use crate::knobs::{Knobs, Spelled};
 use crate::plan::{Order, ParamValue};
 use crate::stats::Correction;
 use crate::workloads::catalog::{self, ParamKind, ParamSpec, WorkloadSpec};
+pub(in crate::manifest) use compare::ComparePatch;
 use compare::*;
+use field::Patch;
 use knobs::*;
 use matrix::*;
 use params::*;
-pub(in crate::manifest) use run::SettlePatch;
+pub(in crate::manifest) use run::RunPatch;
 use run::*;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -134,9 +137,9 @@ pub(in crate::manifest) fn parse_model(
             // Keys written above the first table header land at the top level.
             let home = if SUITE_KEYS.contains(&name) {
                 Some("suite")
-            } else if RUN_KEYS.contains(&name) {
+            } else if RunPatch::keys().contains(&name) {
                 Some("run")
-            } else if COMPARE_KEYS.contains(&name) {
+            } else if ComparePatch::keys().contains(&name) {
                 Some("compare")
             } else if knob_children("").contains(&name) {
                 Some("knobs")

@@ -1,5 +1,6 @@
 //! `[run]` (and a profile's or variant's `run`), with `settle`.
 
+use super::field::{field, overlay_fields, plan_wide, Field, Patch};
 use super::*;
 
 #[derive(Debug, Clone, Default)]
@@ -33,131 +34,138 @@ pub(in crate::manifest) struct SettlePatch {
     pub min_clock_fraction: Option<f64>,
 }
 
-pub(in crate::manifest) const RUN_KEYS: &[&str] = &[
-    "warmup",
-    "warmup_max",
-    "settle",
-    "repetitions",
-    "repetitions_max",
-    "target_rel_ci",
-    "processes",
-    "processes_max",
-    "timeout",
-    "adaptive_budget",
-    "order",
-    "seed",
-];
-/// `[run]` keys that apply to the whole plan, so not per variant.
-pub(in crate::manifest) const PLAN_WIDE_RUN_KEYS: &[&str] = &["order", "seed", "adaptive_budget"];
-pub(in crate::manifest) const SETTLE_KEYS: &[&str] = &["window", "tolerance", "min_clock_fraction"];
+impl Patch for RunPatch {
+    const FIELDS: &'static [Field<Self>] = &[
+        field!("warmup", u32_at_least(0), warmup),
+        field!("warmup_max", u32_at_least(0), warmup_max),
+        Field {
+            key: "settle",
+            plan_wide: false,
+            read: |patch, ctx, value, path| {
+                patch.settle = parse_settle(ctx, value, path)?;
+                Ok(())
+            },
+            overlay: |low, high| low.settle.overlay(&high.settle),
+        },
+        field!("repetitions", u32_at_least(1), repetitions),
+        field!("repetitions_max", u32_at_least(1), repetitions_max),
+        field!("target_rel_ci", fraction(OPEN_01), target_rel_ci),
+        field!("processes", u32_at_least(1), processes),
+        field!("processes_max", u32_at_least(1), processes_max),
+        field!("timeout", parse_timeout, timeout_ms),
+        plan_wide(field!("adaptive_budget", seconds, adaptive_budget_s)),
+        plan_wide(field!("order", expect_enum, order)),
+        plan_wide(field!("seed", u64_value, seed)),
+    ];
+}
+
+impl Patch for SettlePatch {
+    const FIELDS: &'static [Field<Self>] = &[
+        field!("window", u32_at_least_plain(2), window),
+        field!("tolerance", fraction(OPEN_01), tolerance),
+        field!(
+            "min_clock_fraction",
+            fraction(CLOSED_01),
+            min_clock_fraction
+        ),
+    ];
+
+    /// Whether the rule is on merges like a field of its own.
+    fn overlay(&mut self, higher: &Self) {
+        overlay_fields(self, higher);
+        self.enabled = higher.enabled.or(self.enabled);
+    }
+}
+
+/// Reads `[run]`; `per_variant` refuses the keys that apply to the whole plan.
 pub(in crate::manifest) fn parse_run(
     ctx: &Ctx<'_>,
     value: &Value<'_>,
     path: &str,
     per_variant: bool,
 ) -> Result<RunPatch, ManifestError> {
-    let table = expect_table(ctx, value, path)?;
-    check_keys(ctx, table, RUN_KEYS, path)?;
-    let mut run = RunPatch::default();
-    for (key, value) in entries(table) {
-        let name: &str = key.get_ref();
-        let key_path = join(path, name);
-        if per_variant && PLAN_WIDE_RUN_KEYS.contains(&name) {
+    RunPatch::read(ctx, value, path, |field, span, key_path| {
+        if per_variant && field.plan_wide {
+            let name = field.key;
             return Err(ctx
                 .err(
-                    key.span(),
-                    &key_path,
+                    span,
+                    key_path,
                     format!("`{name}` applies to the whole plan and cannot be set per variant"),
                 )
                 .with_hint("set it in `[run]` or in a profile's `run`"));
         }
-        let u32_at_least = |min: i128| -> Result<Option<Located<u32>>, ManifestError> {
-            let i = expect_int(ctx, value, &key_path)?;
-            check_int_range(ctx, value, &key_path, i, min, i128::from(u32::MAX))?;
-            Ok(Some(Located {
-                value: i as u32,
-                path: key_path.clone(),
-                offset: value.span().start,
-            }))
-        };
-        match name {
-            "warmup" => run.warmup = u32_at_least(0)?,
-            "warmup_max" => run.warmup_max = u32_at_least(0)?,
-            "settle" => run.settle = parse_settle(ctx, value, &key_path)?,
-            "repetitions" => run.repetitions = u32_at_least(1)?,
-            "repetitions_max" => run.repetitions_max = u32_at_least(1)?,
-            "target_rel_ci" => {
-                run.target_rel_ci = Some(expect_float_in(ctx, value, &key_path, OPEN_01)?);
-            }
-            "processes" => run.processes = u32_at_least(1)?,
-            "processes_max" => run.processes_max = u32_at_least(1)?,
-            "timeout" => run.timeout_ms = Some(parse_timeout(ctx, value, &key_path)?),
-            "adaptive_budget" => {
-                let (duration, _) = parse_duration(ctx, value, &key_path)?;
-                run.adaptive_budget_s = Some(duration.as_secs_f64());
-            }
-            "order" => run.order = Some(expect_enum(ctx, value, &key_path)?),
-            "seed" => {
-                let i = expect_int(ctx, value, &key_path)?;
-                check_int_range(ctx, value, &key_path, i, 0, i128::from(u64::MAX))?;
-                run.seed = Some(i as u64);
-            }
-            _ => {}
-        }
-    }
-    Ok(run)
+        Ok(())
+    })
 }
 
-pub(in crate::manifest) fn parse_settle(
+/// A count of at least `min`, with the key that set it.
+fn u32_at_least(
+    min: i128,
+) -> impl Fn(&Ctx<'_>, &Value<'_>, &str) -> Result<Located<u32>, ManifestError> {
+    move |ctx, value, path| {
+        Ok(Located {
+            value: u32_at_least_plain(min)(ctx, value, path)?,
+            path: path.to_string(),
+            offset: value.span().start,
+        })
+    }
+}
+
+fn u32_at_least_plain(
+    min: i128,
+) -> impl Fn(&Ctx<'_>, &Value<'_>, &str) -> Result<u32, ManifestError> {
+    move |ctx, value, path| {
+        let i = expect_int(ctx, value, path)?;
+        check_int_range(ctx, value, path, i, min, i128::from(u32::MAX))?;
+        Ok(i as u32)
+    }
+}
+
+fn u64_value(ctx: &Ctx<'_>, value: &Value<'_>, path: &str) -> Result<u64, ManifestError> {
+    let i = expect_int(ctx, value, path)?;
+    check_int_range(ctx, value, path, i, 0, i128::from(u64::MAX))?;
+    Ok(i as u64)
+}
+
+/// A number in `range`.
+pub(in crate::manifest) fn fraction(
+    range: FloatRange,
+) -> impl Fn(&Ctx<'_>, &Value<'_>, &str) -> Result<f64, ManifestError> {
+    move |ctx, value, path| expect_float_in(ctx, value, path, range)
+}
+
+/// A duration, in seconds.
+fn seconds(ctx: &Ctx<'_>, value: &Value<'_>, path: &str) -> Result<f64, ManifestError> {
+    let (duration, _) = parse_duration(ctx, value, path)?;
+    Ok(duration.as_secs_f64())
+}
+
+/// `settle = true | false | { … }`: a table turns the rule on and sets its fields.
+fn parse_settle(
     ctx: &Ctx<'_>,
     value: &Value<'_>,
     path: &str,
 ) -> Result<SettlePatch, ManifestError> {
-    let table = match value.get_ref() {
-        DeValue::Boolean(enabled) => {
-            return Ok(SettlePatch {
-                enabled: Some(*enabled),
-                ..SettlePatch::default()
-            })
-        }
-        DeValue::Table(table) => table,
+    match value.get_ref() {
+        DeValue::Boolean(enabled) => Ok(SettlePatch {
+            enabled: Some(*enabled),
+            ..SettlePatch::default()
+        }),
+        DeValue::Table(_) => Ok(SettlePatch {
+            enabled: Some(true),
+            ..SettlePatch::read(ctx, value, path, |_, _, _| Ok(()))?
+        }),
         DeValue::String(s) if s == "true" || s == "false" => {
-            return Err(type_error(ctx, value, path, "`true`, `false` or a table"));
+            Err(type_error(ctx, value, path, "`true`, `false` or a table"))
         }
-        _ => {
-            return Err(
-                type_error(ctx, value, path, "`true`, `false` or a table").with_hint(
-                    "write `settle = false` for a fixed warm-up, or a table such as \
-                     `settle = { window = 3, tolerance = 0.05 }`",
-                ),
-            )
-        }
-    };
-    check_keys(ctx, table, SETTLE_KEYS, path)?;
-    let mut settle = SettlePatch {
-        enabled: Some(true),
-        ..SettlePatch::default()
-    };
-    for (key, value) in entries(table) {
-        let name: &str = key.get_ref();
-        let key_path = join(path, name);
-        match name {
-            "window" => {
-                let i = expect_int(ctx, value, &key_path)?;
-                check_int_range(ctx, value, &key_path, i, 2, i128::from(u32::MAX))?;
-                settle.window = Some(i as u32);
-            }
-            "tolerance" => {
-                settle.tolerance = Some(expect_float_in(ctx, value, &key_path, OPEN_01)?);
-            }
-            "min_clock_fraction" => {
-                settle.min_clock_fraction =
-                    Some(expect_float_in(ctx, value, &key_path, CLOSED_01)?);
-            }
-            _ => {}
-        }
+        _ => Err(
+            type_error(ctx, value, path, "`true`, `false` or a table").with_hint(
+                "write `settle = false` for a fixed warm-up, or a table such as \
+                 `settle = { window = 3, tolerance = 0.05 }`",
+            ),
+        ),
     }
-    Ok(settle)
 }
 
 pub(in crate::manifest) fn parse_timeout(
