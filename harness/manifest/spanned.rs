@@ -1,6 +1,6 @@
 //! A reader for spanned TOML: entries in file order, typed access to values, and errors that
 //! point at the offending key or value with a hint. It knows nothing of manifests; the schema
-//! (`super::schema`) and the claims reader are written with it.
+//! (`schema/`) and the claims reader are written with it.
 
 use super::error::{choice_hint, ManifestError};
 use crate::knobs::Spelled;

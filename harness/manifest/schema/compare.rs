@@ -2,7 +2,16 @@
 
 use super::field::{field, Field, Patch};
 use super::run::fraction;
-use super::*;
+use crate::knobs::Spelled;
+use crate::manifest::error::ManifestError;
+use crate::manifest::spanned::{
+    entries, expect_enum, expect_float_in, expect_table, join, unknown_value, Ctx, Value,
+    AT_LEAST_0, HALF_OPEN_01, OPEN_01,
+};
+use crate::stats::Correction;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use toml::de::DeValue;
 
 /// `[compare]` (or a profile's `compare`); `thresholds` merge metric by metric.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -6,6 +6,17 @@
 use crate::manifest::error::ManifestError;
 use crate::manifest::spanned::{check_keys, entries, expect_table, join, Ctx, Value};
 
+/// A value together with the key that set it, for checks that involve several keys (and so
+/// can only be made after merging).
+#[derive(Debug, Clone, PartialEq)]
+pub(in crate::manifest) struct Located<T> {
+    pub value: T,
+    /// Dotted key path, e.g. `profiles.quick.run.repetitions`.
+    pub path: String,
+    /// Byte offset of the value in the manifest.
+    pub offset: usize,
+}
+
 /// One key of a table.
 pub(in crate::manifest) struct Field<P> {
     pub key: &'static str,

@@ -1,7 +1,16 @@
 //! `[knobs]` (and a profile's or variant's `knobs`): read as the knob registry
 //! ([`crate::knobs::KNOBS`]) says each knob is written.
 
-use super::*;
+use crate::knobs::registry::{self, KnobDef, KnobKind, KnobValue, KNOBS};
+use crate::knobs::Knobs;
+use crate::manifest::error::{choice_hint, ManifestError};
+use crate::manifest::spanned::{
+    entries, expect_bool, expect_choice, expect_number, expect_str, expect_table, join, type_error,
+    unknown_value, valid_name, Ctx, Value,
+};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use toml::de::{DeTable, DeValue};
 
 /// One knob assignment, applied on top of the knobs merged so far (for `env`: one variable).
 #[derive(Debug, Clone)]

@@ -1,6 +1,14 @@
 //! `[matrix]`: axes over params and knobs, expanded over every variant.
 
-use super::*;
+use super::knobs::{check_env_name, env_setting, knob_leaf, knob_leaves, knob_setting};
+use super::model::{Axis, Cell, Setting};
+use super::params::param_value;
+use crate::knobs::registry::KnobDef;
+use crate::manifest::error::{backticked, ManifestError};
+use crate::manifest::spanned::{expect_str, expect_table, flatten, type_error, Ctx, Value};
+use crate::workloads::catalog::{ParamSpec, WorkloadSpec};
+use std::ops::Range;
+use toml::de::DeValue;
 
 /// What a matrix axis sets.
 pub(in crate::manifest) enum AxisTarget {

@@ -7,102 +7,28 @@ mod compare;
 pub(in crate::manifest) mod field;
 mod knobs;
 mod matrix;
+mod model;
 mod params;
 mod run;
 mod variant;
 
-pub(in crate::manifest) use knobs::KnobSetting;
-
-use super::error::{backticked, choice_hint, ManifestError};
-use super::spanned::*;
-use crate::knobs::registry::{self, KnobDef, KnobKind, KnobValue, KNOBS};
-use crate::knobs::{Knobs, Spelled};
-use crate::plan::{Order, ParamValue};
-use crate::stats::Correction;
-use crate::workloads::catalog::{self, ParamKind, ParamSpec, WorkloadSpec};
 pub(in crate::manifest) use compare::ComparePatch;
-use compare::*;
-use field::Patch;
-use knobs::*;
-use matrix::*;
-use params::*;
+pub(in crate::manifest) use field::Located;
+pub(in crate::manifest) use model::{Axis, Cell, Layer, Model, Setting, VariantDef};
 pub(in crate::manifest) use run::RunPatch;
-use run::*;
-use std::collections::BTreeMap;
-use std::ops::Range;
+
+use super::error::{choice_hint, ManifestError};
+use super::spanned::{
+    check_keys, entries, expect_str, expect_table, join, optional_str, required, valid_name, Ctx,
+};
+use crate::workloads::catalog;
+use field::Patch;
+use knobs::knob_children;
+use matrix::parse_matrix;
+use model::parse_layer;
+use params::parse_params;
 use toml::de::{DeTable, DeValue};
-use variant::*;
-
-/// A manifest after validation: everything needed to expand any profile into a plan.
-#[derive(Debug, Clone)]
-pub(in crate::manifest) struct Model {
-    pub suite: String,
-    pub description: Option<String>,
-    pub workload: &'static WorkloadSpec,
-    /// Top-level `[params]`, `[knobs]`, `[run]` and `[compare]`.
-    pub base: Layer,
-    /// In file order.
-    pub profiles: Vec<(String, Layer)>,
-    /// In file order; empty means one implicit variant named `default`.
-    pub variants: Vec<VariantDef>,
-    /// In file order.
-    pub axes: Vec<Axis>,
-    /// `[[claim]]`s in file order; variant names are checked after expansion.
-    pub claims: Vec<super::claims::ClaimDef>,
-}
-
-/// One level of the merge: a partial set of params, knobs, run and compare settings (a
-/// variant's `compare` is always empty: comparing is plan-wide).
-#[derive(Debug, Clone, Default)]
-pub(in crate::manifest) struct Layer {
-    pub params: BTreeMap<String, ParamValue>,
-    /// A profile's `override_params`: these beat the variants' own params (and matrix cells),
-    /// so a reduced-size profile also shrinks variants that set a size themselves.
-    pub override_params: BTreeMap<String, ParamValue>,
-    pub knobs: Vec<KnobSetting>,
-    pub run: RunPatch,
-    pub compare: ComparePatch,
-}
-
-/// A value together with the key that set it, for checks that involve several keys (and so
-/// can only be made after merging).
-#[derive(Debug, Clone, PartialEq)]
-pub(in crate::manifest) struct Located<T> {
-    pub value: T,
-    /// Dotted key path, e.g. `profiles.quick.run.repetitions`.
-    pub path: String,
-    /// Byte offset of the value in the manifest.
-    pub offset: usize,
-}
-
-#[derive(Debug, Clone)]
-pub(in crate::manifest) struct VariantDef {
-    pub name: String,
-    pub claims: Vec<String>,
-    pub description: Option<String>,
-    pub layer: Layer,
-}
-
-/// One `[matrix]` axis: the cells are in the order written.
-#[derive(Debug, Clone)]
-pub(in crate::manifest) struct Axis {
-    /// Last component of the axis path, used in expanded variant names.
-    pub short: String,
-    pub cells: Vec<Cell>,
-}
-
-#[derive(Debug, Clone)]
-pub(in crate::manifest) struct Cell {
-    /// The value as it appears in expanded variant names.
-    pub label: String,
-    pub setting: Setting,
-}
-
-#[derive(Debug, Clone)]
-pub(in crate::manifest) enum Setting {
-    Param(String, ParamValue),
-    Knob(KnobSetting),
-}
+use variant::parse_variants;
 
 pub(in crate::manifest) const TOP_KEYS: &[&str] = &[
     "suite", "params", "knobs", "run", "compare", "profiles", "variant", "matrix", "claim",
@@ -110,16 +36,6 @@ pub(in crate::manifest) const TOP_KEYS: &[&str] = &[
 pub(in crate::manifest) const SUITE_KEYS: &[&str] = &["name", "description", "workload", "source"];
 pub(in crate::manifest) const PROFILE_KEYS: &[&str] =
     &["params", "override_params", "knobs", "run", "compare"];
-/// `compare` is accepted here only to be refused with a better message than "unknown key".
-pub(in crate::manifest) const VARIANT_KEYS: &[&str] = &[
-    "name",
-    "claims",
-    "description",
-    "params",
-    "knobs",
-    "run",
-    "compare",
-];
 /// Profile name meaning "no profile".
 pub(in crate::manifest) const BASE_PROFILE: &str = "base";
 
@@ -239,7 +155,7 @@ pub(in crate::manifest) fn parse_model(
     };
 
     let claims = match root.get_key_value("claim") {
-        Some((_, value)) => super::claims::parse_claims(ctx, value)?,
+        Some((_, value)) => crate::manifest::claims::parse_claims(ctx, value)?,
         None => Vec::new(),
     };
 
@@ -253,39 +169,4 @@ pub(in crate::manifest) fn parse_model(
         axes,
         claims,
     })
-}
-
-/// The `params`, `knobs` and `run` entries of `table` (other keys are checked by the caller).
-pub(in crate::manifest) fn parse_layer(
-    ctx: &Ctx<'_>,
-    workload: &'static WorkloadSpec,
-    table: &DeTable<'_>,
-    path: &str,
-    per_variant: bool,
-) -> Result<Layer, ManifestError> {
-    let mut layer = Layer::default();
-    for (key, value) in entries(table) {
-        let name: &str = key.get_ref();
-        let key_path = join(path, name);
-        match name {
-            "params" => layer.params = parse_params(ctx, workload, value, &key_path)?,
-            "knobs" => {
-                let table = expect_table(ctx, value, &key_path)?;
-                walk_knobs(ctx, table, "", &key_path, &mut layer.knobs)?;
-            }
-            "run" => layer.run = parse_run(ctx, value, &key_path, per_variant)?,
-            "compare" if per_variant => {
-                return Err(ctx
-                    .err(
-                        key.span(),
-                        &key_path,
-                        "`compare` applies to the whole plan and cannot be set per variant",
-                    )
-                    .with_hint("set it in `[compare]` or in a profile's `compare`"));
-            }
-            "compare" => layer.compare = parse_compare(ctx, value, &key_path)?,
-            _ => {}
-        }
-    }
-    Ok(layer)
 }

@@ -1,6 +1,14 @@
 //! `[params]`: typed and range-checked against the workload's catalogue entry.
 
-use super::*;
+use crate::manifest::error::{choice_hint, ManifestError};
+use crate::manifest::spanned::{
+    check_int_range, entries, expect_bool, expect_int, expect_number, expect_str, expect_table,
+    join, unknown_value, Ctx, Value,
+};
+use crate::plan::ParamValue;
+use crate::workloads::catalog::{ParamKind, ParamSpec, WorkloadSpec};
+use std::collections::BTreeMap;
+use std::ops::Range;
 
 pub(in crate::manifest) fn parse_params(
     ctx: &Ctx<'_>,

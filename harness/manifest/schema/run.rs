@@ -1,7 +1,14 @@
 //! `[run]` (and a profile's or variant's `run`), with `settle`.
 
+use super::field::Located;
 use super::field::{field, overlay_fields, plan_wide, Field, Patch};
-use super::*;
+use crate::manifest::error::ManifestError;
+use crate::manifest::spanned::{
+    check_int_range, expect_enum, expect_float_in, expect_int, parse_duration, type_error, Ctx,
+    FloatRange, Value, CLOSED_01, OPEN_01,
+};
+use crate::plan::Order;
+use toml::de::DeValue;
 
 #[derive(Debug, Clone, Default)]
 pub(in crate::manifest) struct RunPatch {

@@ -1,6 +1,24 @@
 //! `[[variant]]` tables.
 
-use super::*;
+use super::model::{parse_layer, VariantDef};
+use crate::manifest::error::ManifestError;
+use crate::manifest::spanned::{
+    check_keys, expect_str, expect_table, optional_str, required, type_error, valid_name, Ctx,
+    Value,
+};
+use crate::workloads::catalog::WorkloadSpec;
+use toml::de::DeValue;
+
+/// `compare` is accepted here only to be refused with a better message than "unknown key".
+const VARIANT_KEYS: &[&str] = &[
+    "name",
+    "claims",
+    "description",
+    "params",
+    "knobs",
+    "run",
+    "compare",
+];
 use crate::manifest::claims::valid_claim;
 
 pub(in crate::manifest) fn parse_variants(
