@@ -50,7 +50,9 @@ const QUALIFIER_KEYS: [&str; 5] = [
     "absolute_time",
 ];
 
-/// What a claim measures, chosen by its one kind key; each kind has its reader.
+/// What a claim measures, chosen by its one kind key; each kind has its reader. Adding a kind:
+/// a variant here (its key, the qualifier keys it takes, its reader), its `ClaimCheck` in
+/// [`crate::claim`] and its judge in `crate::verdict`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ClaimKind {
     Change,

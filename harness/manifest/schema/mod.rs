@@ -2,6 +2,12 @@
 //! table. Every check that depends only on the file happens here, for every profile, variant and
 //! matrix cell, so that `claimbench check` catches a mistake even in a profile that is not
 //! selected.
+//!
+//! Adding a key to `[run]` or `[compare]`: a row in the table's `Patch::FIELDS` (key, reader,
+//! patch field), the field on the patch, and its resolved field in [`crate::plan`] with its
+//! default where `super::expand` resolves the merged patch. Key checks, did-you-mean lists,
+//! parsing and merging follow from the row. Knobs are rows of [`crate::knobs::KNOBS`];
+//! claim kinds are variants of `ClaimKind` in `super::claims`.
 
 mod compare;
 pub(in crate::manifest) mod field;
