@@ -3,10 +3,7 @@
 //! its minimum), which [`check_limits`] runs for every profile when a manifest is loaded.
 
 use super::error::{backticked, choice_hint, closest, line_col, ManifestError};
-use super::schema::field::Patch;
-use super::schema::{
-    Axis, Cell, ComparePatch, Layer, Located, Model, RunPatch, Setting, VariantDef, BASE_PROFILE,
-};
+use super::schema::{Axis, Cell, Layer, Located, Model, RunPatch, VariantDef, BASE_PROFILE};
 use super::spanned::{join, Ctx};
 use super::ProfileChoice;
 use crate::claim::ClaimCheck;
@@ -76,9 +73,7 @@ pub(super) fn plan_wide(model: &Model, profile: Option<&Layer>) -> PlanWide {
         adaptive_budget_s: None,
         compare: CompareSettings::default(),
     };
-    let layers = || std::iter::once(&model.base).chain(profile);
-    let run = RunPatch::merged(layers().map(|l| &l.run));
-    let compare = ComparePatch::merged(layers().map(|l| &l.compare));
+    let Layer { run, compare, .. } = Layer::merged(std::iter::once(&model.base).chain(profile));
     let defaults = &mut plan.compare;
     plan.order = run.order.unwrap_or(plan.order);
     plan.seed = run.seed.unwrap_or(plan.seed);
@@ -97,27 +92,21 @@ pub(super) fn plan_wide(model: &Model, profile: Option<&Layer>) -> PlanWide {
     plan
 }
 
-/// Every variant of the plan, matrix cells expanded, in manifest order.
+/// Every variant of the plan, matrix cells expanded, in manifest order. A matrix cell is a
+/// layer above the variant's; a profile's `override_params` apply last.
 pub(super) fn variants(model: &Model, profile: Option<&Layer>) -> Vec<VariantPlan> {
     let implicit = implicit_variant();
     let mut out = Vec::new();
     for def in defined_variants(model, &implicit) {
-        let mut base = resolve(model, def, &layers(model, profile, def));
-        let overrides = profile.map(|p| &p.override_params);
-        let apply_overrides = |variant: &mut VariantPlan| {
-            if let Some(o) = overrides {
-                variant
-                    .params
-                    .extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
-        };
+        let layers = layers(model, profile, def);
         if model.axes.is_empty() {
-            apply_overrides(&mut base);
-            out.push(base);
+            out.push(resolve(model, def, Layer::merged(layers)));
             continue;
         }
         for cell in cells(&model.axes) {
-            let mut variant = base.clone();
+            let cell_layers: Vec<Layer> = cell.iter().map(|c| c.setting.layer()).collect();
+            let merged = Layer::merged(layers.iter().copied().chain(&cell_layers));
+            let mut variant = resolve(model, def, merged);
             let labels: Vec<String> = model
                 .axes
                 .iter()
@@ -125,15 +114,6 @@ pub(super) fn variants(model: &Model, profile: Option<&Layer>) -> Vec<VariantPla
                 .map(|(axis, cell)| format!("{}={}", axis.short, cell.label))
                 .collect();
             variant.name = format!("{}/{}", def.name, labels.join(","));
-            for cell in cell {
-                match &cell.setting {
-                    Setting::Param(param, value) => {
-                        variant.params.insert(param.clone(), value.clone());
-                    }
-                    Setting::Knob(knob) => knob.apply(&mut variant.knobs),
-                }
-            }
-            apply_overrides(&mut variant);
             out.push(variant);
         }
     }
@@ -182,22 +162,21 @@ fn cells(axes: &[Axis]) -> Vec<Vec<&Cell>> {
     })
 }
 
-fn resolve(model: &Model, def: &VariantDef, layers: &[&Layer]) -> VariantPlan {
+/// The variant `def` from its merged layer, defaults applied.
+fn resolve(model: &Model, def: &VariantDef, merged: Layer) -> VariantPlan {
     let mut params = model
         .workload
         .params
         .iter()
         .map(|p| (p.name.to_string(), p.default.to_value()))
         .collect::<std::collections::BTreeMap<_, _>>();
+    params.extend(merged.params);
+    params.extend(merged.override_params);
     let mut knobs = Knobs::default();
-    for layer in layers {
-        params.extend(layer.params.iter().map(|(k, v)| (k.clone(), v.clone())));
-        for knob in &layer.knobs {
-            knob.apply(&mut knobs);
-        }
+    for knob in &merged.knobs {
+        knob.apply(&mut knobs);
     }
-    let run = merged_run(layers);
-    let run = RunSettings::resolve(&run);
+    let run = RunSettings::resolve(&merged.run);
     VariantPlan {
         name: def.name.clone(),
         claims: def.claims.clone(),
@@ -245,11 +224,6 @@ struct RunSettings<'m> {
     processes: Count<'m>,
     processes_max: Count<'m>,
     timeout_ms: u64,
-}
-
-/// The `[run]` layers of a variant, merged.
-fn merged_run(layers: &[&Layer]) -> RunPatch {
-    RunPatch::merged(layers.iter().map(|l| &l.run))
 }
 
 impl<'m> RunSettings<'m> {
@@ -300,8 +274,8 @@ pub(super) fn check_limits(ctx: &Ctx<'_>, model: &Model) -> Result<(), ManifestE
     let profiles = std::iter::once(None).chain(model.profiles.iter().map(|(_, l)| Some(l)));
     for profile in profiles {
         for def in defined_variants(model, &implicit) {
-            let run = merged_run(&layers(model, profile, def));
-            let run = RunSettings::resolve(&run);
+            let merged = Layer::merged(layers(model, profile, def));
+            let run = RunSettings::resolve(&merged.run);
             for (name, min, max) in [
                 ("warmup", run.warmup, run.warmup_max),
                 ("repetitions", run.repetitions, run.repetitions_max),

@@ -1,7 +1,7 @@
 //! A table of the schema as rows: each [`Field`] names a key, reads its value into a patch and
 //! lays a higher layer's value over a lower one. The key checks, the did-you-mean lists, the
-//! parse loop and the merging of profiles, variants and matrix cells are derived from the rows
-//! ([`Patch`]), so a key is declared once.
+//! parse loop and the merging of profiles, variants and matrix cells (`Layer::overlay`) are
+//! derived from the rows ([`Patch`]), so a key is declared once.
 
 use crate::manifest::error::ManifestError;
 use crate::manifest::spanned::{check_keys, entries, expect_table, join, Ctx, Value};
@@ -69,16 +69,6 @@ pub(in crate::manifest) trait Patch: Default + Sized + 'static {
     /// Lays `higher` over `self`, field by field.
     fn overlay(&mut self, higher: &Self) {
         overlay_fields(self, higher);
-    }
-
-    /// The layers merged, lowest precedence first.
-    fn merged<'a>(layers: impl IntoIterator<Item = &'a Self>) -> Self {
-        layers
-            .into_iter()
-            .fold(Self::default(), |mut merged, layer| {
-                merged.overlay(layer);
-                merged
-            })
     }
 
     /// Reads the table `value` at `path`: unknown keys first (the first in the file, with a

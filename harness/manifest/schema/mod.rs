@@ -20,7 +20,7 @@ mod variant;
 
 pub(in crate::manifest) use compare::ComparePatch;
 pub(in crate::manifest) use field::Located;
-pub(in crate::manifest) use model::{Axis, Cell, Layer, Model, Setting, VariantDef};
+pub(in crate::manifest) use model::{Axis, Cell, Layer, Model, VariantDef};
 pub(in crate::manifest) use run::RunPatch;
 
 use super::error::{choice_hint, ManifestError};

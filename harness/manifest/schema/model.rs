@@ -2,6 +2,7 @@
 //! the matrix axes and the claims.
 
 use super::compare::{parse_compare, ComparePatch};
+use super::field::Patch;
 use super::knobs::{walk_knobs, KnobSetting};
 use super::params::parse_params;
 use super::run::{parse_run, RunPatch};
@@ -43,6 +44,33 @@ pub(in crate::manifest) struct Layer {
     pub compare: ComparePatch,
 }
 
+impl Layer {
+    /// Lays `higher` over this layer: params by name, knob settings after these (they apply in
+    /// order), `run` and `compare` by their rows.
+    pub fn overlay(&mut self, higher: &Layer) {
+        let params = |map: &BTreeMap<String, ParamValue>| {
+            map.iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Vec<_>>()
+        };
+        self.params.extend(params(&higher.params));
+        self.override_params.extend(params(&higher.override_params));
+        self.knobs.extend(higher.knobs.iter().cloned());
+        self.run.overlay(&higher.run);
+        self.compare.overlay(&higher.compare);
+    }
+
+    /// The layers merged, lowest precedence first.
+    pub fn merged<'a>(layers: impl IntoIterator<Item = &'a Layer>) -> Layer {
+        layers
+            .into_iter()
+            .fold(Layer::default(), |mut merged, layer| {
+                merged.overlay(layer);
+                merged
+            })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(in crate::manifest) struct VariantDef {
     pub name: String,
@@ -70,6 +98,20 @@ pub(in crate::manifest) struct Cell {
 pub(in crate::manifest) enum Setting {
     Param(String, ParamValue),
     Knob(KnobSetting),
+}
+
+impl Setting {
+    /// A matrix cell as a layer of its own, above the variant's.
+    pub fn layer(&self) -> Layer {
+        let mut layer = Layer::default();
+        match self {
+            Setting::Param(name, value) => {
+                layer.params.insert(name.clone(), value.clone());
+            }
+            Setting::Knob(knob) => layer.knobs.push(knob.clone()),
+        }
+        layer
+    }
 }
 
 /// The `params`, `knobs` and `run` entries of `table` (other keys are checked by the caller).
