@@ -41,6 +41,21 @@ pub enum Order {
     Shuffled,
 }
 
+impl Order {
+    pub const ALL: [Order; 3] = [Order::Sequential, Order::Interleaved, Order::Shuffled];
+
+    /// Manifest spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Order::Sequential => "sequential",
+            Order::Interleaved => "interleaved",
+            Order::Shuffled => "shuffled",
+        }
+    }
+}
+
+crate::knobs::spelled!(Order);
+
 /// Everything a worker needs to run one variant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VariantPlan {
@@ -75,6 +90,17 @@ pub struct VariantPlan {
     pub processes_max: u32,
     /// Wall-clock limit for one worker process, start-up included.
     pub timeout_ms: u64,
+}
+
+impl VariantPlan {
+    /// The settings in which `other` differs from this variant (workload, knobs, params), in
+    /// manifest spelling; see [`crate::knobs::differences`].
+    pub fn differences(&self, other: &VariantPlan) -> Vec<crate::knobs::Difference> {
+        crate::knobs::differences(
+            (&self.workload, &self.params, &self.knobs),
+            (&other.workload, &other.params, &other.knobs),
+        )
+    }
 }
 
 /// Warm-up is settled once the last `window` calls lie within `tolerance` of their median

@@ -1,6 +1,7 @@
 //! Safe wrappers over the C++ shim (`shim.cpp`) for what tch does not expose: cuDNN, determinism
-//! and TF32 flags, caching-allocator statistics, memory fraction, versions and CUDA events.
+//! and TF32 flags, autocast, caching-allocator statistics, memory fraction, versions and CUDA events.
 
+use crate::knobs::Autocast;
 use std::ffi::{c_char, c_int, c_long, c_void, CStr};
 use std::ptr::NonNull;
 
@@ -17,6 +18,8 @@ mod sys {
         pub deterministic_warn_only: c_int,
         pub tf32_matmul: c_int,
         pub tf32_cudnn: c_int,
+        pub autocast_cpu: c_int,
+        pub autocast_cuda: c_int,
     }
 
     #[repr(C)]
@@ -82,6 +85,32 @@ pub struct BackendFlags {
     pub deterministic_warn_only: bool,
     pub tf32_matmul: bool,
     pub tf32_cudnn: bool,
+    /// `torch.autocast("cpu", dtype)` in force on the calling thread (absent in older records).
+    #[serde(default)]
+    pub autocast_cpu: Autocast,
+    /// `torch.autocast("cuda", dtype)` in force on the calling thread.
+    #[serde(default)]
+    pub autocast_cuda: Autocast,
+}
+
+/// The shim's autocast code: 0 off, 1 fp16, 2 bf16.
+fn autocast_code(mode: Autocast) -> c_int {
+    match mode {
+        Autocast::Off => 0,
+        Autocast::Fp16 => 1,
+        Autocast::Bf16 => 2,
+    }
+}
+
+fn autocast_mode(code: c_int) -> Result<Autocast, ShimError> {
+    match code {
+        0 => Ok(Autocast::Off),
+        1 => Ok(Autocast::Fp16),
+        2 => Ok(Autocast::Bf16),
+        _ => Err(ShimError(
+            "autocast is on with a dtype other than fp16 or bf16".into(),
+        )),
+    }
 }
 
 pub fn set_backend_flags(flags: &BackendFlags) -> Result<(), ShimError> {
@@ -93,6 +122,8 @@ pub fn set_backend_flags(flags: &BackendFlags) -> Result<(), ShimError> {
         deterministic_warn_only: flags.deterministic_warn_only.into(),
         tf32_matmul: flags.tf32_matmul.into(),
         tf32_cudnn: flags.tf32_cudnn.into(),
+        autocast_cpu: autocast_code(flags.autocast_cpu),
+        autocast_cuda: autocast_code(flags.autocast_cuda),
     };
     // SAFETY: raw outlives the call; the shim only reads it.
     check(unsafe { sys::cb_set_backend_flags(&raw) })
@@ -111,6 +142,8 @@ pub fn backend_flags() -> Result<BackendFlags, ShimError> {
         deterministic_warn_only: raw.deterministic_warn_only != 0,
         tf32_matmul: raw.tf32_matmul != 0,
         tf32_cudnn: raw.tf32_cudnn != 0,
+        autocast_cpu: autocast_mode(raw.autocast_cpu)?,
+        autocast_cuda: autocast_mode(raw.autocast_cuda)?,
     })
 }
 
@@ -294,11 +327,33 @@ mod tests {
             deterministic_warn_only: true,
             tf32_matmul: !before.tf32_matmul,
             tf32_cudnn: !before.tf32_cudnn,
+            autocast_cpu: Autocast::Bf16,
+            autocast_cuda: Autocast::Fp16,
         };
         set_backend_flags(&wanted).unwrap();
         assert_eq!(backend_flags().unwrap(), wanted);
         set_backend_flags(&before).unwrap();
         assert_eq!(backend_flags().unwrap(), before);
+    }
+
+    #[test]
+    fn autocast_on_cpu_runs_a_matmul_in_the_chosen_dtype() {
+        let before = backend_flags().unwrap();
+        let a = tch::Tensor::ones([4, 4], (tch::Kind::Float, tch::Device::Cpu));
+        for (mode, kind) in [
+            (Autocast::Bf16, tch::Kind::BFloat16),
+            (Autocast::Fp16, tch::Kind::Half),
+            (Autocast::Off, tch::Kind::Float),
+        ] {
+            set_backend_flags(&BackendFlags {
+                autocast_cpu: mode,
+                ..before
+            })
+            .unwrap();
+            assert_eq!(backend_flags().unwrap().autocast_cpu, mode);
+            assert_eq!(a.matmul(&a).kind(), kind, "autocast {mode:?}");
+        }
+        set_backend_flags(&before).unwrap();
     }
 
     #[test]

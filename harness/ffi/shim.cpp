@@ -9,6 +9,7 @@
 
 #include <ATen/Context.h>
 #include <ATen/DeviceAccelerator.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/Event.h>
 #include <torch/version.h>
@@ -39,6 +40,22 @@ int guarded(F&& f) {
   return -1;
 }
 
+// 0 off, 1 fp16, 2 bf16 (shim.h).
+void set_autocast(c10::DeviceType device_type, int mode) {
+  at::autocast::set_autocast_enabled(device_type, mode != 0);
+  if (mode != 0) {
+    at::autocast::set_autocast_dtype(device_type, mode == 1 ? at::kHalf : at::kBFloat16);
+  }
+}
+
+int get_autocast(c10::DeviceType device_type) {
+  if (!at::autocast::is_autocast_enabled(device_type)) {
+    return 0;
+  }
+  auto dtype = at::autocast::get_autocast_dtype(device_type);
+  return dtype == at::kHalf ? 1 : dtype == at::kBFloat16 ? 2 : -1;
+}
+
 c10::DeviceAllocator* cuda_allocator() {
   if (!at::hasCUDA()) {
     throw std::runtime_error("CUDA is not available to libtorch");
@@ -60,6 +77,8 @@ int cb_set_backend_flags(const cb_backend_flags* f) {
     ctx.setDeterministicAlgorithms(f->deterministic_algorithms != 0, f->deterministic_warn_only != 0);
     ctx.setAllowTF32CuBLAS(f->tf32_matmul != 0);
     ctx.setAllowTF32CuDNN(f->tf32_cudnn != 0);
+    set_autocast(c10::DeviceType::CPU, f->autocast_cpu);
+    set_autocast(c10::DeviceType::CUDA, f->autocast_cuda);
   });
 }
 
@@ -73,6 +92,8 @@ int cb_get_backend_flags(cb_backend_flags* out) {
     out->deterministic_warn_only = ctx.deterministicAlgorithmsWarnOnly();
     out->tf32_matmul = ctx.allowTF32CuBLAS();
     out->tf32_cudnn = ctx.allowTF32CuDNN();
+    out->autocast_cpu = get_autocast(c10::DeviceType::CPU);
+    out->autocast_cuda = get_autocast(c10::DeviceType::CUDA);
   });
 }
 

@@ -17,6 +17,10 @@ typedef struct {
   int deterministic_warn_only;
   int tf32_matmul;
   int tf32_cudnn;
+  // Autocast (torch.autocast) per device type: 0 off, 1 fp16, 2 bf16. Thread-local in
+  // libtorch: it acts on the calling thread.
+  int autocast_cpu;
+  int autocast_cuda;
 } cb_backend_flags;
 
 typedef struct {

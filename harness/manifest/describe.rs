@@ -1,8 +1,7 @@
 //! The human-readable plan that `claimbench check` prints, so a person can see what a manifest
 //! and profile expand to before spending GPU time on it.
 
-use super::parse::{device_name, order_name};
-use crate::knobs::Knobs;
+use crate::knobs::registry::changes_from_default;
 use crate::plan::{CompareSettings, Order, Plan, VariantPlan};
 use std::fmt::Write;
 use std::time::Duration;
@@ -53,7 +52,7 @@ pub fn describe_plan(plan: &Plan) -> String {
             .map(|(name, value)| format!("{name}={value}"))
             .collect();
         let _ = writeln!(out, "  params:  {}", params.join(" "));
-        let knobs = knob_changes(&variant.knobs);
+        let knobs = changes_from_default(&variant.knobs);
         let knobs = if knobs.is_empty() {
             String::from("(defaults)")
         } else {
@@ -104,7 +103,7 @@ pub fn describe_plan(plan: &Plan) -> String {
         plan.jobs.len(),
         plan.variants.len(),
         if plan.variants.len() == 1 { "" } else { "s" },
-        order_name(plan.order)
+        plan.order.as_str()
     );
     let mut listed = jobs.join(" ");
     if plan.jobs.len() > LISTED_JOBS {
@@ -215,57 +214,6 @@ fn rounded(x: f64, decimals: i32) -> String {
 fn order_text(order: Order, seed: u64) -> String {
     match order {
         Order::Shuffled => format!("shuffled (seed {seed})"),
-        other => order_name(other).to_string(),
+        other => other.as_str().to_string(),
     }
-}
-
-/// Knobs that differ from the defaults, spelt as in a manifest.
-fn knob_changes(knobs: &Knobs) -> Vec<String> {
-    let default = Knobs::default();
-    let mut changes = Vec::new();
-    let mut flag = |name: &str, value: bool, default: bool| {
-        if value != default {
-            changes.push(format!("{name}={value}"));
-        }
-    };
-    flag("cudnn.enabled", knobs.cudnn_enabled, default.cudnn_enabled);
-    flag(
-        "cudnn.benchmark",
-        knobs.cudnn_benchmark,
-        default.cudnn_benchmark,
-    );
-    flag(
-        "cudnn.deterministic",
-        knobs.cudnn_deterministic,
-        default.cudnn_deterministic,
-    );
-    flag("tf32.matmul", knobs.tf32_matmul, default.tf32_matmul);
-    flag("tf32.cudnn", knobs.tf32_cudnn, default.tf32_cudnn);
-    flag(
-        "empty_cache",
-        knobs.empty_cache_between_stages,
-        default.empty_cache_between_stages,
-    );
-    if knobs.deterministic_algorithms != default.deterministic_algorithms {
-        changes.push(format!(
-            "deterministic_algorithms={}",
-            knobs.deterministic_algorithms.as_str()
-        ));
-    }
-    if knobs.dtype != default.dtype {
-        changes.push(format!("dtype={}", knobs.dtype));
-    }
-    if let Some(gib) = knobs.vram_budget_gib {
-        changes.push(format!("vram_budget_gib={gib}"));
-    }
-    if let Some(mode) = knobs.torch_compile {
-        changes.push(format!("compile={}", mode.as_str()));
-    }
-    if knobs.device != default.device {
-        changes.push(format!("device={}", device_name(knobs.device)));
-    }
-    for (name, value) in &knobs.env {
-        changes.push(format!("env.{name}={value}"));
-    }
-    changes
 }

@@ -2,11 +2,11 @@
 //! profile < variant < matrix cell. Also the checks that need merged values (`*_max` against
 //! its minimum), which [`check_limits`] runs for every profile when a manifest is loaded.
 
-use super::error::{backticked, closest, line_col, ManifestError};
-use super::parse::{
-    Axis, Cell, Ctx, Layer, Located, Model, Setting, SettlePatch, VariantDef, BASE_PROFILE,
-};
+use super::error::{backticked, choice_hint, closest, line_col, ManifestError};
+use super::schema::{Axis, Cell, Layer, Located, Model, RunPatch, VariantDef, BASE_PROFILE};
+use super::spanned::{join, Ctx};
 use super::ProfileChoice;
+use crate::claim::ClaimCheck;
 use crate::knobs::Knobs;
 use crate::plan::{CompareSettings, Order, Settle, VariantPlan};
 use std::path::Path;
@@ -73,52 +73,40 @@ pub(super) fn plan_wide(model: &Model, profile: Option<&Layer>) -> PlanWide {
         adaptive_budget_s: None,
         compare: CompareSettings::default(),
     };
-    for layer in std::iter::once(&model.base).chain(profile) {
-        let run = &layer.run;
-        plan.order = run.order.unwrap_or(plan.order);
-        plan.seed = run.seed.unwrap_or(plan.seed);
-        // `"0s"` (say, in a quick profile) switches off a suite's budget.
-        plan.adaptive_budget_s = run
-            .adaptive_budget_s
-            .map_or(plan.adaptive_budget_s, |s| (s > 0.0).then_some(s));
-        let (patch, compare) = (&layer.compare, &mut plan.compare);
-        compare.alpha = patch.alpha.unwrap_or(compare.alpha);
-        compare.correction = patch.correction.unwrap_or(compare.correction);
-        compare.time_threshold = patch.time_threshold.unwrap_or(compare.time_threshold);
-        compare.memory_rel_tolerance = patch
-            .memory_rel_tolerance
-            .unwrap_or(compare.memory_rel_tolerance);
-        compare.memory_abs_tolerance_bytes = patch
-            .memory_abs_tolerance_bytes
-            .unwrap_or(compare.memory_abs_tolerance_bytes);
-        compare
-            .metric_thresholds
-            .extend(patch.thresholds.iter().map(|(k, v)| (k.clone(), *v)));
-    }
+    let Layer { run, compare, .. } = Layer::merged(std::iter::once(&model.base).chain(profile));
+    let defaults = &mut plan.compare;
+    plan.order = run.order.unwrap_or(plan.order);
+    plan.seed = run.seed.unwrap_or(plan.seed);
+    // `"0s"` (say, in a quick profile) switches off a suite's budget.
+    plan.adaptive_budget_s = run.adaptive_budget_s.filter(|s| *s > 0.0);
+    defaults.alpha = compare.alpha.unwrap_or(defaults.alpha);
+    defaults.correction = compare.correction.unwrap_or(defaults.correction);
+    defaults.time_threshold = compare.time_threshold.unwrap_or(defaults.time_threshold);
+    defaults.memory_rel_tolerance = compare
+        .memory_rel_tolerance
+        .unwrap_or(defaults.memory_rel_tolerance);
+    defaults.memory_abs_tolerance_bytes = compare
+        .memory_abs_tolerance_bytes
+        .unwrap_or(defaults.memory_abs_tolerance_bytes);
+    defaults.metric_thresholds = compare.thresholds;
     plan
 }
 
-/// Every variant of the plan, matrix cells expanded, in manifest order.
+/// Every variant of the plan, matrix cells expanded, in manifest order. A matrix cell is a
+/// layer above the variant's; a profile's `override_params` apply last.
 pub(super) fn variants(model: &Model, profile: Option<&Layer>) -> Vec<VariantPlan> {
     let implicit = implicit_variant();
     let mut out = Vec::new();
     for def in defined_variants(model, &implicit) {
-        let mut base = resolve(model, def, &layers(model, profile, def));
-        let overrides = profile.map(|p| &p.override_params);
-        let apply_overrides = |variant: &mut VariantPlan| {
-            if let Some(o) = overrides {
-                variant
-                    .params
-                    .extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
-        };
+        let layers = layers(model, profile, def);
         if model.axes.is_empty() {
-            apply_overrides(&mut base);
-            out.push(base);
+            out.push(resolve(model, def, Layer::merged(layers)));
             continue;
         }
         for cell in cells(&model.axes) {
-            let mut variant = base.clone();
+            let cell_layers: Vec<Layer> = cell.iter().map(|c| c.setting.layer()).collect();
+            let merged = Layer::merged(layers.iter().copied().chain(&cell_layers));
+            let mut variant = resolve(model, def, merged);
             let labels: Vec<String> = model
                 .axes
                 .iter()
@@ -126,15 +114,6 @@ pub(super) fn variants(model: &Model, profile: Option<&Layer>) -> Vec<VariantPla
                 .map(|(axis, cell)| format!("{}={}", axis.short, cell.label))
                 .collect();
             variant.name = format!("{}/{}", def.name, labels.join(","));
-            for cell in cell {
-                match &cell.setting {
-                    Setting::Param(param, value) => {
-                        variant.params.insert(param.clone(), value.clone());
-                    }
-                    Setting::Knob(knob) => knob.apply(&mut variant.knobs),
-                }
-            }
-            apply_overrides(&mut variant);
             out.push(variant);
         }
     }
@@ -183,21 +162,21 @@ fn cells(axes: &[Axis]) -> Vec<Vec<&Cell>> {
     })
 }
 
-fn resolve(model: &Model, def: &VariantDef, layers: &[&Layer]) -> VariantPlan {
+/// The variant `def` from its merged layer, defaults applied.
+fn resolve(model: &Model, def: &VariantDef, merged: Layer) -> VariantPlan {
     let mut params = model
         .workload
         .params
         .iter()
         .map(|p| (p.name.to_string(), p.default.to_value()))
         .collect::<std::collections::BTreeMap<_, _>>();
+    params.extend(merged.params);
+    params.extend(merged.override_params);
     let mut knobs = Knobs::default();
-    for layer in layers {
-        params.extend(layer.params.iter().map(|(k, v)| (k.clone(), v.clone())));
-        for knob in &layer.knobs {
-            knob.apply(&mut knobs);
-        }
+    for knob in &merged.knobs {
+        knob.apply(&mut knobs);
     }
-    let run = RunSettings::merge(layers);
+    let run = RunSettings::resolve(&merged.run);
     VariantPlan {
         name: def.name.clone(),
         claims: def.claims.clone(),
@@ -225,21 +204,11 @@ pub(super) struct Count<'m> {
 }
 
 impl<'m> Count<'m> {
-    /// The value of the last layer that sets it, or `default()`.
-    fn merge(
-        layers: &[&'m Layer],
-        field: impl Fn(&'m Layer) -> &'m Option<Located<u32>>,
-        default: impl FnOnce() -> u32,
-    ) -> Self {
-        match layers.iter().rev().find_map(|layer| field(layer).as_ref()) {
-            Some(located) => Count {
-                value: located.value,
-                set_by: Some(located),
-            },
-            None => Count {
-                value: default(),
-                set_by: None,
-            },
+    /// The merged value, or `default()` where no layer sets it.
+    fn of(merged: &'m Option<Located<u32>>, default: impl FnOnce() -> u32) -> Self {
+        Count {
+            value: merged.as_ref().map_or_else(default, |l| l.value),
+            set_by: merged.as_ref(),
         }
     }
 }
@@ -258,19 +227,9 @@ struct RunSettings<'m> {
 }
 
 impl<'m> RunSettings<'m> {
-    fn merge(layers: &[&'m Layer]) -> Self {
-        let mut patch = SettlePatch::default();
-        let mut target_rel_ci = None;
-        let mut timeout_ms = None;
-        for layer in layers {
-            let (run, settle) = (&layer.run, &layer.run.settle);
-            patch.enabled = settle.enabled.or(patch.enabled);
-            patch.window = settle.window.or(patch.window);
-            patch.tolerance = settle.tolerance.or(patch.tolerance);
-            patch.min_clock_fraction = settle.min_clock_fraction.or(patch.min_clock_fraction);
-            target_rel_ci = run.target_rel_ci.or(target_rel_ci);
-            timeout_ms = run.timeout_ms.or(timeout_ms);
-        }
+    /// Applies the defaults to a merged `[run]`.
+    fn resolve(run: &'m RunPatch) -> Self {
+        let patch = &run.settle;
         let settle = patch.enabled.unwrap_or(true).then(|| {
             let d = Settle::default();
             Settle {
@@ -279,39 +238,30 @@ impl<'m> RunSettings<'m> {
                 min_clock_fraction: patch.min_clock_fraction.unwrap_or(d.min_clock_fraction),
             }
         });
-
-        let warmup = Count::merge(layers, |l| &l.run.warmup, || DEFAULT_WARMUP);
-        let warmup_max = Count::merge(
-            layers,
-            |l| &l.run.warmup_max,
-            || match settle {
-                Some(_) => warmup.value.max(DEFAULT_WARMUP_MAX_SETTLED),
-                None => warmup.value,
-            },
-        );
-        let repetitions = Count::merge(layers, |l| &l.run.repetitions, || DEFAULT_REPETITIONS);
-        let repetitions_max = Count::merge(
-            layers,
-            |l| &l.run.repetitions_max,
-            || match target_rel_ci {
-                Some(_) => repetitions
-                    .value
-                    .saturating_mul(ADAPTIVE_REPETITIONS_FACTOR),
-                None => repetitions.value,
-            },
-        );
-        let processes = Count::merge(layers, |l| &l.run.processes, || DEFAULT_PROCESSES);
-        let processes_max = Count::merge(layers, |l| &l.run.processes_max, || processes.value);
+        let warmup = Count::of(&run.warmup, || DEFAULT_WARMUP);
+        let warmup_max = Count::of(&run.warmup_max, || match settle {
+            Some(_) => warmup.value.max(DEFAULT_WARMUP_MAX_SETTLED),
+            None => warmup.value,
+        });
+        let repetitions = Count::of(&run.repetitions, || DEFAULT_REPETITIONS);
+        let repetitions_max = Count::of(&run.repetitions_max, || match run.target_rel_ci {
+            Some(_) => repetitions
+                .value
+                .saturating_mul(ADAPTIVE_REPETITIONS_FACTOR),
+            None => repetitions.value,
+        });
+        let processes = Count::of(&run.processes, || DEFAULT_PROCESSES);
+        let processes_max = Count::of(&run.processes_max, || processes.value);
         RunSettings {
             warmup,
             warmup_max,
             settle,
             repetitions,
             repetitions_max,
-            target_rel_ci,
+            target_rel_ci: run.target_rel_ci,
             processes,
             processes_max,
-            timeout_ms: timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+            timeout_ms: run.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
         }
     }
 }
@@ -324,7 +274,8 @@ pub(super) fn check_limits(ctx: &Ctx<'_>, model: &Model) -> Result<(), ManifestE
     let profiles = std::iter::once(None).chain(model.profiles.iter().map(|(_, l)| Some(l)));
     for profile in profiles {
         for def in defined_variants(model, &implicit) {
-            let run = RunSettings::merge(&layers(model, profile, def));
+            let merged = Layer::merged(layers(model, profile, def));
+            let run = RunSettings::resolve(&merged.run);
             for (name, min, max) in [
                 ("warmup", run.warmup, run.warmup_max),
                 ("repetitions", run.repetitions, run.repetitions_max),
@@ -405,4 +356,81 @@ pub(super) fn check_limit(
 /// Whether two dotted key paths are in the same table (`run.warmup`, `run.warmup_max`).
 fn same_table(a: &str, b: &str) -> bool {
     a.rsplit_once('.').map(|(table, _)| table) == b.rsplit_once('.').map(|(table, _)| table)
+}
+
+/// Checks every variant a claim names against the expanded variant names, and that a claim of
+/// fitting has a budget to fit in, under every profile.
+pub(super) fn check_claims(ctx: &Ctx<'_>, model: &Model) -> Result<(), ManifestError> {
+    if model.claims.is_empty() {
+        return Ok(());
+    }
+    let plans = variants(model, None);
+    let names: Vec<&str> = plans.iter().map(|v| v.name.as_str()).collect();
+    for claim in &model.claims {
+        for r in &claim.refs {
+            if !names.contains(&r.name.as_str()) {
+                let defined = model.variants.iter().any(|d| d.name == r.name);
+                let hint = if defined && !model.axes.is_empty() {
+                    let cells: Vec<&str> = names
+                        .iter()
+                        .copied()
+                        .filter(|n| n.starts_with(&format!("{}/", r.name)))
+                        .collect();
+                    format!(
+                        "the matrix expands `{}` into {}; claims name expanded variants",
+                        r.name,
+                        backticked(&cells)
+                    )
+                } else {
+                    choice_hint(&r.name, &names, "variants")
+                };
+                return Err(ctx
+                    .err(
+                        r.offset..r.offset,
+                        &r.key,
+                        format!("unknown variant `{}` in `{}`", r.name, r.key),
+                    )
+                    .with_hint(hint));
+            }
+        }
+    }
+    let profiles = std::iter::once(None).chain(
+        model
+            .profiles
+            .iter()
+            .map(|(name, layer)| Some((name, layer))),
+    );
+    for profile in profiles {
+        let plans = variants(model, profile.map(|(_, layer)| layer));
+        for claim in &model.claims {
+            let (Some(offset), ClaimCheck::Fit { variant, .. }) = (claim.fit_offset, &claim.check)
+            else {
+                continue;
+            };
+            let budget = plans
+                .iter()
+                .find(|v| &v.name == variant)
+                .and_then(|v| v.knobs.vram_budget_gib);
+            if budget.is_none() {
+                let under = profile
+                    .map(|(name, _)| format!(" under profile `{name}`"))
+                    .unwrap_or_default();
+                return Err(ctx
+                    .err(
+                        offset..offset,
+                        &join(&claim.path, "fit"),
+                        format!(
+                            "claim `{}` says `{variant}` fits its VRAM budget, but `{variant}` \
+                             sets no `knobs.vram_budget_gib`{under}",
+                            claim.id
+                        ),
+                    )
+                    .with_hint(
+                        "set `knobs.vram_budget_gib` (the card size the claim is about) on the \
+                         variant or in `[knobs]`",
+                    ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -25,7 +25,8 @@ mod claims;
 mod describe;
 mod error;
 mod expand;
-mod parse;
+mod schema;
+mod spanned;
 #[cfg(test)]
 mod tests;
 
@@ -33,8 +34,9 @@ pub use describe::describe_plan;
 pub use error::ManifestError;
 
 use crate::plan::Plan;
-use parse::{Ctx, Model};
+use schema::Model;
 use sha2::{Digest, Sha256};
+use spanned::Ctx;
 use std::path::{Path, PathBuf};
 use toml::de::DeTable;
 
@@ -68,9 +70,9 @@ impl Manifest {
             text,
         };
         let root = DeTable::parse(text).map_err(|e| syntax_error(&ctx, &e))?;
-        let model = parse::parse_model(&ctx, root.get_ref())?;
+        let model = schema::parse_model(&ctx, root.get_ref())?;
         expand::check_limits(&ctx, &model)?;
-        claims::check_claims(&ctx, &model)?;
+        expand::check_claims(&ctx, &model)?;
         Ok(Manifest {
             path: path_for_messages.to_path_buf(),
             text: text.to_string(),

@@ -1161,11 +1161,11 @@ fn limit_errors_carry_the_key_of_the_offending_setting() {
 
     // Defaulted maximums always satisfy their minimum, so the error that points at the
     // minimum instead can only be reached directly.
-    let ctx = parse::Ctx {
+    let ctx = spanned::Ctx {
         path: Path::new("scenarios/x.toml"),
         text: &text,
     };
-    let located = parse::Located {
+    let located = schema::Located {
         value: 30,
         path: "variant[0].run.repetitions".to_string(),
         offset: text.find("30").unwrap(),
@@ -1209,5 +1209,27 @@ fn compile_knob_is_accepted_in_its_three_spellings() {
     assert!(
         err.to_string().contains("a boolean or a mode string"),
         "{err}"
+    );
+}
+
+#[test]
+fn autocast_knob_is_read_described_and_a_matrix_axis() {
+    let plan = plan_of(&with_suite(&[
+        "[knobs]",
+        "autocast = \"bf16\"",
+        "[matrix]",
+        "\"knobs.autocast\" = [\"off\", \"fp16\"]",
+    ]));
+    let autocast: Vec<_> = plan.variants.iter().map(|v| v.knobs.autocast).collect();
+    assert_eq!(
+        autocast,
+        [crate::knobs::Autocast::Off, crate::knobs::Autocast::Fp16]
+    );
+    assert_eq!(plan.variants[1].name, "default/autocast=fp16");
+    assert!(describe_plan(&plan).contains("  knobs:   autocast=fp16\n"));
+    let err = parse(&with_suite(&["[knobs]", "autocast = \"bf61\""])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "scenarios/x.toml:5:12: unknown value `bf61` for `knobs.autocast`\n  hint: did you mean `bf16`?"
     );
 }

@@ -142,41 +142,13 @@ impl BaselineVariant {
     /// What differs between this baseline variant's configuration and `v`'s, as
     /// `name: old → new` entries (empty if nothing).
     pub fn config_changes(&self, v: &VariantPlan) -> Vec<String> {
-        let flat = |value: serde_json::Value| -> BTreeMap<String, String> {
-            let mut out = BTreeMap::new();
-            fn walk(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
-                match v {
-                    serde_json::Value::Object(map) => {
-                        for (k, x) in map {
-                            let key = if prefix.is_empty() {
-                                k.clone()
-                            } else {
-                                format!("{prefix}.{k}")
-                            };
-                            walk(&key, x, out);
-                        }
-                    }
-                    other => {
-                        out.insert(prefix.to_string(), other.to_string());
-                    }
-                }
-            }
-            walk("", &value, &mut out);
-            out
-        };
-        let old = flat(
-            serde_json::json!({"workload": self.workload, "params": self.params, "knobs": self.knobs}),
-        );
-        let new =
-            flat(serde_json::json!({"workload": v.workload, "params": v.params, "knobs": v.knobs}));
-        let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
-        keys.into_iter()
-            .filter(|k| old.get(*k) != new.get(*k))
-            .map(|k| {
-                let show = |x: Option<&String>| x.cloned().unwrap_or_else(|| "unset".into());
-                format!("{k}: {} → {}", show(old.get(k)), show(new.get(k)))
-            })
-            .collect()
+        crate::knobs::differences(
+            (&self.workload, &self.params, &self.knobs),
+            (&v.workload, &v.params, &v.knobs),
+        )
+        .iter()
+        .map(ToString::to_string)
+        .collect()
     }
 }
 

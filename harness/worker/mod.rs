@@ -9,7 +9,7 @@
 pub mod protocol;
 
 use crate::ffi;
-use crate::knobs::{DeterministicAlgorithms, DeviceChoice, Knobs};
+use crate::knobs::{Autocast, DeterministicAlgorithms, DeviceChoice, Knobs};
 use crate::measure::{nvml, MeasureError, Measurement, Meter, Target};
 use crate::plan::Settle;
 use crate::stats::{check_flat, Sample, StopReason, StoppingRule};
@@ -128,6 +128,17 @@ fn apply_knobs(knobs: &Knobs, target: Target) -> Result<Vec<String>, String> {
             == DeterministicAlgorithms::WarnOnly,
         tf32_matmul: knobs.tf32_matmul,
         tf32_cudnn: knobs.tf32_cudnn,
+        // Set once for the worker's thread, so it is in force around every call.
+        autocast_cpu: if target.is_cuda() {
+            Autocast::Off
+        } else {
+            knobs.autocast
+        },
+        autocast_cuda: if target.is_cuda() {
+            knobs.autocast
+        } else {
+            Autocast::Off
+        },
     })
     .map_err(|e| e.to_string())?;
     let mut not_applicable = Vec::new();
@@ -138,31 +149,10 @@ fn apply_knobs(knobs: &Knobs, target: Target) -> Result<Vec<String>, String> {
         ));
     }
     if !target.is_cuda() {
-        let defaults = Knobs::default();
-        let cuda_only = [
-            (
-                "cudnn.enabled",
-                knobs.cudnn_enabled != defaults.cudnn_enabled,
-            ),
-            (
-                "cudnn.benchmark",
-                knobs.cudnn_benchmark != defaults.cudnn_benchmark,
-            ),
-            (
-                "cudnn.deterministic",
-                knobs.cudnn_deterministic != defaults.cudnn_deterministic,
-            ),
-            ("tf32.matmul", knobs.tf32_matmul != defaults.tf32_matmul),
-            ("tf32.cudnn", knobs.tf32_cudnn != defaults.tf32_cudnn),
-            ("empty_cache", knobs.empty_cache_between_stages),
-            ("vram_budget_gib", knobs.vram_budget_gib.is_some()),
-        ];
-        for (knob, set) in cuda_only {
-            if set {
-                not_applicable.push(format!(
-                    "{knob}: acts on CUDA only; this worker runs on CPU"
-                ));
-            }
+        for knob in crate::knobs::registry::cuda_only_changes(knobs) {
+            not_applicable.push(format!(
+                "{knob}: acts on CUDA only; this worker runs on CPU"
+            ));
         }
     }
     Ok(not_applicable)

@@ -113,48 +113,7 @@ pub fn variant_data<'a>(
 /// Settings in which two variants differ, in manifest spelling (`cudnn.enabled`,
 /// `env.CUBLAS_WORKSPACE_CONFIG`, `params.ms`).
 pub fn differing_settings(a: &VariantPlan, b: &VariantPlan) -> Vec<String> {
-    let (x, y) = (&a.knobs, &b.knobs);
-    let mut out: Vec<String> = [
-        ("cudnn.enabled", x.cudnn_enabled != y.cudnn_enabled),
-        ("cudnn.benchmark", x.cudnn_benchmark != y.cudnn_benchmark),
-        (
-            "cudnn.deterministic",
-            x.cudnn_deterministic != y.cudnn_deterministic,
-        ),
-        (
-            "deterministic_algorithms",
-            x.deterministic_algorithms != y.deterministic_algorithms,
-        ),
-        ("tf32.matmul", x.tf32_matmul != y.tf32_matmul),
-        ("tf32.cudnn", x.tf32_cudnn != y.tf32_cudnn),
-        ("dtype", x.dtype != y.dtype),
-        (
-            "empty_cache",
-            x.empty_cache_between_stages != y.empty_cache_between_stages,
-        ),
-        ("vram_budget_gib", x.vram_budget_gib != y.vram_budget_gib),
-        ("device", x.device != y.device),
-    ]
-    .into_iter()
-    .filter(|(_, differs)| *differs)
-    .map(|(name, _)| name.to_string())
-    .collect();
-    let env_keys: std::collections::BTreeSet<&String> = x.env.keys().chain(y.env.keys()).collect();
-    out.extend(
-        env_keys
-            .into_iter()
-            .filter(|k| x.env.get(*k) != y.env.get(*k))
-            .map(|k| format!("env.{k}")),
-    );
-    let param_keys: std::collections::BTreeSet<&String> =
-        a.params.keys().chain(b.params.keys()).collect();
-    out.extend(
-        param_keys
-            .into_iter()
-            .filter(|k| a.params.get(*k) != b.params.get(*k))
-            .map(|k| format!("params.{k}")),
-    );
-    out
+    a.differences(b).into_iter().map(|d| d.setting).collect()
 }
 
 /// When every setting that sets `variants` apart is one that the workers reported they could
