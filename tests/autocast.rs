@@ -52,7 +52,8 @@ fn autocast_is_applied_on_cpu_and_read_back() {
         );
         p["hello"]["backend_flags"].clone()
     };
+    // Flags that are off are left out of the record (older records have none).
     assert_eq!(flags("bf16")["autocast_cpu"], "bf16");
-    assert_eq!(flags("bf16")["autocast_cuda"], "off");
-    assert_eq!(flags("fp32")["autocast_cpu"], "off");
+    assert!(flags("bf16").get("autocast_cuda").is_none());
+    assert!(flags("fp32").get("autocast_cpu").is_none());
 }

@@ -84,3 +84,26 @@ fn check_output_of_every_shipped_manifest_is_unchanged() {
         assert!(compared >= 20, "only {compared} outputs compared");
     }
 }
+
+/// The README's example manifest is one a user can copy: `claimbench check` accepts it.
+#[test]
+fn the_readme_example_manifest_checks() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = &readme[readme.find("## Scenario manifests").unwrap()..];
+    let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    assert!(example.starts_with("[suite]"), "{example}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("example.toml");
+    std::fs::write(&path, example).unwrap();
+    let output = Command::cargo_bin("claimbench")
+        .unwrap()
+        .args(["check", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the README example does not check: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

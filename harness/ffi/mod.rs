@@ -85,11 +85,12 @@ pub struct BackendFlags {
     pub deterministic_warn_only: bool,
     pub tf32_matmul: bool,
     pub tf32_cudnn: bool,
-    /// `torch.autocast("cpu", dtype)` in force on the calling thread (absent in older records).
-    #[serde(default)]
+    /// `torch.autocast("cpu", dtype)` in force on the calling thread; written only when on, so
+    /// records of runs without autocast keep their format-1.0 shape.
+    #[serde(default, skip_serializing_if = "Autocast::is_off")]
     pub autocast_cpu: Autocast,
-    /// `torch.autocast("cuda", dtype)` in force on the calling thread.
-    #[serde(default)]
+    /// `torch.autocast("cuda", dtype)` in force on the calling thread; written only when on.
+    #[serde(default, skip_serializing_if = "Autocast::is_off")]
     pub autocast_cuda: Autocast,
 }
 
