@@ -452,8 +452,8 @@ impl ShapeVae {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::test_util::{count, max_diff, within};
-    use crate::models::{Residency, SliceSize};
+    use crate::models::test_util::{assert_offload_transparent, count, max_diff, within};
+    use crate::models::SliceSize;
 
     #[test]
     fn full_size_parameter_counts() {
@@ -518,17 +518,7 @@ mod tests {
             let err = max_diff(&run(&w, imp), &reference);
             assert!(err < 1e-4, "{imp}: {err}");
         }
-        w.offload_sequential(Device::Cpu);
-        assert_eq!(w.residency(), Residency::Sequential);
-        assert!(
-            run(&w, AttentionImpl::Sdpa).equal(&reference),
-            "sequential offload"
-        );
-        w.move_to(Device::Cpu);
-        assert!(
-            run(&w, AttentionImpl::Sdpa).equal(&reference),
-            "whole-model offload"
-        );
+        assert_offload_transparent(&mut w, |w| run(w, AttentionImpl::Sdpa), &reference);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Helpers shared by the models' unit tests.
 
-use super::weights::Builder;
+use super::weights::{Builder, Residency, Weights};
 use tch::{Device, Kind, Tensor};
 
 /// Parameters that `build` creates, counted without allocating them.
@@ -28,6 +28,20 @@ pub fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 /// fp32 on the CPU: the options of every tiny-model test tensor.
 pub fn opts() -> (Kind, Device) {
     (Kind::Float, Device::Cpu)
+}
+
+/// Offloading `w` (sequentially, then whole to the CPU) leaves `run`'s output bit for bit equal
+/// to `reference`, computed with resident weights.
+pub fn assert_offload_transparent(
+    w: &mut Weights,
+    run: impl Fn(&Weights) -> Tensor,
+    reference: &Tensor,
+) {
+    w.offload_sequential(Device::Cpu);
+    assert_eq!(w.residency(), Residency::Sequential);
+    assert!(run(w).equal(reference), "sequential offload");
+    w.move_to(Device::Cpu);
+    assert!(run(w).equal(reference), "whole-model offload");
 }
 
 /// No NaN or infinity in `t`.

@@ -607,7 +607,7 @@ impl TextEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::test_util::{count, max_diff, within};
+    use crate::models::test_util::{assert_offload_transparent, count, max_diff, within};
     use crate::models::SliceSize;
 
     #[test]
@@ -675,16 +675,7 @@ mod tests {
         assert!(reference.isfinite().all().int64_value(&[]) == 1);
         let err = max_diff(&run(&w, AttentionImpl::Math), &reference);
         assert!(err < 1e-4, "math: {err}");
-        w.offload_sequential(Device::Cpu);
-        assert!(
-            run(&w, AttentionImpl::Sdpa).equal(&reference),
-            "sequential offload"
-        );
-        w.move_to(Device::Cpu);
-        assert!(
-            run(&w, AttentionImpl::Sdpa).equal(&reference),
-            "whole-model offload"
-        );
+        assert_offload_transparent(&mut w, |w| run(w, AttentionImpl::Sdpa), &reference);
     }
 
     #[test]
