@@ -1,9 +1,9 @@
 //! `[compare]` (and a profile's `compare`).
 
-use super::field::{accept, field, Cx, Field, Patch};
 use super::run::fraction;
 use crate::knobs::Spelled;
 use crate::manifest::error::ManifestError;
+use crate::manifest::field::{accept, field, Cx, Field, Patch};
 use crate::manifest::spanned::{
     entries, expect_enum, expect_float_in, expect_table, join, unknown_value, Ctx, Value,
     AT_LEAST_0, HALF_OPEN_01, OPEN_01,

@@ -3,8 +3,8 @@
 //! matrix cell, so that `claimbench check` catches a mistake even in a profile that is not
 //! selected.
 //!
-//! Each table is declared once, as rows ([`field::Field`]: key, reader, overlay) of a
-//! [`field::Patch`]: `[suite]` (`SuitePatch`), the layer that the top level, a profile and a
+//! Each table is declared once, as rows ([`super::field::Field`]: key, reader, overlay) of a
+//! [`super::field::Patch`]: `[suite]` (`SuitePatch`), the layer that the top level, a profile and a
 //! variant share (`Layer`: `params`, `override_params`, `knobs`, `run`, `compare`), `[run]`
 //! (`RunPatch`, with `settle`), `[compare]` (`ComparePatch`), a variant's own keys
 //! (`VariantDef`), the top level's other tables (`Top`) and a claim's common keys
@@ -18,7 +18,7 @@
 //! [`crate::knobs::KNOBS`]; claim kinds are variants of `ClaimKind` in `super::claims`.
 
 mod compare;
-pub(in crate::manifest) mod field;
+
 mod knobs;
 mod matrix;
 mod model;
@@ -27,15 +27,15 @@ mod run;
 mod suite;
 mod variant;
 
+pub(in crate::manifest) use super::field::Located;
 pub(in crate::manifest) use compare::ComparePatch;
-pub(in crate::manifest) use field::Located;
 pub(in crate::manifest) use model::{Axis, Cell, Layer, Model, VariantDef};
 pub(in crate::manifest) use run::RunPatch;
 
 use super::claims::{parse_claims, ClaimDef};
 use super::error::{choice_hint, ManifestError};
+use super::field::{no_overlay, Cx, Field, Patch};
 use super::spanned::{check_keys, entries, expect_table, valid_name, Ctx, Value};
-use field::{no_overlay, Cx, Field, Patch};
 use knobs::knob_children;
 use matrix::parse_matrix;
 use suite::SuitePatch;

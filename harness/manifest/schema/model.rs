@@ -2,11 +2,11 @@
 //! the matrix axes and the claims.
 
 use super::compare::{parse_compare, ComparePatch};
-use super::field::{field, plan_wide, profile_only, refuse_plan_wide, Cx, Field, Patch};
 use super::knobs::{walk_knobs, KnobSetting};
 use super::params::parse_params;
 use super::run::{parse_run, RunPatch};
 use crate::manifest::error::ManifestError;
+use crate::manifest::field::{field, plan_wide, profile_only, refuse_plan_wide, Cx, Field, Patch};
 use crate::manifest::spanned::expect_table;
 use crate::plan::ParamValue;
 use crate::workloads::catalog::WorkloadSpec;

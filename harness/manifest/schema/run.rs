@@ -1,8 +1,10 @@
 //! `[run]` (and a profile's or variant's `run`), with `settle`.
 
-use super::field::Located;
-use super::field::{accept, field, overlay_fields, plan_wide, refuse_plan_wide, Cx, Field, Patch};
 use crate::manifest::error::ManifestError;
+use crate::manifest::field::Located;
+use crate::manifest::field::{
+    accept, field, overlay_fields, plan_wide, refuse_plan_wide, Cx, Field, Patch,
+};
 use crate::manifest::spanned::{
     check_int_range, expect_enum, expect_float_in, expect_int, parse_duration, type_error, Ctx,
     FloatRange, Value, CLOSED_01, OPEN_01,

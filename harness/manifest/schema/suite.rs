@@ -1,7 +1,7 @@
 //! `[suite]`: the suite's name, description, workload and source.
 
-use super::field::{field, required_row, string, Field, Patch};
 use crate::manifest::error::{choice_hint, ManifestError};
+use crate::manifest::field::{field, required_row, string, Field, Patch};
 use crate::manifest::spanned::{expect_str, valid_name, Ctx, Value};
 use crate::workloads::catalog::{self, WorkloadSpec};
 

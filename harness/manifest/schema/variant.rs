@@ -1,9 +1,9 @@
 //! `[[variant]]` tables: a name, the claims served and a description, then a layer.
 
-use super::field::{field, no_overlay, required_row, string, Cx, Field, Patch};
 use super::model::{Layer, VariantDef};
 use crate::manifest::claims::valid_claim;
 use crate::manifest::error::ManifestError;
+use crate::manifest::field::{field, no_overlay, required_row, string, Cx, Field, Patch};
 use crate::manifest::spanned::{
     check_keys, expect_str, expect_table, type_error, valid_name, Ctx, Value,
 };

@@ -1,7 +1,8 @@
-//! A table of the schema as rows: each [`Field`] names a key, reads its value into a patch and
-//! lays a higher layer's value over a lower one. The key checks, the did-you-mean lists, the
-//! parse loop and the merging of profiles, variants and matrix cells (`Layer::overlay`) are
-//! derived from the rows ([`Patch`]), so a key is declared once.
+//! A table as rows: each [`Field`] names a key, reads its value into a patch and lays a higher
+//! layer's value over a lower one. The key checks, the did-you-mean lists, the parse loops
+//! and the merging of profiles, variants and matrix cells (`Layer::overlay`) are derived from
+//! the rows ([`Patch`]), so a key is declared once. Used by the schema (`super::schema`) and
+//! the claims reader (`super::claims`).
 
 use crate::manifest::error::ManifestError;
 use crate::manifest::spanned::{
@@ -113,19 +114,17 @@ pub(in crate::manifest) fn no_overlay<P>(_: &mut P, _: &P) {}
 /// into `patch.field`, which merges by its rows.
 macro_rules! field {
     (table $key:literal, $read:expr, $field:ident) => {
-        $crate::manifest::schema::field::Field::new(
+        $crate::manifest::field::Field::new(
             $key,
             |patch, cx, value, path| {
                 patch.$field = ($read)(cx, value, path)?;
                 Ok(())
             },
-            |low, high| {
-                $crate::manifest::schema::field::Patch::overlay(&mut low.$field, &high.$field)
-            },
+            |low, high| $crate::manifest::field::Patch::overlay(&mut low.$field, &high.$field),
         )
     };
     ($key:literal, $read:expr, $field:ident) => {
-        $crate::manifest::schema::field::Field::new(
+        $crate::manifest::field::Field::new(
             $key,
             |patch, cx, value, path| {
                 patch.$field = Some(($read)(cx.ctx, value, path)?);
@@ -139,13 +138,13 @@ macro_rules! field {
         )
     };
     ($key:literal, $read:expr) => {
-        $crate::manifest::schema::field::Field::new(
+        $crate::manifest::field::Field::new(
             $key,
             |_, cx, value, path| {
                 ($read)(cx.ctx, value, path)?;
                 Ok(())
             },
-            $crate::manifest::schema::field::no_overlay,
+            $crate::manifest::field::no_overlay,
         )
     };
 }
