@@ -3,22 +3,23 @@
 //! matrix cell, so that `claimbench check` catches a mistake even in a profile that is not
 //! selected.
 //!
-//! Each table is declared once, as rows ([`super::field::Field`]: key, reader, overlay) of a
-//! [`super::field::Patch`]: `[suite]` (`SuitePatch`), the layer that the top level, a profile and a
-//! variant share (`Layer`: `params`, `override_params`, `knobs`, `run`, `compare`), `[run]`
-//! (`RunPatch`, with `settle`), `[compare]` (`ComparePatch`), a variant's own keys
-//! (`VariantDef`), the top level's other tables (`Top`) and a claim's common keys
-//! (`super::claims`). A table's key check, its did-you-mean list, its parse loop and (for the
-//! layers) the merging of profiles, variants and matrix cells come from its rows.
+//! Each table is declared once, as rows ([`super::field::Field`]: key, reader, overlay) of
+//! a [`super::field::Patch`]: `[suite]` (`SuitePatch`); the layer that the top level, a
+//! profile and a variant share (`Layer`: `params`, `override_params`, `knobs`, `run`,
+//! `compare`); `[run]` (`RunPatch`, with `settle`); `[compare]` (`ComparePatch`); a variant's
+//! own keys (`VariantDef`); the top level's other tables (`Top`); a claim's header and
+//! applicability (`super::claims`). A table's key check, its did-you-mean list, its parse loop
+//! and (for the layers) the merging of profiles, variants and matrix cells come from its rows.
 //!
-//! Adding a key: a row in its table's `FIELDS` (key, reader, patch field; `plan_wide`,
-//! `profile_only` or `required_row` where it applies) and the field on the patch. A key of
-//! `[run]` or `[compare]` also needs its resolved field in [`crate::plan`] and its default
-//! where `super::expand` resolves the merged patch. Knobs are rows of
-//! [`crate::knobs::KNOBS`]; claim kinds are variants of `ClaimKind` in `super::claims`.
+//! Adding a key: a row in its table's `FIELDS` (`field!(key, reader, patch field)`, marked
+//! `plan_wide`, `profile_only` or `required_row` where that applies) and the field on the
+//! patch; that is all for a table read once. A key of `[run]` or `[compare]` also needs its
+//! resolved field in [`crate::plan`] and its default where `super::expand` resolves the merged
+//! patch (4 places). A new table in every layer is a row of `Layer` and its field. Knobs are
+//! rows of [`crate::knobs::KNOBS`]; claim kinds are variants of `ClaimKind` in
+//! `super::claims`.
 
 mod compare;
-
 mod knobs;
 mod matrix;
 mod model;
