@@ -3,7 +3,7 @@
 //! its minimum), which [`check_limits`] runs for every profile when a manifest is loaded.
 
 use super::error::{backticked, choice_hint, closest, line_col, ManifestError};
-use super::schema::{Axis, Cell, Layer, Located, Model, RunPatch, VariantDef, BASE_PROFILE};
+use super::schema::{Axis, Cell, Layer, Located, Model, VariantDef, BASE_PROFILE};
 use super::spanned::{join, Ctx};
 use super::ProfileChoice;
 use crate::claim::ClaimCheck;
@@ -100,13 +100,13 @@ pub(super) fn variants(model: &Model, profile: Option<&Layer>) -> Vec<VariantPla
     for def in defined_variants(model, &implicit) {
         let layers = layers(model, profile, def);
         if model.axes.is_empty() {
-            out.push(resolve(model, def, Layer::merged(layers)));
+            out.push(resolve(model, def, &Layer::merged(layers)));
             continue;
         }
         for cell in cells(&model.axes) {
             let cell_layers: Vec<Layer> = cell.iter().map(|c| c.setting.layer()).collect();
             let merged = Layer::merged(layers.iter().copied().chain(&cell_layers));
-            let mut variant = resolve(model, def, merged);
+            let mut variant = resolve(model, def, &merged);
             let labels: Vec<String> = model
                 .axes
                 .iter()
@@ -163,20 +163,36 @@ fn cells(axes: &[Axis]) -> Vec<Vec<&Cell>> {
 }
 
 /// The variant `def` from its merged layer, defaults applied.
-fn resolve(model: &Model, def: &VariantDef, merged: Layer) -> VariantPlan {
+fn resolve(model: &Model, def: &VariantDef, merged: &Layer) -> VariantPlan {
     let mut params = model
         .workload
         .params
         .iter()
         .map(|p| (p.name.to_string(), p.default.to_value()))
         .collect::<std::collections::BTreeMap<_, _>>();
-    params.extend(merged.params);
-    params.extend(merged.override_params);
+    params.extend(merged.params.clone());
+    params.extend(merged.override_params.clone());
     let mut knobs = Knobs::default();
     for knob in &merged.knobs {
         knob.apply(&mut knobs);
     }
-    let run = RunSettings::resolve(&merged.run);
+    let run = &merged.run;
+    let settle = run.settle.enabled.unwrap_or(true).then(|| {
+        let d = Settle::default();
+        Settle {
+            window: run.settle.window.unwrap_or(d.window),
+            tolerance: run.settle.tolerance.unwrap_or(d.tolerance),
+            min_clock_fraction: run
+                .settle
+                .min_clock_fraction
+                .unwrap_or(d.min_clock_fraction),
+        }
+    });
+    let count =
+        |merged: &Option<Located<u32>>, default: u32| merged.as_ref().map_or(default, |l| l.value);
+    let warmup = count(&run.warmup, DEFAULT_WARMUP);
+    let repetitions = count(&run.repetitions, DEFAULT_REPETITIONS);
+    let processes = count(&run.processes, DEFAULT_PROCESSES);
     VariantPlan {
         name: def.name.clone(),
         claims: def.claims.clone(),
@@ -184,15 +200,27 @@ fn resolve(model: &Model, def: &VariantDef, merged: Layer) -> VariantPlan {
         params,
         knobs,
         description: def.description.clone(),
-        warmup: run.warmup.value,
-        warmup_max: run.warmup_max.value,
-        settle: run.settle,
-        repetitions: run.repetitions.value,
-        repetitions_max: run.repetitions_max.value,
+        warmup,
+        warmup_max: count(
+            &run.warmup_max,
+            match settle {
+                Some(_) => warmup.max(DEFAULT_WARMUP_MAX_SETTLED),
+                None => warmup,
+            },
+        ),
+        settle,
+        repetitions,
+        repetitions_max: count(
+            &run.repetitions_max,
+            match run.target_rel_ci {
+                Some(_) => repetitions.saturating_mul(ADAPTIVE_REPETITIONS_FACTOR),
+                None => repetitions,
+            },
+        ),
         target_rel_ci: run.target_rel_ci,
-        processes: run.processes.value,
-        processes_max: run.processes_max.value,
-        timeout_ms: run.timeout_ms,
+        processes,
+        processes_max: count(&run.processes_max, processes),
+        timeout_ms: run.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
     }
 }
 
@@ -204,64 +232,11 @@ pub(super) struct Count<'m> {
 }
 
 impl<'m> Count<'m> {
-    /// The merged value, or `default()` where no layer sets it.
-    fn of(merged: &'m Option<Located<u32>>, default: impl FnOnce() -> u32) -> Self {
+    /// A resolved count and the merged setting it came from.
+    fn new(value: u32, set_by: &'m Option<Located<u32>>) -> Self {
         Count {
-            value: merged.as_ref().map_or_else(default, |l| l.value),
-            set_by: merged.as_ref(),
-        }
-    }
-}
-
-/// A variant's `[run]` settings after merging, defaults applied.
-struct RunSettings<'m> {
-    warmup: Count<'m>,
-    warmup_max: Count<'m>,
-    settle: Option<Settle>,
-    repetitions: Count<'m>,
-    repetitions_max: Count<'m>,
-    target_rel_ci: Option<f64>,
-    processes: Count<'m>,
-    processes_max: Count<'m>,
-    timeout_ms: u64,
-}
-
-impl<'m> RunSettings<'m> {
-    /// Applies the defaults to a merged `[run]`.
-    fn resolve(run: &'m RunPatch) -> Self {
-        let patch = &run.settle;
-        let settle = patch.enabled.unwrap_or(true).then(|| {
-            let d = Settle::default();
-            Settle {
-                window: patch.window.unwrap_or(d.window),
-                tolerance: patch.tolerance.unwrap_or(d.tolerance),
-                min_clock_fraction: patch.min_clock_fraction.unwrap_or(d.min_clock_fraction),
-            }
-        });
-        let warmup = Count::of(&run.warmup, || DEFAULT_WARMUP);
-        let warmup_max = Count::of(&run.warmup_max, || match settle {
-            Some(_) => warmup.value.max(DEFAULT_WARMUP_MAX_SETTLED),
-            None => warmup.value,
-        });
-        let repetitions = Count::of(&run.repetitions, || DEFAULT_REPETITIONS);
-        let repetitions_max = Count::of(&run.repetitions_max, || match run.target_rel_ci {
-            Some(_) => repetitions
-                .value
-                .saturating_mul(ADAPTIVE_REPETITIONS_FACTOR),
-            None => repetitions.value,
-        });
-        let processes = Count::of(&run.processes, || DEFAULT_PROCESSES);
-        let processes_max = Count::of(&run.processes_max, || processes.value);
-        RunSettings {
-            warmup,
-            warmup_max,
-            settle,
-            repetitions,
-            repetitions_max,
-            target_rel_ci: run.target_rel_ci,
-            processes,
-            processes_max,
-            timeout_ms: run.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+            value,
+            set_by: set_by.as_ref(),
         }
     }
 }
@@ -275,11 +250,24 @@ pub(super) fn check_limits(ctx: &Ctx<'_>, model: &Model) -> Result<(), ManifestE
     for profile in profiles {
         for def in defined_variants(model, &implicit) {
             let merged = Layer::merged(layers(model, profile, def));
-            let run = RunSettings::resolve(&merged.run);
+            let (plan, run) = (resolve(model, def, &merged), &merged.run);
+            let count = Count::new;
             for (name, min, max) in [
-                ("warmup", run.warmup, run.warmup_max),
-                ("repetitions", run.repetitions, run.repetitions_max),
-                ("processes", run.processes, run.processes_max),
+                (
+                    "warmup",
+                    count(plan.warmup, &run.warmup),
+                    count(plan.warmup_max, &run.warmup_max),
+                ),
+                (
+                    "repetitions",
+                    count(plan.repetitions, &run.repetitions),
+                    count(plan.repetitions_max, &run.repetitions_max),
+                ),
+                (
+                    "processes",
+                    count(plan.processes, &run.processes),
+                    count(plan.processes_max, &run.processes_max),
+                ),
             ] {
                 check_limit(ctx, name, min, max)?;
             }

@@ -25,6 +25,7 @@ mod claims;
 mod describe;
 mod error;
 mod expand;
+mod field;
 mod schema;
 mod spanned;
 #[cfg(test)]

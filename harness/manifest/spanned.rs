@@ -98,18 +98,6 @@ pub(super) fn required<'t, 'i>(
     }
 }
 
-pub(super) fn optional_str(
-    ctx: &Ctx<'_>,
-    table: &DeTable<'_>,
-    path: &str,
-    name: &str,
-) -> Result<Option<String>, ManifestError> {
-    match table.get_key_value(name) {
-        Some((_, value)) => Ok(Some(expect_str(ctx, value, &join(path, name))?.to_string())),
-        None => Ok(None),
-    }
-}
-
 pub(super) fn parse_duration<'t>(
     ctx: &Ctx<'_>,
     value: &'t Value<'_>,

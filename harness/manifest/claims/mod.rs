@@ -21,27 +21,25 @@ use super::spanned::{
     valid_name, Ctx, Value,
 };
 use crate::claim::{parse_range, ClaimCheck, ClaimRange, ClaimSpec, Dimension, Relation};
+use crate::manifest::field::{field, required_row, string, Cx, Field, Located, Patch};
 use crate::plan::VariantPlan;
+use std::ops::Range;
 use toml::de::{DeTable, DeValue};
 
-/// A claim's keys, in the order hints list them: the header, the variants and metric, one
-/// kind key, and the rest.
+/// A claim's keys, in the order hints list them: the header's rows, the qualifiers that name
+/// variants and the metric, one kind key, `absolute_time`, and the applicability's rows.
 fn claim_keys() -> Vec<&'static str> {
-    let mut keys = vec![
-        "id",
-        "source",
-        "summary",
-        "metric",
-        "baseline",
-        "candidate",
-        "variant",
-    ];
+    let (absolute_time, qualifiers) = QUALIFIER_KEYS.split_last().expect("qualifiers");
+    let mut keys = ClaimHeader::keys();
+    keys.extend(qualifiers);
     keys.extend(ClaimKind::ALL.iter().map(|k| k.key()));
-    keys.extend(["absolute_time", "applicable", "reason"]);
+    keys.push(absolute_time);
+    keys.extend(Applicability::keys());
     keys
 }
 
 /// The keys that name variants or qualify the measurement; each kind takes some of them.
+/// `absolute_time` comes last (hints list it after the kind keys).
 const QUALIFIER_KEYS: [&str; 5] = [
     "metric",
     "baseline",
@@ -49,6 +47,37 @@ const QUALIFIER_KEYS: [&str; 5] = [
     "variant",
     "absolute_time",
 ];
+
+/// What every claim states first, read in row order.
+#[derive(Default)]
+struct ClaimHeader {
+    id: Option<Located<String>>,
+    source: Option<String>,
+    summary: Option<String>,
+}
+
+impl Patch for ClaimHeader {
+    const FIELDS: &'static [Field<Self>] = &[
+        required_row(field!("id", claim_id, id)),
+        required_row(field!("source", nonempty_str, source)),
+        required_row(field!("summary", nonempty_str, summary)),
+    ];
+}
+
+/// `applicable = false` with its `reason`, read in row order once the kind is known.
+#[derive(Default)]
+struct Applicability {
+    /// With the value's span.
+    applicable: Option<(bool, Range<usize>)>,
+    reason: Option<String>,
+}
+
+impl Patch for Applicability {
+    const FIELDS: &'static [Field<Self>] = &[
+        field!("applicable", spanned_bool, applicable),
+        field!("reason", string, reason),
+    ];
+}
 
 /// What a claim measures, chosen by its one kind key; each kind has its reader. Adding a kind:
 /// a variant here (its key, the qualifier keys it takes, its reader), its `ClaimCheck` in
@@ -191,22 +220,17 @@ pub(super) fn parse_claims(
 fn parse_claim(ctx: &Ctx<'_>, item: &Value<'_>, path: &str) -> Result<ClaimDef, ManifestError> {
     let table = expect_table(ctx, item, path)?;
     check_keys(ctx, table, &claim_keys(), path)?;
-    let nonempty = |name: &str| nonempty_str(ctx, table, item, path, name);
-    let (id, id_offset) = nonempty("id")?;
-    if !valid_claim(&id) {
-        return Err(ctx
-            .err(
-                id_offset..id_offset,
-                &join(path, "id"),
-                format!("invalid claim id `{id}`"),
-            )
-            .with_hint(
-                "claim ids look like `H0-01`: an uppercase letter, letters or digits, `-`, then \
-                 at least two digits",
-            ));
-    }
-    let (source, _) = nonempty("source")?;
-    let (summary, _) = nonempty("summary")?;
+    let cx = Cx {
+        ctx,
+        workload: None,
+        per_variant: false,
+    };
+    let mut header = ClaimHeader::default();
+    header.read_rows(&cx, table, item, path)?;
+    let (Some(id), Some(source), Some(summary)) = (header.id, header.source, header.summary) else {
+        unreachable!("required rows");
+    };
+    let (id, id_offset) = (id.value, id.offset);
     let line = super::error::line_col(ctx.text, id_offset).0;
     let def = |check: ClaimCheck, refs: Vec<VariantRef>, fit_offset: Option<usize>| ClaimDef {
         id: id.clone(),
@@ -220,7 +244,7 @@ fn parse_claim(ctx: &Ctx<'_>, item: &Value<'_>, path: &str) -> Result<ClaimDef, 
     };
 
     let kind = claim_kind(ctx, table, path, &id)?;
-    let reason = not_applicable_reason(ctx, table, path, &id)?;
+    let reason = not_applicable_reason(&cx, table, item, path, &id)?;
     let Some((kind, kind_value)) = kind else {
         return match reason {
             Some(reason) => Ok(def(ClaimCheck::NotApplicable { reason }, Vec::new(), None)),
@@ -297,21 +321,45 @@ fn parse_claim(ctx: &Ctx<'_>, item: &Value<'_>, path: &str) -> Result<ClaimDef, 
     Ok(def(check, reader.refs, reader.fit_offset))
 }
 
-/// A required, non-empty string and its offset.
-fn nonempty_str(
-    ctx: &Ctx<'_>,
-    table: &DeTable<'_>,
-    item: &Value<'_>,
-    path: &str,
-    name: &str,
-) -> Result<(String, usize), ManifestError> {
-    let value = required(ctx, table, item, path, name)?;
-    let key = join(path, name);
-    let text = expect_str(ctx, value, &key)?;
+/// A non-empty string.
+fn nonempty_str(ctx: &Ctx<'_>, value: &Value<'_>, path: &str) -> Result<String, ManifestError> {
+    let text = expect_str(ctx, value, path)?;
     if text.trim().is_empty() {
-        return Err(ctx.err(value.span(), &key, format!("`{key}` is empty")));
+        return Err(ctx.err(value.span(), path, format!("`{path}` is empty")));
     }
-    Ok((text.to_string(), value.span().start))
+    Ok(text.to_string())
+}
+
+/// `[A-Z][A-Z0-9]*-[0-9]{2,}`, non-empty, with its offset for the claim's line.
+fn claim_id(
+    ctx: &Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+) -> Result<Located<String>, ManifestError> {
+    let id = nonempty_str(ctx, value, path)?;
+    let offset = value.span().start;
+    if !valid_claim(&id) {
+        return Err(ctx
+            .err(offset..offset, path, format!("invalid claim id `{id}`"))
+            .with_hint(
+                "claim ids look like `H0-01`: an uppercase letter, letters or digits, `-`, then \
+                 at least two digits",
+            ));
+    }
+    Ok(Located {
+        value: id,
+        path: path.to_string(),
+        offset,
+    })
+}
+
+/// A boolean with its span.
+fn spanned_bool(
+    ctx: &Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+) -> Result<(bool, Range<usize>), ManifestError> {
+    Ok((expect_bool(ctx, value, path)?, value.span()))
 }
 
 /// The claim's kind and its value; `None` without a kind key. Two kind keys are an error at
@@ -343,34 +391,27 @@ fn claim_kind<'t, 'i>(
 
 /// `applicable = false` with its `reason`: the reason, or `None` for a claim that applies.
 fn not_applicable_reason(
-    ctx: &Ctx<'_>,
+    cx: &Cx<'_>,
     table: &DeTable<'_>,
+    item: &Value<'_>,
     path: &str,
     id: &str,
 ) -> Result<Option<String>, ManifestError> {
-    let applicable = match table.get_key_value("applicable") {
-        Some((_, value)) => Some((
-            expect_bool(ctx, value, &join(path, "applicable"))?,
-            value.span(),
-        )),
-        None => None,
-    };
-    let reason = match table.get_key_value("reason") {
-        Some((key, value)) => {
-            let text = expect_str(ctx, value, &join(path, "reason"))?;
-            if !matches!(applicable, Some((false, _))) {
-                return Err(ctx
-                    .err(
-                        key.span(),
-                        &join(path, "reason"),
-                        "`reason` is only for claims marked `applicable = false`",
-                    )
-                    .with_hint("add `applicable = false`, or remove `reason`"));
-            }
-            Some(text.to_string())
+    let ctx = cx.ctx;
+    let mut rows = Applicability::default();
+    rows.read_rows(cx, table, item, path)?;
+    let Applicability { applicable, reason } = rows;
+    if let Some((key, _)) = table.get_key_value("reason") {
+        if !matches!(applicable, Some((false, _))) {
+            return Err(ctx
+                .err(
+                    key.span(),
+                    &join(path, "reason"),
+                    "`reason` is only for claims marked `applicable = false`",
+                )
+                .with_hint("add `applicable = false`, or remove `reason`"));
         }
-        None => None,
-    };
+    }
     if let Some((false, span)) = applicable {
         if reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
             return Err(ctx

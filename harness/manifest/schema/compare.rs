@@ -1,9 +1,9 @@
 //! `[compare]` (and a profile's `compare`).
 
-use super::field::{field, Field, Patch};
 use super::run::fraction;
 use crate::knobs::Spelled;
 use crate::manifest::error::ManifestError;
+use crate::manifest::field::{accept, field, Cx, Field, Patch};
 use crate::manifest::spanned::{
     entries, expect_enum, expect_float_in, expect_table, join, unknown_value, Ctx, Value,
     AT_LEAST_0, HALF_OPEN_01, OPEN_01,
@@ -39,19 +39,18 @@ impl Patch for ComparePatch {
             mib_as_bytes,
             memory_abs_tolerance_bytes
         ),
-        Field {
-            key: "thresholds",
-            plan_wide: false,
-            read: |patch, ctx, value, path| {
-                patch.thresholds = parse_thresholds(ctx, value, path)?;
+        Field::new(
+            "thresholds",
+            |patch, cx, value, path| {
+                patch.thresholds = parse_thresholds(cx.ctx, value, path)?;
                 Ok(())
             },
             // Metric by metric.
-            overlay: |low, high| {
+            |low, high| {
                 low.thresholds
                     .extend(high.thresholds.iter().map(|(k, v)| (k.clone(), *v)));
             },
-        },
+        ),
     ];
 }
 
@@ -68,11 +67,11 @@ impl Spelled for Correction {
 }
 
 pub(in crate::manifest) fn parse_compare(
-    ctx: &Ctx<'_>,
+    cx: &Cx<'_>,
     value: &Value<'_>,
     path: &str,
 ) -> Result<ComparePatch, ManifestError> {
-    ComparePatch::read(ctx, value, path, |_, _, _| Ok(()))
+    ComparePatch::read(cx, value, path, &accept)
 }
 
 /// MiB, as a whole number of bytes.

@@ -2,12 +2,12 @@
 //! the matrix axes and the claims.
 
 use super::compare::{parse_compare, ComparePatch};
-use super::field::Patch;
 use super::knobs::{walk_knobs, KnobSetting};
 use super::params::parse_params;
 use super::run::{parse_run, RunPatch};
 use crate::manifest::error::ManifestError;
-use crate::manifest::spanned::{entries, expect_table, join, Ctx};
+use crate::manifest::field::{field, plan_wide, profile_only, refuse_plan_wide, Cx, Field, Patch};
+use crate::manifest::spanned::expect_table;
 use crate::plan::ParamValue;
 use crate::workloads::catalog::WorkloadSpec;
 use std::collections::BTreeMap;
@@ -44,20 +44,54 @@ pub(in crate::manifest) struct Layer {
     pub compare: ComparePatch,
 }
 
+/// Params merge by name.
+fn extend_params(low: &mut BTreeMap<String, ParamValue>, high: &BTreeMap<String, ParamValue>) {
+    low.extend(high.iter().map(|(k, v)| (k.clone(), v.clone())));
+}
+
+/// The tables of a layer, as they appear at the top level, in a profile and in a variant.
+/// Laying a layer over another (`Layer::overlay`) merges params by name, appends knob settings
+/// (they apply in order), and merges `run` and `compare` by their rows.
+impl Patch for Layer {
+    const FIELDS: &'static [Field<Self>] = &[
+        Field::new(
+            "params",
+            |layer, cx, value, path| {
+                layer.params = parse_params(cx.ctx, cx.workload(), value, path)?;
+                Ok(())
+            },
+            |low, high| extend_params(&mut low.params, &high.params),
+        ),
+        profile_only(Field::new(
+            "override_params",
+            |layer, cx, value, path| {
+                layer.override_params = parse_params(cx.ctx, cx.workload(), value, path)?;
+                Ok(())
+            },
+            |low, high| extend_params(&mut low.override_params, &high.override_params),
+        )),
+        Field::new(
+            "knobs",
+            |layer, cx, value, path| {
+                let table = expect_table(cx.ctx, value, path)?;
+                walk_knobs(cx.ctx, table, "", path, &mut layer.knobs)
+            },
+            |low, high| low.knobs.extend(high.knobs.iter().cloned()),
+        ),
+        field!(table "run", parse_run, run),
+        plan_wide(field!(table "compare", parse_compare, compare)),
+    ];
+}
+
 impl Layer {
-    /// Lays `higher` over this layer: params by name, knob settings after these (they apply in
-    /// order), `run` and `compare` by their rows.
-    pub fn overlay(&mut self, higher: &Layer) {
-        let params = |map: &BTreeMap<String, ParamValue>| {
-            map.iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect::<Vec<_>>()
-        };
-        self.params.extend(params(&higher.params));
-        self.override_params.extend(params(&higher.override_params));
-        self.knobs.extend(higher.knobs.iter().cloned());
-        self.run.overlay(&higher.run);
-        self.compare.overlay(&higher.compare);
+    /// The layer's rows among the entries of `table` (whose keys have been checked), in file
+    /// order; in a variant, `compare` is refused.
+    pub fn read_from(cx: &Cx<'_>, table: &DeTable<'_>, path: &str) -> Result<Layer, ManifestError> {
+        let mut layer = Layer::default();
+        layer.read_entries(cx, table, path, &|field, span, key_path| {
+            refuse_plan_wide(cx, field.key, field, span, key_path)
+        })?;
+        Ok(layer)
     }
 
     /// The layers merged, lowest precedence first.
@@ -71,7 +105,7 @@ impl Layer {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(in crate::manifest) struct VariantDef {
     pub name: String,
     pub claims: Vec<String>,
@@ -112,39 +146,4 @@ impl Setting {
         }
         layer
     }
-}
-
-/// The `params`, `knobs` and `run` entries of `table` (other keys are checked by the caller).
-pub(in crate::manifest) fn parse_layer(
-    ctx: &Ctx<'_>,
-    workload: &'static WorkloadSpec,
-    table: &DeTable<'_>,
-    path: &str,
-    per_variant: bool,
-) -> Result<Layer, ManifestError> {
-    let mut layer = Layer::default();
-    for (key, value) in entries(table) {
-        let name: &str = key.get_ref();
-        let key_path = join(path, name);
-        match name {
-            "params" => layer.params = parse_params(ctx, workload, value, &key_path)?,
-            "knobs" => {
-                let table = expect_table(ctx, value, &key_path)?;
-                walk_knobs(ctx, table, "", &key_path, &mut layer.knobs)?;
-            }
-            "run" => layer.run = parse_run(ctx, value, &key_path, per_variant)?,
-            "compare" if per_variant => {
-                return Err(ctx
-                    .err(
-                        key.span(),
-                        &key_path,
-                        "`compare` applies to the whole plan and cannot be set per variant",
-                    )
-                    .with_hint("set it in `[compare]` or in a profile's `compare`"));
-            }
-            "compare" => layer.compare = parse_compare(ctx, value, &key_path)?,
-            _ => {}
-        }
-    }
-    Ok(layer)
 }

@@ -1,8 +1,10 @@
 //! `[run]` (and a profile's or variant's `run`), with `settle`.
 
-use super::field::Located;
-use super::field::{field, overlay_fields, plan_wide, Field, Patch};
 use crate::manifest::error::ManifestError;
+use crate::manifest::field::Located;
+use crate::manifest::field::{
+    accept, field, overlay_fields, plan_wide, refuse_plan_wide, Cx, Field, Patch,
+};
 use crate::manifest::spanned::{
     check_int_range, expect_enum, expect_float_in, expect_int, parse_duration, type_error, Ctx,
     FloatRange, Value, CLOSED_01, OPEN_01,
@@ -45,15 +47,7 @@ impl Patch for RunPatch {
     const FIELDS: &'static [Field<Self>] = &[
         field!("warmup", u32_at_least(0), warmup),
         field!("warmup_max", u32_at_least(0), warmup_max),
-        Field {
-            key: "settle",
-            plan_wide: false,
-            read: |patch, ctx, value, path| {
-                patch.settle = parse_settle(ctx, value, path)?;
-                Ok(())
-            },
-            overlay: |low, high| low.settle.overlay(&high.settle),
-        },
+        field!(table "settle", parse_settle, settle),
         field!("repetitions", u32_at_least(1), repetitions),
         field!("repetitions_max", u32_at_least(1), repetitions_max),
         field!("target_rel_ci", fraction(OPEN_01), target_rel_ci),
@@ -84,25 +78,14 @@ impl Patch for SettlePatch {
     }
 }
 
-/// Reads `[run]`; `per_variant` refuses the keys that apply to the whole plan.
+/// Reads `[run]`; in a variant, refuses the keys that apply to the whole plan.
 pub(in crate::manifest) fn parse_run(
-    ctx: &Ctx<'_>,
+    cx: &Cx<'_>,
     value: &Value<'_>,
     path: &str,
-    per_variant: bool,
 ) -> Result<RunPatch, ManifestError> {
-    RunPatch::read(ctx, value, path, |field, span, key_path| {
-        if per_variant && field.plan_wide {
-            let name = field.key;
-            return Err(ctx
-                .err(
-                    span,
-                    key_path,
-                    format!("`{name}` applies to the whole plan and cannot be set per variant"),
-                )
-                .with_hint("set it in `[run]` or in a profile's `run`"));
-        }
-        Ok(())
+    RunPatch::read(cx, value, path, &|field, span, key_path| {
+        refuse_plan_wide(cx, "run", field, span, key_path)
     })
 }
 
@@ -149,11 +132,8 @@ fn seconds(ctx: &Ctx<'_>, value: &Value<'_>, path: &str) -> Result<f64, Manifest
 }
 
 /// `settle = true | false | { … }`: a table turns the rule on and sets its fields.
-fn parse_settle(
-    ctx: &Ctx<'_>,
-    value: &Value<'_>,
-    path: &str,
-) -> Result<SettlePatch, ManifestError> {
+fn parse_settle(cx: &Cx<'_>, value: &Value<'_>, path: &str) -> Result<SettlePatch, ManifestError> {
+    let ctx = cx.ctx;
     match value.get_ref() {
         DeValue::Boolean(enabled) => Ok(SettlePatch {
             enabled: Some(*enabled),
@@ -161,7 +141,7 @@ fn parse_settle(
         }),
         DeValue::Table(_) => Ok(SettlePatch {
             enabled: Some(true),
-            ..SettlePatch::read(ctx, value, path, |_, _, _| Ok(()))?
+            ..SettlePatch::read(cx, value, path, &accept)?
         }),
         DeValue::String(s) if s == "true" || s == "false" => {
             Err(type_error(ctx, value, path, "`true`, `false` or a table"))
