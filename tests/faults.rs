@@ -106,6 +106,36 @@ params = { kind = "none" }"#,
     assert_eq!(measured("healthy-last"), 2);
     assert_eq!(measured("abort"), 1);
     assert_eq!(measured("panic"), 0);
+
+    // The JUnit file fails exactly the broken workers, and `report` exits as `run` did.
+    let xml = std::fs::read_to_string(sb.run_dir().join("junit.xml")).unwrap();
+    let junit = junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes())).unwrap();
+    let workers = junit
+        .suites
+        .iter()
+        .find(|s| s.name == "faults workers")
+        .unwrap();
+    let mut failed: Vec<&str> = workers
+        .cases
+        .iter()
+        .filter(|c| c.status.is_failure())
+        .map(|c| c.original_name.as_str())
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        [
+            "abort process 0",
+            "exit process 0",
+            "hang process 0",
+            "panic process 0"
+        ]
+    );
+    let run_dir = sb.run_dir();
+    sb.cmd()
+        .args(["report", run_dir.to_str().unwrap(), "--out", "again"])
+        .assert()
+        .code(4);
 }
 
 fn libc_sigabrt() -> i64 {

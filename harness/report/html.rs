@@ -320,9 +320,10 @@ pub fn render(report: &Report) -> String {
     let refuted = report.claim_count(ClaimVerdictKind::Refuted);
     let _ = writeln!(
         out,
-        "<p class=\"small\">Exit status {}: {} regression(s), {refuted} refuted claim(s).</p>",
+        "<p class=\"small\">Exit status {}: {} regression(s), {refuted} refuted claim(s), {} failed worker(s).</p>",
         report.exit_code(),
-        report.regressions()
+        report.regressions(),
+        report.failed_workers()
     );
     let _ = writeln!(out, "</body>\n</html>");
     out

@@ -1,11 +1,16 @@
-//! `junit.xml`: one test case per claim and per regression-gate comparison, so CI systems
-//! that read JUnit show them next to the unit tests.
+//! `junit.xml`: one test case per worker process, per claim and per regression-gate
+//! comparison, so CI systems that read JUnit show them next to the unit tests.
 //!
-//! Mapping: a refuted claim and a regression are failures; a confirmed claim and an
+//! Mapping: a worker that crashed, timed out, failed or could not start is a failure (with its
+//! message, for a crash the tail of its log); one that ran (out of memory included: that is a
+//! measurement) passes; one stopped by an interruption is skipped. A refuted claim and a
+//! regression are failures; a confirmed claim and an
 //! unchanged or improved metric pass; an inconclusive or not-applicable claim and an
 //! inconclusive or not-compared metric are *skipped* (with the verdict as the skip message and
 //! as a `verdict` property), because neither is evidence of a problem and neither should fail a
-//! build. Times and timestamps are left out so the file is reproducible.
+//! build. A run without any worker still yields one (skipped) case: readers such as Jenkins
+//! treat a file without test cases as an error. Times and timestamps are left out so the file
+//! is reproducible.
 
 use super::model::Report;
 use crate::verdict::claims::ClaimVerdictKind;
@@ -26,6 +31,28 @@ fn status(kind: Option<NonSuccessKind>, skipped: bool, message: &str, ty: &str) 
 pub fn render(report: &Report) -> Result<String, quick_junit::SerializeError> {
     let mut junit = quick_junit::Report::new("claimbench");
     for suite in &report.suites {
+        let mut workers = TestSuite::new(format!("{} workers", suite.suite));
+        for w in &suite.workers {
+            let (kind, skipped) = if w.failed {
+                (Some(NonSuccessKind::Failure), false)
+            } else {
+                (None, w.status == "interrupted")
+            };
+            let message = match &w.message {
+                Some(m) => format!("{}: {m}", w.status),
+                None => w.status.clone(),
+            };
+            let mut case = TestCase::new(
+                format!("{} process {}", w.variant, w.process),
+                status(kind, skipped, &message, &w.status),
+            );
+            case.set_classname(format!("{}.workers", suite.suite));
+            case.add_property(Property::new("outcome", w.status.as_str()));
+            workers.add_test_case(case);
+        }
+        if !workers.test_cases.is_empty() {
+            junit.add_test_suite(workers);
+        }
         let mut claims = TestSuite::new(format!("{} claims", suite.suite));
         for c in report.claims.iter().filter(|c| c.suite == suite.suite) {
             let (kind, skipped) = match c.verdict {
@@ -87,6 +114,16 @@ pub fn render(report: &Report) -> Result<String, quick_junit::SerializeError> {
         if !comparisons.test_cases.is_empty() {
             junit.add_test_suite(comparisons);
         }
+    }
+    if junit.test_suites.is_empty() {
+        let mut empty = TestSuite::new("claimbench");
+        let mut case = TestCase::new(
+            "run",
+            status(None, true, "no worker ran in this run", "empty"),
+        );
+        case.set_classname("claimbench");
+        empty.add_test_case(case);
+        junit.add_test_suite(empty);
     }
     junit.to_string()
 }

@@ -51,6 +51,34 @@ pub struct SuiteSummary {
     pub profile: String,
     pub manifest_path: String,
     pub variants: Vec<VariantSummary>,
+    /// Every worker process and how it ended, in the order they ran.
+    pub workers: Vec<WorkerOutcome>,
+}
+
+/// How one worker process ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerOutcome {
+    pub variant: String,
+    pub process: u32,
+    /// `ok`, `oom`, `error`, `crashed`, `timeout`, `interrupted`, `spawn_failed`.
+    pub status: String,
+    /// The worker's error, or the tail of its log for a crash.
+    pub message: Option<String>,
+    /// Crashed, timed out, failed or could not start: the run's exit code says so. Running out
+    /// of memory is a measurement and an interrupted worker was stopped on request.
+    pub failed: bool,
+}
+
+impl WorkerOutcome {
+    fn of(p: &crate::store::ProcessRecord) -> Self {
+        WorkerOutcome {
+            variant: p.variant.clone(),
+            process: p.process,
+            status: p.status.as_str().to_string(),
+            message: p.message.clone(),
+            failed: !matches!(p.status, Status::Ok | Status::Oom | Status::Interrupted),
+        }
+    }
 }
 
 /// The median of a metric with its interval.
@@ -199,6 +227,7 @@ impl Report {
                         .iter()
                         .map(|v| variant_summary(suite, v, data.get(&v.name), samples))
                         .collect(),
+                    workers: suite.processes.iter().map(WorkerOutcome::of).collect(),
                 }
             })
             .collect();
@@ -271,10 +300,22 @@ impl Report {
         self.claims.iter().filter(|c| c.verdict == verdict).count()
     }
 
-    /// 1 on a regression or a refuted claim, else 0 (see `exit_code`).
+    /// Workers that crashed, timed out, failed or could not start.
+    pub fn failed_workers(&self) -> usize {
+        self.suites
+            .iter()
+            .flat_map(|s| &s.workers)
+            .filter(|w| w.failed)
+            .count()
+    }
+
+    /// The run's exit code as `claimbench run` gave it (interruption aside): 1 on a regression
+    /// or a refuted claim, else 4 when workers failed, else 0 (see `exit_code`).
     pub fn exit_code(&self) -> i32 {
         if self.regressions() > 0 || self.claim_count(ClaimVerdictKind::Refuted) > 0 {
             crate::exit_code::REGRESSION
+        } else if self.failed_workers() > 0 {
+            crate::exit_code::WORKER_FAILURES
         } else {
             crate::exit_code::OK
         }

@@ -349,11 +349,21 @@ fn junit_matches_the_golden_file_and_parses_back() {
     let xml = super::junit::render(&fixture()).unwrap();
     check_golden("junit.xml", &xml);
     let parsed = junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes())).unwrap();
-    assert_eq!(parsed.suites.len(), 2);
-    let claims = &parsed.suites[0];
-    assert_eq!(claims.name, "texture claims");
+    let names: Vec<&str> = parsed.suites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "texture workers",
+            "texture claims",
+            "texture regression gate"
+        ]
+    );
+    let workers = &parsed.suites[0];
+    assert_eq!(workers.failures, 0, "out of memory is a measurement");
+    assert_eq!(workers.tests, fixture().suites[0].workers.len() as u64);
+    let claims = &parsed.suites[1];
     assert_eq!((claims.tests, claims.failures, claims.skipped), (8, 0, 1));
-    let gate = &parsed.suites[1];
+    let gate = &parsed.suites[2];
     assert_eq!(gate.name, "texture regression gate");
     assert_eq!(gate.failures, 1);
     let failed: Vec<&str> = gate
@@ -394,9 +404,58 @@ fn refuted_claims_are_junit_failures() {
     report.claims[1].verdict = crate::verdict::claims::ClaimVerdictKind::Refuted;
     let xml = super::junit::render(&report).unwrap();
     let parsed = junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes())).unwrap();
-    assert_eq!(parsed.suites.len(), 1);
-    assert_eq!(parsed.suites[0].failures, 1);
+    assert_eq!(parsed.suites.len(), 2);
+    assert_eq!(parsed.suites[1].failures, 1);
     assert_eq!(report.exit_code(), crate::exit_code::REGRESSION);
+}
+
+#[test]
+fn failed_workers_are_junit_failures_and_set_the_exit_code() {
+    let mut report = fixture();
+    report.gate = None;
+    for c in &mut report.claims {
+        c.verdict = crate::verdict::claims::ClaimVerdictKind::Confirmed;
+    }
+    assert_eq!(report.exit_code(), crate::exit_code::OK);
+    let crashed = &mut report.suites[0].workers[0];
+    crashed.status = "crashed".into();
+    crashed.message = Some("worker crashed (SIGABRT); log tail: boom".into());
+    crashed.failed = true;
+    let stopped = &mut report.suites[0].workers[1];
+    stopped.status = "interrupted".into();
+    assert_eq!(report.failed_workers(), 1);
+    assert_eq!(report.exit_code(), crate::exit_code::WORKER_FAILURES);
+    let xml = super::junit::render(&report).unwrap();
+    let parsed = junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes())).unwrap();
+    let workers = &parsed.suites[0];
+    assert_eq!((workers.failures, workers.skipped), (1, 1));
+    let failure = workers
+        .cases
+        .iter()
+        .find(|c| c.status.is_failure())
+        .unwrap();
+    assert!(
+        failure
+            .status
+            .failure_as_ref()
+            .message
+            .ends_with("log tail: boom"),
+        "{xml}"
+    );
+}
+
+#[test]
+fn a_run_without_workers_still_has_a_junit_case() {
+    let mut report = fixture();
+    report.gate = None;
+    report.claims.clear();
+    for s in &mut report.suites {
+        s.workers.clear();
+    }
+    let xml = super::junit::render(&report).unwrap();
+    let parsed = junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes())).unwrap();
+    assert_eq!(parsed.suites.len(), 1);
+    assert_eq!((parsed.suites[0].tests, parsed.suites[0].skipped), (1, 1));
 }
 
 /// Tags open and closed in order, void elements and self-closing tags aside; comments and the
