@@ -174,8 +174,10 @@ fn verdict_style(v: crate::verdict::claims::ClaimVerdictKind) -> anstyle::Style 
 }
 
 /// The claims, refuted first, three lines each: verdict, id, suite and summary; what was
-/// measured against what was claimed; the reason. Verdicts carry ANSI colours: print through
-/// `anstream`, which drops them when stdout is no terminal or `NO_COLOR` is set.
+/// measured against what was claimed; the reason. Not-applicable claims say nothing about the
+/// measurement, so they are folded into one line per reason (a CPU run has dozens). Verdicts
+/// carry ANSI colours: print through `anstream`, which drops them when stdout is no terminal
+/// or `NO_COLOR` is set.
 pub fn claims_table(claims: &[crate::verdict::claims::ClaimVerdict]) -> String {
     use crate::verdict::claims::ClaimVerdictKind;
     let mut out = String::new();
@@ -185,7 +187,10 @@ pub fn claims_table(claims: &[crate::verdict::claims::ClaimVerdict]) -> String {
     let _ = writeln!(out, "claims");
     let mut sorted: Vec<_> = claims.iter().collect();
     sorted.sort_by_key(|c| c.verdict);
-    for c in sorted {
+    let (not_applicable, judged): (Vec<_>, Vec<_>) = sorted
+        .into_iter()
+        .partition(|c| c.verdict == ClaimVerdictKind::NotApplicable);
+    for c in judged {
         let style = verdict_style(c.verdict);
         let verdict = format!("{:<15}", c.verdict.name());
         let _ = writeln!(
@@ -210,6 +215,25 @@ pub fn claims_table(claims: &[crate::verdict::claims::ClaimVerdict]) -> String {
                 c.flagged_samples
             );
         }
+    }
+    // Reason → "id (suite)" of each claim with that reason, in the order first met.
+    let mut by_reason: Vec<(&str, Vec<String>)> = Vec::new();
+    for c in not_applicable {
+        let id = format!("{} ({})", c.id, c.suite);
+        match by_reason.iter_mut().find(|(r, _)| *r == c.reason) {
+            Some((_, ids)) => ids.push(id),
+            None => by_reason.push((c.reason.as_str(), vec![id])),
+        }
+    }
+    let style = verdict_style(ClaimVerdictKind::NotApplicable);
+    for (reason, ids) in by_reason {
+        let verdict = format!("{:<15}", ClaimVerdictKind::NotApplicable.name());
+        let _ = writeln!(
+            out,
+            "  {style}{verdict}{style:#} {} claim(s): {reason}",
+            ids.len()
+        );
+        let _ = writeln!(out, "  {:<15} {}", "", ids.join(", "));
     }
     let counts: Vec<String> = ClaimVerdictKind::ALL
         .iter()

@@ -587,3 +587,40 @@ fn verdicts_that_depend_on_flagged_samples_are_listed() {
     assert!(md.contains("- texture H0-01: "), "{md}");
     assert!(md.contains("confirmed without flagged samples"));
 }
+
+#[test]
+fn not_applicable_claims_fold_into_one_line_per_reason() {
+    use crate::verdict::claims::ClaimVerdictKind;
+    let mut claims = fixture().claims;
+    assert!(claims.len() >= 4);
+    for (c, reason) in claims.iter_mut().zip(["no GPU", "no GPU", "no budget"]) {
+        c.verdict = ClaimVerdictKind::NotApplicable;
+        c.reason = reason.into();
+    }
+    let table = super::terminal::claims_table(&claims);
+    let folded: Vec<&str> = table.lines().filter(|l| l.contains("claim(s):")).collect();
+    let mut reasons: Vec<&str> = claims
+        .iter()
+        .filter(|c| c.verdict == ClaimVerdictKind::NotApplicable)
+        .map(|c| c.reason.as_str())
+        .collect();
+    reasons.dedup();
+    assert_eq!(folded.len(), reasons.len(), "{table}");
+    assert!(folded[0].ends_with("2 claim(s): no GPU"), "{table}");
+    assert!(folded[1].ends_with("1 claim(s): no budget"), "{table}");
+    let listed = format!(
+        "{} ({}), {} ({})",
+        claims[0].id, claims[0].suite, claims[1].id, claims[1].suite
+    );
+    assert!(table.contains(&listed), "{table}");
+    // The judged claims keep their three lines.
+    assert_eq!(
+        table.lines().filter(|l| l.contains("measured ")).count(),
+        claims.len()
+            - claims
+                .iter()
+                .filter(|c| c.verdict == ClaimVerdictKind::NotApplicable)
+                .count(),
+        "{table}"
+    );
+}
