@@ -3,7 +3,7 @@
 //! full comparison table folded away.
 
 use super::escape::markdown_cell as cell;
-use super::model::{MetricSummary, Report, VariantSummary};
+use super::model::{not_applicable_by_reason, MetricSummary, Report, VariantSummary};
 use crate::claim::{format_gib, Dimension};
 use crate::verdict::claims::ClaimVerdictKind;
 use crate::verdict::gate::{GateEntry, GateVerdict};
@@ -103,7 +103,69 @@ fn outcomes_text(v: &VariantSummary) -> String {
 }
 
 /// Renders the whole report as GitHub-flavoured Markdown.
+/// GitHub refuses comments longer than 65,536 characters; the margin leaves room for what a
+/// workflow wraps around the report.
+pub const COMMENT_LIMIT: usize = 60_000;
+
+/// A table or list whose rows may be cut to fit the comment: what comes before the rows, the
+/// rows in order of importance, and what closes it.
+struct Block {
+    head: String,
+    rows: Vec<String>,
+    tail: String,
+}
+
+impl Block {
+    fn text(head: String) -> Block {
+        Block {
+            head,
+            rows: Vec::new(),
+            tail: String::new(),
+        }
+    }
+}
+
+/// The report in at most [`COMMENT_LIMIT`] bytes (see [`render_within`]).
 pub fn render(report: &Report) -> String {
+    render_within(report, COMMENT_LIMIT)
+}
+
+/// The report in at most `limit` bytes: blocks in order of importance (headline, regressions,
+/// claims, variants, sample quality, every comparison); where the rows of a block no longer
+/// fit, the rest are left out with a line that says how many and where the full tables are.
+pub fn render_within(report: &Report, limit: usize) -> String {
+    const CUT: &str = "\n_… {n} more row(s) left out to fit a comment: the full tables are in report.html and report.json of the run._\n";
+    let blocks = blocks(report);
+    // Every head and tail is kept, so reserve them up front.
+    let mut reserved: usize = blocks
+        .iter()
+        .map(|b| b.head.len() + b.tail.len() + if b.rows.is_empty() { 0 } else { CUT.len() + 8 })
+        .sum();
+    let mut out = String::new();
+    for block in blocks {
+        reserved -= block.head.len() + block.tail.len();
+        if !block.rows.is_empty() {
+            reserved -= CUT.len() + 8;
+        }
+        out.push_str(&block.head);
+        let mut kept = 0;
+        for row in &block.rows {
+            if out.len() + row.len() + block.tail.len() + CUT.len() + 8 + reserved > limit {
+                break;
+            }
+            out.push_str(row);
+            kept += 1;
+        }
+        if kept < block.rows.len() {
+            out.push_str(&CUT.replace("{n}", &(block.rows.len() - kept).to_string()));
+        }
+        out.push_str(&block.tail);
+    }
+    out
+}
+
+fn blocks(report: &Report) -> Vec<Block> {
+    let mut blocks = Vec::new();
     let mut out = String::new();
     let _ = writeln!(out, "## claimbench: {}", report.headline());
     let _ = writeln!(out);
@@ -136,15 +198,17 @@ pub fn render(report: &Report) -> String {
             "\n> **Interrupted**: the run was stopped early; figures cover what finished."
         );
     }
+    blocks.push(Block::text(out));
 
     if let Some(gate) = &report.gate {
-        let _ = writeln!(out, "\n### Regressions\n");
+        let mut head = String::new();
+        let _ = writeln!(head, "\n### Regressions\n");
         if !gate.baselines.is_empty() {
-            let _ = writeln!(out, "Compared with {}.", cell(&gate.baselines.join(", ")));
+            let _ = writeln!(head, "Compared with {}.", cell(&gate.baselines.join(", ")));
         }
         if !gate.mismatches.is_empty() {
             let _ = writeln!(
-                out,
+                head,
                 "\n> **Warning**: the baseline was measured on other hardware or software ({}); timings may differ for reasons other than the code.",
                 cell(&gate.mismatches.join(", "))
             );
@@ -155,71 +219,134 @@ pub fn render(report: &Report) -> String {
             .filter(|e| e.verdict == GateVerdict::Regression)
             .collect();
         if regressions.is_empty() {
-            let _ = writeln!(out, "\nNo regression.");
+            let _ = writeln!(head, "\nNo regression.");
+            blocks.push(Block::text(head));
         } else {
-            let _ = write!(out, "\n{GATE_HEADER}");
-            for e in regressions {
-                gate_row(&mut out, e);
-            }
+            let _ = write!(head, "\n{GATE_HEADER}");
+            let rows = regressions
+                .into_iter()
+                .map(|e| {
+                    let mut row = String::new();
+                    gate_row(&mut row, e);
+                    row
+                })
+                .collect();
+            blocks.push(Block {
+                head,
+                rows,
+                tail: String::new(),
+            });
         }
     }
 
     if !report.claims.is_empty() {
-        let _ = writeln!(out, "\n### Claims\n");
-        let _ = writeln!(
-            out,
-            "| claim | verdict | measured | claimed | reason |\n|---|---|---|---|---|"
-        );
-        let mut claims: Vec<_> = report.claims.iter().collect();
-        claims.sort_by_key(|c| c.verdict);
-        for c in claims {
-            let what = match (&c.metric, c.kind.as_str()) {
-                (_, "not-applicable") => String::new(),
-                (Some(m), kind) => format!(" · {kind} of `{}`", cell(m)),
-                (None, kind) => format!(" · {kind}"),
-            };
-            let variants = if c.variants.is_empty() {
-                String::new()
-            } else {
-                let separator = match c.kind.as_str() {
-                    "change" | "difference" => " → ",
-                    _ => ", ",
-                };
-                format!(
-                    " · {}",
-                    c.variants
-                        .iter()
-                        .map(|v| format!("`{}`", cell(v)))
-                        .collect::<Vec<_>>()
-                        .join(separator)
-                )
-            };
-            let flagged = match c.without_flagged {
-                Some(without) if without != c.verdict => {
-                    format!(" ⚠ {} without flagged samples", without.name())
-                }
-                _ => String::new(),
-            };
-            let _ = writeln!(
-                out,
-                "| **{}** {}<br><sub>{} · {}{what}{variants}</sub> | {}{flagged} | {} | {} | {} |",
-                cell(&c.id),
-                cell(&c.summary),
-                cell(&c.suite),
-                cell(&c.source),
-                verdict_badge(c.verdict),
-                cell(&c.measured()),
-                cell(&c.claimed),
-                cell(&c.reason)
-            );
-        }
+        blocks.push(claims_block(report));
     }
+    blocks.push(variants_block(report));
+    blocks.push(Block::text(quality_text(report)));
 
-    let _ = writeln!(out, "\n### Variants\n");
-    let _ = writeln!(
-        out,
-        "| variant | outcomes | calls (flagged) | median wall | 95 % CI | peak allocated | peak reserved | budget |\n|---|---|---:|---:|---|---:|---:|---:|"
-    );
+    if let Some(gate) = &report.gate {
+        let head = format!(
+            "\n<details><summary>All comparisons ({})</summary>\n\n{GATE_HEADER}",
+            gate.entries.len()
+        );
+        let rows = gate
+            .entries
+            .iter()
+            .map(|e| {
+                let mut row = String::new();
+                gate_row(&mut row, e);
+                row
+            })
+            .collect();
+        let corrections: Vec<String> = gate
+            .corrections
+            .iter()
+            .map(|(s, c)| format!("{}: {}", cell(s), cell(c)))
+            .collect();
+        let tail = format!(
+            "\nMultiple-comparison correction: {}.\n\n</details>\n",
+            corrections.join("; ")
+        );
+        blocks.push(Block { head, rows, tail });
+    }
+    blocks
+}
+
+/// Judged claims first (refuted, inconclusive, confirmed), one row each; not-applicable claims
+/// one row per reason, since they say nothing about the measurement.
+fn claims_block(report: &Report) -> Block {
+    let head =
+        "\n### Claims\n\n| claim | verdict | measured | claimed | reason |\n|---|---|---|---|---|\n"
+            .to_string();
+    let mut claims: Vec<_> = report.claims.iter().collect();
+    claims.sort_by_key(|c| c.verdict);
+    let (not_applicable, judged): (Vec<_>, Vec<_>) = claims
+        .into_iter()
+        .partition(|c| c.verdict == ClaimVerdictKind::NotApplicable);
+    let mut rows = Vec::new();
+    for c in judged {
+        let what = match (&c.metric, c.kind.as_str()) {
+            (Some(m), kind) => format!(" · {kind} of `{}`", cell(m)),
+            (None, kind) => format!(" · {kind}"),
+        };
+        let variants = if c.variants.is_empty() {
+            String::new()
+        } else {
+            let separator = match c.kind.as_str() {
+                "change" | "difference" => " → ",
+                _ => ", ",
+            };
+            format!(
+                " · {}",
+                c.variants
+                    .iter()
+                    .map(|v| format!("`{}`", cell(v)))
+                    .collect::<Vec<_>>()
+                    .join(separator)
+            )
+        };
+        let flagged = match c.without_flagged {
+            Some(without) if without != c.verdict => {
+                format!(" ⚠ {} without flagged samples", without.name())
+            }
+            _ => String::new(),
+        };
+        rows.push(format!(
+            "| **{}** {}<br><sub>{} · {}{what}{variants}</sub> | {}{flagged} | {} | {} | {} |\n",
+            cell(&c.id),
+            cell(&c.summary),
+            cell(&c.suite),
+            cell(&c.source),
+            verdict_badge(c.verdict),
+            cell(&c.measured()),
+            cell(&c.claimed),
+            cell(&c.reason)
+        ));
+    }
+    for (reason, group) in not_applicable_by_reason(not_applicable) {
+        let ids: Vec<String> = group
+            .iter()
+            .map(|c| format!("**{}** <sub>{}</sub>", cell(&c.id), cell(&c.suite)))
+            .collect();
+        rows.push(format!(
+            "| {} | {} ({}) | – | – | {} |\n",
+            ids.join(", "),
+            verdict_badge(ClaimVerdictKind::NotApplicable),
+            ids.len(),
+            cell(reason)
+        ));
+    }
+    Block {
+        head,
+        rows,
+        tail: String::new(),
+    }
+}
+
+fn variants_block(report: &Report) -> Block {
+    let head = "\n### Variants\n\n| variant | outcomes | calls (flagged) | median wall | 95 % CI | peak allocated | peak reserved | budget |\n|---|---|---:|---:|---|---:|---:|---:|\n".to_string();
+    let mut rows = Vec::new();
     for suite in &report.suites {
         for v in &suite.variants {
             let (median, ci) = median_text(&v.wall_ms);
@@ -228,9 +355,8 @@ pub fn render(report: &Report) -> String {
             if let Some(oom) = &v.oom {
                 let _ = write!(outcomes, " ({})", cell(oom));
             }
-            let _ = writeln!(
-                out,
-                "| `{}/{}` | {} | {} ({}) | {} | {} | {} | {} | {} |",
+            rows.push(format!(
+                "| `{}/{}` | {} | {} ({}) | {} | {} | {} | {} | {} |\n",
                 cell(&suite.suite),
                 cell(&v.name),
                 outcomes,
@@ -241,10 +367,18 @@ pub fn render(report: &Report) -> String {
                 bytes(v.peak_allocated_bytes),
                 bytes(v.peak_reserved_bytes),
                 bytes(v.budget_bytes)
-            );
+            ));
         }
     }
+    Block {
+        head,
+        rows,
+        tail: String::new(),
+    }
+}
 
+fn quality_text(report: &Report) -> String {
+    let mut out = String::new();
     let q = &report.quality;
     let _ = writeln!(out, "\n### Sample quality\n");
     let _ = writeln!(out, "{}", q.summary());
@@ -259,28 +393,6 @@ pub fn render(report: &Report) -> String {
         } else {
             let _ = writeln!(out, "Leaving them out changes:\n\n{}", changes.join("\n"));
         }
-    }
-
-    if let Some(gate) = &report.gate {
-        let _ = writeln!(
-            out,
-            "\n<details><summary>All comparisons ({})</summary>\n",
-            gate.entries.len()
-        );
-        let _ = write!(out, "{GATE_HEADER}");
-        for e in &gate.entries {
-            gate_row(&mut out, e);
-        }
-        let corrections: Vec<String> = gate
-            .corrections
-            .iter()
-            .map(|(s, c)| format!("{}: {}", cell(s), cell(c)))
-            .collect();
-        let _ = writeln!(
-            out,
-            "\nMultiple-comparison correction: {}.\n\n</details>",
-            corrections.join("; ")
-        );
     }
     out
 }

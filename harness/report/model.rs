@@ -351,6 +351,24 @@ impl Report {
     }
 }
 
+/// Not-applicable claims grouped by their reason, in the order the reasons first occur: they
+/// say nothing about the measurement, so reports show one line per reason.
+pub fn not_applicable_by_reason<'a>(
+    claims: impl IntoIterator<Item = &'a ClaimVerdict>,
+) -> Vec<(&'a str, Vec<&'a ClaimVerdict>)> {
+    let mut by_reason: Vec<(&str, Vec<&ClaimVerdict>)> = Vec::new();
+    for c in claims
+        .into_iter()
+        .filter(|c| c.verdict == ClaimVerdictKind::NotApplicable)
+    {
+        match by_reason.iter_mut().find(|(r, _)| *r == c.reason) {
+            Some((_, group)) => group.push(c),
+            None => by_reason.push((c.reason.as_str(), vec![c])),
+        }
+    }
+    by_reason
+}
+
 /// Median with a seeded interval: two-stage bootstrap over processes and calls with enough
 /// processes, else over pooled calls.
 pub fn metric_summary(sample: &NestedSample) -> MetricSummary {

@@ -216,17 +216,12 @@ pub fn claims_table(claims: &[crate::verdict::claims::ClaimVerdict]) -> String {
             );
         }
     }
-    // Reason → "id (suite)" of each claim with that reason, in the order first met.
-    let mut by_reason: Vec<(&str, Vec<String>)> = Vec::new();
-    for c in not_applicable {
-        let id = format!("{} ({})", c.id, c.suite);
-        match by_reason.iter_mut().find(|(r, _)| *r == c.reason) {
-            Some((_, ids)) => ids.push(id),
-            None => by_reason.push((c.reason.as_str(), vec![id])),
-        }
-    }
     let style = verdict_style(ClaimVerdictKind::NotApplicable);
-    for (reason, ids) in by_reason {
+    for (reason, group) in crate::report::model::not_applicable_by_reason(not_applicable) {
+        let ids: Vec<String> = group
+            .iter()
+            .map(|c| format!("{} ({})", c.id, c.suite))
+            .collect();
         let verdict = format!("{:<15}", ClaimVerdictKind::NotApplicable.name());
         let _ = writeln!(
             out,

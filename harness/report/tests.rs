@@ -624,3 +624,38 @@ fn not_applicable_claims_fold_into_one_line_per_reason() {
         "{table}"
     );
 }
+
+#[test]
+fn markdown_fits_a_pr_comment_and_says_what_it_left_out() {
+    let mut report = fixture();
+    let full = super::markdown::render(&report);
+    assert!(!full.contains("left out to fit"), "{full}");
+    // Many claims and comparisons: far beyond the limit.
+    let claims = report.claims.clone();
+    let entries = report.gate.as_ref().unwrap().entries.clone();
+    for i in 0..400 {
+        report.claims.extend(claims.iter().cloned().map(|mut c| {
+            c.id = format!("{}-{i}", c.id);
+            c
+        }));
+        report
+            .gate
+            .as_mut()
+            .unwrap()
+            .entries
+            .extend(entries.iter().cloned());
+    }
+    let limit = 20_000;
+    let text = super::markdown::render_within(&report, limit);
+    assert!(text.len() <= limit, "{} bytes", text.len());
+    assert!(text.starts_with("## claimbench: "));
+    assert!(text.contains("### Regressions") && text.contains("| ❌ regression |"));
+    assert!(text.contains("### Variants") && text.contains("### Sample quality"));
+    assert!(text.contains("more row(s) left out to fit a comment"));
+    assert!(
+        text.trim_end().ends_with("</details>"),
+        "the details block is closed"
+    );
+    let full = super::markdown::render(&report);
+    assert!(full.len() <= super::markdown::COMMENT_LIMIT);
+}
