@@ -16,6 +16,7 @@ pub mod terminal;
 #[cfg(test)]
 mod tests;
 
+use crate::store::baseline::BaselineKey;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -75,13 +76,17 @@ pub const TREND_RUNS: usize = 30;
 
 /// Per-variant median wall times of `earlier` runs (oldest first, as
 /// [`crate::store::Results::history`] gives them) followed by `run` itself, for trend lines.
+/// Only runs on the same hardware as `run` (GPU model, or the CPU) count: a line through a CPU
+/// run and an H200 run of the same suite shows the hardware, not the code.
 pub fn trend_runs(
     run: &crate::store::RunRecord,
     samples: &[crate::store::SampleRow],
     earlier: &[crate::store::StoredRun],
 ) -> Vec<model::RunMedians> {
+    let hardware = |r: &crate::store::RunRecord| BaselineKey::of(&r.fingerprint).gpu;
     earlier
         .iter()
+        .filter(|other| hardware(&other.record) == hardware(run))
         .map(|other| (&other.record, other.samples.as_slice()))
         .chain(std::iter::once((run, samples)))
         .map(|(record, rows)| model::RunMedians {

@@ -659,3 +659,28 @@ fn markdown_fits_a_pr_comment_and_says_what_it_left_out() {
     let full = super::markdown::render(&report);
     assert!(full.len() <= super::markdown::COMMENT_LIMIT);
 }
+
+#[test]
+fn trend_lines_only_join_runs_on_the_same_hardware() {
+    use crate::store::StoredRun;
+    let (older, older_samples) = run("20241231T030405Z-nvidia-h100-testhost", 1.1);
+    let (mut cpu, cpu_samples) = run("20250101T030405Z-cpu-testhost", 30.0);
+    cpu.fingerprint.gpu = None;
+    cpu.fingerprint.device = Some("cpu".into());
+    let (current, samples) = run("20250102T030405Z-nvidia-h100-testhost", 1.0);
+    let stored = |record: RunRecord, samples: Vec<SampleRow>| StoredRun {
+        dir: PathBuf::from(&record.id),
+        record,
+        samples,
+    };
+    let earlier = [stored(older, older_samples), stored(cpu, cpu_samples)];
+    let runs = super::trend_runs(&current, &samples, &earlier);
+    let ids: Vec<&str> = runs.iter().map(|r| r.run.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "20241231T030405Z-nvidia-h100-testhost",
+            "20250102T030405Z-nvidia-h100-testhost"
+        ]
+    );
+}
