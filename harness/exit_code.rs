@@ -15,5 +15,9 @@ pub const ENVIRONMENT: i32 = 3;
 /// The run completed but some workers failed (crash, timeout, workload error). An out-of-memory
 /// outcome is a measurement, not a failure.
 pub const WORKER_FAILURES: i32 = 4;
+/// The gate had no baseline to compare with for some suite (none stored for this hardware
+/// and software stack); `--allow-missing-baseline` accepts that. Reported when nothing worse
+/// (a regression, a refuted claim, failed workers) happened.
+pub const NO_BASELINE: i32 = 5;
 /// Stopped by Ctrl-C; everything finished so far is recorded.
 pub const INTERRUPTED: i32 = 130;

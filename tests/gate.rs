@@ -137,3 +137,45 @@ fn a_variant_that_now_runs_out_of_memory_is_a_regression() {
             "runs out of memory; the baseline fit",
         ));
 }
+
+#[test]
+fn a_missing_baseline_fails_closed_and_says_what_exists() {
+    let sb = Sandbox::new();
+    let manifest = sb.manifest("naps.toml", &sleep_manifest(2.0));
+    let run = sb.run_quiet(&manifest);
+    // Nothing stored yet: exit 5, with how to record one; allowed on request.
+    sb.cmd()
+        .args(["compare", &run])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("no baseline for naps"))
+        .stderr(predicate::str::contains("claimbench baseline save RUN"));
+    sb.cmd()
+        .args(["compare", &run, "--allow-missing-baseline"])
+        .assert()
+        .success();
+    // `run --compare` still writes its report before failing closed.
+    sb.cmd()
+        .args(["run", "--quiet", "--compare", &manifest])
+        .assert()
+        .code(5);
+    assert!(std::path::Path::new(&sb.newest_run())
+        .join("report.md")
+        .is_file());
+
+    // A baseline stored under another software stack (here: another driver) is named.
+    let out = sb.cmd().args(["baseline", "save", &run]).assert().success();
+    let path = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let stored = sb.path().join(path.trim());
+    let folder = stored.parent().unwrap();
+    let other = folder.with_file_name("cpu_driver-older_cuda-none_cudnn-none_torch-2-10-0");
+    std::fs::rename(folder, &other).unwrap();
+    sb.cmd()
+        .args(["compare", &run])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains(
+            "cpu_driver-older_cuda-none_cudnn-none_torch-2-10-0",
+        ))
+        .stderr(predicate::str::contains("--allow-mismatch"));
+}

@@ -31,6 +31,9 @@ pub struct GateArgs {
     /// Compare even if the baseline comes from other hardware or software.
     #[arg(long)]
     pub allow_mismatch: bool,
+    /// Exit 0 rather than 5 when a suite has no stored baseline for this hardware and software.
+    #[arg(long)]
+    pub allow_missing_baseline: bool,
 }
 
 // Which profile of each manifest to plan.

@@ -98,6 +98,11 @@ pub fn run(options: RunOptions) -> Outcome {
         }
         None => None,
     };
+    // Decided before the report takes the gate; reported after it is written.
+    let missing_baseline_code = match (&gated, &gate) {
+        (Some(g), Some(options)) => g.missing_baseline_code(options),
+        _ => exit_code::OK,
+    };
     let report = write_report(&run.path, &run.record, &run.samples, gated, &run.path)?;
     let failures = run
         .record
@@ -114,11 +119,12 @@ pub fn run(options: RunOptions) -> Outcome {
             run.path.display()
         );
     }
-    Ok(run_exit_code(
-        run.record.interrupted,
-        report.exit_code(),
-        failures,
-    ))
+    let code = run_exit_code(run.record.interrupted, report.exit_code(), failures);
+    Ok(if code == exit_code::OK {
+        missing_baseline_code
+    } else {
+        code
+    })
 }
 
 /// The exit code of a finished run: Ctrl-C first, then what the report found (a regression or

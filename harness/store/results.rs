@@ -145,6 +145,21 @@ impl Results {
         Ok(found)
     }
 
+    /// The baseline folders (fingerprint keys) that hold a baseline of `suite`, sorted.
+    pub fn baseline_keys_with(&self, suite: &str) -> Vec<String> {
+        let file = format!("{}.json", slug(suite));
+        let Ok(entries) = std::fs::read_dir(self.root.join(BASELINES)) else {
+            return Vec::new();
+        };
+        let mut keys: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join(&file).is_file())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// Writes a baseline to its place; refuses to replace one unless `replace`.
     pub fn save_baseline(&self, baseline: &Baseline, replace: bool) -> Result<PathBuf, StoreError> {
         let path = self.baseline_path(&baseline.key, &baseline.suite);
