@@ -44,11 +44,33 @@ fn scripts(workflow: &Yaml, name: &str) -> Vec<String> {
 fn nightly_runs_compares_and_publishes() {
     let workflow = load("nightly.yml");
     let runs = scripts(&workflow, "nightly.yml").join("\n");
-    assert!(runs.contains("run --compare"), "{runs}");
+    assert!(
+        runs.contains("run --compare --allow-missing-baseline"),
+        "{runs}"
+    );
+    // Main's nightly records the baselines that pull requests are compared with.
+    assert!(
+        runs.contains("baseline accept \"${{ steps.run.outputs.dir }}\""),
+        "{runs}"
+    );
+    assert!(
+        !runs.contains("ls -d"),
+        "the run folder comes from the command's output"
+    );
+    assert!(
+        !runs.contains("bencher"),
+        "no half-configured Bencher upload"
+    );
+    // The README puts the nightly at about 6.5 h on one GPU.
+    let timeout = workflow["jobs"]["suite"]["timeout-minutes"]
+        .as_i64()
+        .unwrap();
+    assert!(timeout >= 420, "timeout {timeout} min");
     assert!(runs.contains("report.md"));
-    assert!(runs.contains("bmf.json"));
     let text = format!("{workflow:?}");
+    // bmf.json is kept with the report, for Bencher or any other history service.
     assert!(text.contains("report.html") && text.contains("github-benchmark.json"));
+    assert!(text.contains("bmf.json"));
     assert!(text.contains("customSmallerIsBetter"));
 }
 
@@ -58,7 +80,61 @@ fn pr_runs_the_quick_profile_and_comments() {
     let runs = scripts(&workflow, "pr.yml").join("\n");
     assert!(runs.contains("--profile quick"), "{runs}");
     assert!(runs.contains("report \"$run_dir\""));
+    // The gate fails closed: `compare` without --allow-missing-baseline decides the status.
+    assert!(runs.contains("compare \"$run_dir\""), "{runs}");
+    assert!(!runs.contains("allow-missing-baseline"), "{runs}");
+    assert!(
+        !runs.contains("ls -d"),
+        "the run folder comes from the command's output"
+    );
+    // Self-hosted runners must not run forks' code.
+    let guard = workflow["jobs"]["quick"]["if"].as_str().unwrap_or("");
+    assert!(
+        guard.contains("head.repo.full_name == github.repository"),
+        "{guard}"
+    );
     assert!(runs.contains("--format markdown"));
     assert!(runs.contains("gh pr comment"));
     assert!(runs.contains("GITHUB_STEP_SUMMARY"));
+}
+
+/// Every `"$CLAIMBENCH" …` command in the workflows names a subcommand and flags that this
+/// version's command line has (checked against its `--help`).
+#[test]
+fn workflow_commands_use_flags_the_cli_has() {
+    let mut checked = 0;
+    for name in ["nightly.yml", "pr.yml"] {
+        let workflow = load(name);
+        for script in scripts(&workflow, name) {
+            for line in script.lines() {
+                let Some(at) = line.find("\"$CLAIMBENCH\" ") else {
+                    continue;
+                };
+                let words: Vec<&str> = line[at + "\"$CLAIMBENCH\" ".len()..]
+                    .split_whitespace()
+                    .take_while(|w| !matches!(*w, ">" | "2>" | "|" | "&&" | ";"))
+                    .collect();
+                let mut command: Vec<&str> = vec![words[0]];
+                if words[0] == "baseline" {
+                    command.push(words[1]);
+                }
+                let help = assert_cmd::Command::cargo_bin("claimbench")
+                    .unwrap()
+                    .args(&command)
+                    .arg("--help")
+                    .output()
+                    .unwrap();
+                assert!(help.status.success(), "{name}: `{line}`: no such command");
+                let help = String::from_utf8_lossy(&help.stdout);
+                for flag in words.iter().filter(|w| w.starts_with("--")) {
+                    assert!(
+                        help.contains(flag),
+                        "{name}: `{line}`: {command:?} has no {flag}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 5, "only {checked} commands found");
 }
