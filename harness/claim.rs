@@ -356,6 +356,13 @@ pub fn parse_range(text: &str, dimension: Dimension) -> Result<ClaimRange, Range
         let value = parse_value(trimmed, dimension)?;
         (Some(value), Some(value))
     };
+    // Each number is finite (see `parse_value`), but `X ± T` can still overflow.
+    if [min, max].into_iter().flatten().any(|end| !end.is_finite()) {
+        return Err(RangeError::new(
+            format!("`{trimmed}` has an end too large to be a number"),
+            Some(example(dimension)),
+        ));
+    }
     if let (Some(low), Some(high)) = (min, max) {
         if low > high {
             return Err(RangeError::new(
@@ -411,6 +418,14 @@ fn parse_value(text: &str, dimension: Dimension) -> Result<f64, RangeError> {
             Some(example(dimension)),
         ));
     };
+    // Digits alone can overflow to infinity; a non-finite end cannot be stored in a record
+    // (JSON has no infinity) and would judge differently when read back.
+    if !value.is_finite() {
+        return Err(RangeError::new(
+            format!("`{text}` is too large to be a number"),
+            Some(example(dimension)),
+        ));
+    }
     let units = dimension.units();
     if units.is_empty() {
         return if unit.is_empty() {
@@ -423,7 +438,11 @@ fn parse_value(text: &str, dimension: Dimension) -> Result<f64, RangeError> {
         };
     }
     match units.iter().find(|(name, _)| *name == unit) {
-        Some((_, factor)) => Ok(value * factor),
+        Some((_, factor)) if (value * factor).is_finite() => Ok(value * factor),
+        Some(_) => Err(RangeError::new(
+            format!("`{text}` is too large to be a number"),
+            Some(example(dimension)),
+        )),
         None => {
             let names: Vec<String> = units.iter().map(|(n, _)| format!("`{n}`")).collect();
             let message = if unit.is_empty() {
@@ -479,6 +498,23 @@ mod tests {
         assert!(parse_range("50%", Dimension::Relative)
             .unwrap()
             .contains(0.5));
+    }
+
+    #[test]
+    fn non_finite_ends_are_refused() {
+        let nines = "9".repeat(400);
+        let err = |t: &str, d| parse_range(t, d).unwrap_err().message;
+        assert_eq!(
+            err(&nines, Dimension::Count),
+            format!("`{nines}` is too large to be a number")
+        );
+        assert!(err(&format!("{nines}% ± {nines}%"), Dimension::Relative).contains("too large"));
+        // Finite digits that overflow once scaled by the unit, or once added to a tolerance.
+        let big = "9".repeat(306);
+        assert!(err(&format!("{big}TiB"), Dimension::Bytes).contains("too large"));
+        let big = "9".repeat(308);
+        assert!(err(&format!("{big} ± {big}"), Dimension::Count).contains("too large"));
+        assert!(err("inf", Dimension::Count).contains("not a number"));
     }
 
     #[test]
