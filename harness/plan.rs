@@ -7,6 +7,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// Variants one plan may expand into (matrix cells included). A manifest is read whole into
+/// memory, so these caps keep a typo (a 30-axis matrix, `processes = 4294967295`) from
+/// exhausting memory before anything runs.
+pub const MAX_VARIANTS: usize = 10_000;
+/// Worker processes one variant may run (`processes_max`).
+pub const MAX_PROCESSES: u32 = 1_000;
+/// Worker processes one plan may run in all (variants × `processes_max`).
+pub const MAX_JOBS: u64 = 100_000;
+
 /// A workload parameter value as written in a manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]

@@ -8,7 +8,9 @@ use super::spanned::{join, Ctx};
 use super::ProfileChoice;
 use crate::claim::ClaimCheck;
 use crate::knobs::Knobs;
-use crate::plan::{CompareSettings, Order, Settle, VariantPlan};
+use crate::plan::{
+    CompareSettings, Order, Settle, VariantPlan, MAX_JOBS, MAX_PROCESSES, MAX_VARIANTS,
+};
 use std::path::Path;
 
 /// `[run]` values that apply when nothing sets them.
@@ -246,12 +248,53 @@ impl<'m> Count<'m> {
 /// cells cannot set run settings, so they need no check of their own.
 pub(super) fn check_limits(ctx: &Ctx<'_>, model: &Model) -> Result<(), ManifestError> {
     let implicit = implicit_variant();
+    let defs = defined_variants(model, &implicit);
+    // Each axis is capped when it is read; variants times cells is checked here.
+    let cells: usize = model.axes.iter().map(|a| a.cells.len()).product();
+    let variants = defs.len().saturating_mul(cells);
+    if variants > MAX_VARIANTS {
+        let offset = model.axes.last().map_or(0, |a| a.offset);
+        return Err(ctx
+            .err(
+                offset..offset,
+                "matrix",
+                format!(
+                    "{} variants × {cells} matrix cells make {variants} variants, more than {MAX_VARIANTS}",
+                    defs.len()
+                ),
+            )
+            .with_hint("fewer variants, axes or values"));
+    }
     let profiles = std::iter::once(None).chain(model.profiles.iter().map(|(_, l)| Some(l)));
     for profile in profiles {
-        for def in defined_variants(model, &implicit) {
+        let mut jobs: u64 = 0;
+        for &def in &defs {
             let merged = Layer::merged(layers(model, profile, def));
             let (plan, run) = (resolve(model, def, &merged), &merged.run);
             let count = Count::new;
+            let processes = run.processes_max.as_ref().or(run.processes.as_ref());
+            let too_many = |message: String, hint: &str| match processes {
+                Some(at) => ctx
+                    .err(at.offset..at.offset, &at.path, message)
+                    .with_hint(hint),
+                None => ManifestError::new(ctx.path, message).with_hint(hint),
+            };
+            if plan.processes_max > MAX_PROCESSES {
+                return Err(too_many(
+                    format!(
+                        "variant `{}` may run {} processes, more than {MAX_PROCESSES}",
+                        def.name, plan.processes_max
+                    ),
+                    "lower `processes` / `processes_max`",
+                ));
+            }
+            jobs += u64::from(plan.processes_max) * cells as u64;
+            if jobs > MAX_JOBS {
+                return Err(too_many(
+                    format!("the plan would run more than {MAX_JOBS} worker processes"),
+                    "fewer variants, matrix cells or processes",
+                ));
+            }
             for (name, min, max) in [
                 (
                     "warmup",

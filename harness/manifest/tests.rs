@@ -1233,3 +1233,61 @@ fn autocast_knob_is_read_described_and_a_matrix_axis() {
         "scenarios/x.toml:5:12: unknown value `bf61` for `knobs.autocast`\n  hint: did you mean `bf16`?"
     );
 }
+
+#[test]
+fn plans_too_large_to_hold_are_refused_where_they_are_written() {
+    // 30 binary axes would be 2^30 variants: refused at the axis that passes the cap.
+    let mut lines = vec!["[matrix]".to_string()];
+    for i in 0..30 {
+        lines.push(format!("\"knobs.env.V{i}\" = [\"0\", \"1\"]"));
+    }
+    let text = with_suite(&lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "scenarios/x.toml:18:1: with axis `knobs.env.V13` the matrix has more than 10000 cells"
+        ),
+        "{err}"
+    );
+    // Variants times cells.
+    let axis = |from: i64| {
+        let values: Vec<String> = (from..from + 100).map(|v| v.to_string()).collect();
+        format!("[{}]", values.join(", "))
+    };
+    let text = with_suite(&[
+        "[[variant]]",
+        "name = \"a\"",
+        "[[variant]]",
+        "name = \"b\"",
+        "[matrix]",
+        &format!("\"params.batch\" = {}", axis(1)),
+        &format!("\"params.channels\" = {}", axis(8)),
+    ]);
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("2 variants × 10000 matrix cells make 20000 variants, more than 10000"),
+        "{err}"
+    );
+    // Processes: per variant, and in all.
+    let err = parse(&with_suite(&["[run]", "processes = 4294967295"]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(
+            "scenarios/x.toml:5:13: variant `default` may run 4294967295 processes, more than 1000"
+        ),
+        "{err}"
+    );
+    let text = with_suite(&[
+        "[run]",
+        "processes = 1000",
+        "[matrix]",
+        &format!("\"params.batch\" = {}", axis(1)),
+        "\"params.channels\" = [8, 16]",
+    ]);
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("the plan would run more than 100000 worker processes"),
+        "{err}"
+    );
+}

@@ -6,6 +6,7 @@ use super::params::param_value;
 use crate::knobs::registry::KnobDef;
 use crate::manifest::error::{backticked, ManifestError};
 use crate::manifest::spanned::{expect_str, expect_table, flatten, type_error, Ctx, Value};
+use crate::plan::MAX_VARIANTS;
 use crate::workloads::catalog::{ParamSpec, WorkloadSpec};
 use std::ops::Range;
 use toml::de::DeValue;
@@ -30,6 +31,7 @@ pub(in crate::manifest) fn parse_matrix(
 
     let mut axes = Vec::new();
     let mut seen: Vec<String> = Vec::new();
+    let mut product: usize = 1;
     for (axis_path, key, values) in leaves {
         let path = format!("matrix.{axis_path}");
         if seen.contains(&axis_path) {
@@ -86,7 +88,25 @@ pub(in crate::manifest) fn parse_matrix(
             .next()
             .unwrap_or(&axis_path)
             .to_string();
-        axes.push(Axis { short, cells });
+        product = product.saturating_mul(cells.len());
+        if product > MAX_VARIANTS {
+            return Err(ctx
+                .err(
+                    key.span(),
+                    &path,
+                    format!(
+                        "with axis `{axis_path}` the matrix has more than {MAX_VARIANTS} cells"
+                    ),
+                )
+                .with_hint(format!(
+                    "a plan holds at most {MAX_VARIANTS} variants: fewer axes or values"
+                )));
+        }
+        axes.push(Axis {
+            short,
+            cells,
+            offset: key.span().start,
+        });
         seen.push(axis_path);
     }
     Ok(axes)

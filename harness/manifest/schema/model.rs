@@ -119,6 +119,8 @@ pub(in crate::manifest) struct Axis {
     /// Last component of the axis path, used in expanded variant names.
     pub short: String,
     pub cells: Vec<Cell>,
+    /// Where the axis's key starts in the manifest.
+    pub offset: usize,
 }
 
 #[derive(Debug, Clone)]
