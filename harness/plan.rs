@@ -16,6 +16,24 @@ pub const MAX_PROCESSES: u32 = 1_000;
 /// Worker processes one plan may run in all (variants × `processes_max`).
 pub const MAX_JOBS: u64 = 100_000;
 
+/// Longest suite or variant name a manifest may give: names become parts of file names (logs,
+/// stored manifests, baselines), which most file systems cap at 255 bytes.
+pub const MAX_NAME_LEN: usize = 100;
+
+/// Makes a file-name-safe slug: lower-case ASCII letters, digits and dashes. Suite and variant
+/// names are refused at load when two of them give the same slug (they would share files).
+pub fn slug(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
+}
+
 /// A workload parameter value as written in a manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]

@@ -33,6 +33,12 @@ pub enum ExpectedError {
     },
     #[error("{} was interrupted; a partial run makes a misleading baseline", .0.display())]
     InterruptedBaseline(PathBuf),
+    #[error("{} and {} {}: one run holds each suite once (give each manifest its own `[suite] name`, and name each manifest once)", first.display(), second.display(), if names.0 == names.1 { format!("both define suite `{}`", names.0) } else { format!("define suites `{}` and `{}`, whose file names collide", names.0, names.1) })]
+    DuplicateSuite {
+        first: PathBuf,
+        second: PathBuf,
+        names: (String, String),
+    },
     /// The machine cannot do the work: I/O, spawning workers, the Ctrl-C handler.
     #[error(transparent)]
     Environment(#[from] anyhow::Error),
@@ -62,7 +68,8 @@ impl ExpectedError {
             | ExpectedError::ScenariosNotFound(_)
             | ExpectedError::NoVariantMatches(_)
             | ExpectedError::HardwareMismatch { .. }
-            | ExpectedError::InterruptedBaseline(_) => exit_code::USAGE,
+            | ExpectedError::InterruptedBaseline(_)
+            | ExpectedError::DuplicateSuite { .. } => exit_code::USAGE,
             ExpectedError::Environment(_) => exit_code::ENVIRONMENT,
         }
     }

@@ -150,9 +150,21 @@ fn plan_all(
     filter: Option<&str>,
     cuda_present: bool,
 ) -> Result<Vec<(Plan, String)>, ExpectedError> {
-    let mut plans = Vec::new();
+    let mut plans: Vec<(Plan, String)> = Vec::new();
     for path in paths {
         let m = Manifest::from_path(path)?;
+        // One run holds each suite once: samples, logs and the stored manifest are keyed by
+        // the suite's name (as a file name).
+        if let Some((first, _)) = plans
+            .iter()
+            .find(|(p, _)| crate::plan::slug(&p.suite) == crate::plan::slug(m.suite_name()))
+        {
+            return Err(ExpectedError::DuplicateSuite {
+                first: PathBuf::from(&first.manifest_path),
+                second: path.clone(),
+                names: (first.suite.clone(), m.suite_name().to_string()),
+            });
+        }
         let mut plan = manifest::build_plan(&m, profile.choice(cuda_present))?;
         if let Some(text) = filter {
             plan.retain_variants(text);

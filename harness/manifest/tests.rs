@@ -1291,3 +1291,40 @@ fn plans_too_large_to_hold_are_refused_where_they_are_written() {
         "{err}"
     );
 }
+
+#[test]
+fn names_that_cannot_be_file_names_are_refused_at_load() {
+    let err = |lines: &[&str]| parse(&with_suite(lines)).unwrap_err().to_string();
+    let collide = err(&[
+        "[[variant]]",
+        "name = \"v.1\"",
+        "[[variant]]",
+        "name = \"v-1\"",
+    ]);
+    assert!(
+        collide.starts_with(
+            "scenarios/x.toml:7:8: variant names `v.1` and `v-1` give the same file name `v-1`"
+        ),
+        "{collide}"
+    );
+    let long = "v".repeat(101);
+    let text = format!("name = \"{long}\"");
+    assert!(
+        err(&["[[variant]]", &text]).contains("variant name is 101 characters long, more than 100")
+    );
+    let suite = format!(
+        "[suite]\nname = \"{}\"\nworkload = \"conv_stack\"\n",
+        "s".repeat(300)
+    );
+    assert!(parse(&suite)
+        .unwrap_err()
+        .to_string()
+        .contains("suite name is 300 characters long, more than 100"));
+    let nul = err(&["[knobs]", "env = { A = \"x\\u0000y\" }"]);
+    assert!(
+        nul.contains("`knobs.env.A` contains a NUL character"),
+        "{nul}"
+    );
+    let nul = err(&["[matrix]", "\"knobs.env.A\" = [\"x\\u0000\"]"]);
+    assert!(nul.contains("contains a NUL character"), "{nul}");
+}

@@ -13,6 +13,7 @@ mod error;
 mod record;
 mod results;
 
+pub use crate::plan::slug;
 pub use csv_io::{read_samples, SampleRow};
 pub use error::StoreError;
 pub(crate) use record::status_list_format;
@@ -78,19 +79,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
-}
-
-/// Makes a file-name-safe slug: lower-case ASCII letters, digits and dashes.
-pub fn slug(text: &str) -> String {
-    let mut out = String::new();
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    out.trim_matches('-').to_string()
 }
 
 #[cfg(test)]

@@ -60,8 +60,7 @@ pub(in crate::manifest) fn walk_knobs(
                 let var_name: &str = var.get_ref();
                 let var_path = join(&key_path, var_name);
                 check_env_name(ctx, var.span(), &var_path, var_name, &key_path)?;
-                let var_value = expect_str(ctx, var_value, &var_path)?;
-                out.push(env_setting(var_name, var_value));
+                out.push(env_setting(var_name, env_value(ctx, var_value, &var_path)?));
             }
         } else if let Some(knob) = knob_leaf(&rel_name) {
             out.push(knob_setting(ctx, knob, value, &key_path)?);
@@ -162,6 +161,26 @@ pub(in crate::manifest) fn knob_setting(
         KnobKind::EnvVars => unreachable!("`env` is read as a table of variables"),
     };
     Ok(KnobSetting { knob, value })
+}
+
+/// An environment variable's value: any string a process environment can hold (no NUL byte,
+/// which would make every worker fail to start).
+pub(in crate::manifest) fn env_value<'v>(
+    ctx: &Ctx<'_>,
+    value: &'v Value<'_>,
+    path: &str,
+) -> Result<&'v str, ManifestError> {
+    let text = expect_str(ctx, value, path)?;
+    if text.contains('\0') {
+        return Err(ctx
+            .err(
+                value.span(),
+                path,
+                format!("`{path}` contains a NUL character"),
+            )
+            .with_hint("an environment variable cannot hold a NUL byte"));
+    }
+    Ok(text)
 }
 
 pub(in crate::manifest) fn check_env_name(

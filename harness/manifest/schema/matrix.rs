@@ -1,11 +1,11 @@
 //! `[matrix]`: axes over params and knobs, expanded over every variant.
 
-use super::knobs::{check_env_name, env_setting, knob_leaf, knob_leaves, knob_setting};
+use super::knobs::{check_env_name, env_setting, env_value, knob_leaf, knob_leaves, knob_setting};
 use super::model::{Axis, Cell, Setting};
 use super::params::param_value;
 use crate::knobs::registry::KnobDef;
 use crate::manifest::error::{backticked, ManifestError};
-use crate::manifest::spanned::{expect_str, expect_table, flatten, type_error, Ctx, Value};
+use crate::manifest::spanned::{expect_table, flatten, type_error, Ctx, Value};
 use crate::plan::MAX_VARIANTS;
 use crate::workloads::catalog::{ParamSpec, WorkloadSpec};
 use std::ops::Range;
@@ -65,7 +65,7 @@ pub(in crate::manifest) fn parse_matrix(
                 ),
                 AxisTarget::Knob(knob) => Setting::Knob(knob_setting(ctx, knob, item, &item_path)?),
                 AxisTarget::Env(name) => {
-                    Setting::Knob(env_setting(name, expect_str(ctx, item, &item_path)?))
+                    Setting::Knob(env_setting(name, env_value(ctx, item, &item_path)?))
                 }
             };
             let label = match &setting {

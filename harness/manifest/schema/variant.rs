@@ -7,6 +7,7 @@ use crate::manifest::field::{field, no_overlay, required_row, string, Cx, Field,
 use crate::manifest::spanned::{
     check_keys, expect_str, expect_table, type_error, valid_name, Ctx, Value,
 };
+use crate::plan::{slug, MAX_NAME_LEN};
 use toml::de::DeValue;
 
 /// The variant's own keys; the layer's follow them (`compare` among them, accepted only to be
@@ -71,6 +72,26 @@ pub(in crate::manifest) fn parse_variants(
                 )
                 .with_hint(format!("`{name}` is first defined on line {line}")));
         }
+        // Names become file names through `slug`: two that map to one would share a log file.
+        if let Some(first) = variants
+            .iter()
+            .position(|v| slug(&v.name) == slug(&def.name))
+        {
+            let (line, _) = crate::manifest::error::line_col(ctx.text, name_offsets[first]);
+            let (name, other) = (&def.name, &variants[first].name);
+            return Err(ctx
+                .err(
+                    name_offset..name_offset,
+                    &format!("{path}.name"),
+                    format!(
+                        "variant names `{other}` and `{name}` give the same file name `{}`",
+                        slug(name)
+                    ),
+                )
+                .with_hint(format!(
+                    "`{other}` is defined on line {line}; names that differ only in `.`, `_`, `=` or `-` collide: rename one"
+                )));
+        }
         def.layer = Layer::read_from(&cx, table, &path)?;
         name_offsets.push(name_offset);
         variants.push(def);
@@ -80,6 +101,18 @@ pub(in crate::manifest) fn parse_variants(
 
 fn variant_name(ctx: &Ctx<'_>, value: &Value<'_>, path: &str) -> Result<String, ManifestError> {
     let name = expect_str(ctx, value, path)?;
+    if name.len() > MAX_NAME_LEN {
+        return Err(ctx
+            .err(
+                value.span(),
+                path,
+                format!(
+                    "variant name is {} characters long, more than {MAX_NAME_LEN}",
+                    name.len()
+                ),
+            )
+            .with_hint("names become parts of file names: shorten it"));
+    }
     if !valid_name(name, |c| c.is_ascii_alphanumeric(), "._=-") {
         return Err(ctx
             .err(value.span(), path, format!("invalid variant name `{name}`"))
