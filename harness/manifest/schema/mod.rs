@@ -37,6 +37,7 @@ use super::claims::{parse_claims, ClaimDef};
 use super::error::{choice_hint, ManifestError};
 use super::field::{no_overlay, Cx, Field, Patch};
 use super::spanned::{check_keys, entries, expect_table, valid_name, Ctx, Value};
+use crate::plan::MAX_NAME_LEN;
 use knobs::knob_children;
 use matrix::parse_matrix;
 use suite::SuitePatch;
@@ -200,4 +201,27 @@ fn parse_profiles(
         profiles.push((name.to_string(), Layer::read_from(cx, table, &path)?));
     }
     Ok(profiles)
+}
+
+/// Suite and variant names become parts of file names: at most [`MAX_NAME_LEN`] characters.
+pub(in crate::manifest) fn check_name_length(
+    ctx: &Ctx<'_>,
+    value: &Value<'_>,
+    path: &str,
+    what: &str,
+    name: &str,
+) -> Result<(), ManifestError> {
+    if name.len() <= MAX_NAME_LEN {
+        return Ok(());
+    }
+    Err(ctx
+        .err(
+            value.span(),
+            path,
+            format!(
+                "{what} name is {} characters long, more than {MAX_NAME_LEN}",
+                name.len()
+            ),
+        )
+        .with_hint("names become parts of file names: shorten it"))
 }

@@ -1,9 +1,9 @@
 //! `[suite]`: the suite's name, description, workload and source.
 
+use super::check_name_length;
 use crate::manifest::error::{choice_hint, ManifestError};
 use crate::manifest::field::{field, required_row, string, Field, Patch};
 use crate::manifest::spanned::{expect_str, valid_name, Ctx, Value};
-use crate::plan::MAX_NAME_LEN;
 use crate::workloads::catalog::{self, WorkloadSpec};
 
 /// Read in row order: a missing `name` is reported before a missing `workload`.
@@ -25,18 +25,7 @@ impl Patch for SuitePatch {
 
 fn suite_name(ctx: &Ctx<'_>, value: &Value<'_>, path: &str) -> Result<String, ManifestError> {
     let suite = expect_str(ctx, value, path)?;
-    if suite.len() > MAX_NAME_LEN {
-        return Err(ctx
-            .err(
-                value.span(),
-                path,
-                format!(
-                    "suite name is {} characters long, more than {MAX_NAME_LEN}",
-                    suite.len()
-                ),
-            )
-            .with_hint("names become parts of file names: shorten it"));
-    }
+    check_name_length(ctx, value, path, "suite", suite)?;
     if !valid_name(
         suite,
         |c| c.is_ascii_lowercase() || c.is_ascii_digit(),

@@ -1,5 +1,6 @@
 //! `[[variant]]` tables: a name, the claims served and a description, then a layer.
 
+use super::check_name_length;
 use super::model::{Layer, VariantDef};
 use crate::manifest::claims::valid_claim;
 use crate::manifest::error::ManifestError;
@@ -7,7 +8,7 @@ use crate::manifest::field::{field, no_overlay, required_row, string, Cx, Field,
 use crate::manifest::spanned::{
     check_keys, expect_str, expect_table, type_error, valid_name, Ctx, Value,
 };
-use crate::plan::{slug, MAX_NAME_LEN};
+use crate::plan::slug;
 use toml::de::DeValue;
 
 /// The variant's own keys; the layer's follow them (`compare` among them, accepted only to be
@@ -101,18 +102,7 @@ pub(in crate::manifest) fn parse_variants(
 
 fn variant_name(ctx: &Ctx<'_>, value: &Value<'_>, path: &str) -> Result<String, ManifestError> {
     let name = expect_str(ctx, value, path)?;
-    if name.len() > MAX_NAME_LEN {
-        return Err(ctx
-            .err(
-                value.span(),
-                path,
-                format!(
-                    "variant name is {} characters long, more than {MAX_NAME_LEN}",
-                    name.len()
-                ),
-            )
-            .with_hint("names become parts of file names: shorten it"));
-    }
+    check_name_length(ctx, value, path, "variant", name)?;
     if !valid_name(name, |c| c.is_ascii_alphanumeric(), "._=-") {
         return Err(ctx
             .err(value.span(), path, format!("invalid variant name `{name}`"))
