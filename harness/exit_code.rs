@@ -15,5 +15,9 @@ pub const ENVIRONMENT: i32 = 3;
 /// The run completed but some workers failed (crash, timeout, workload error). An out-of-memory
 /// outcome is a measurement, not a failure.
 pub const WORKER_FAILURES: i32 = 4;
-/// Stopped by Ctrl-C; everything finished so far is recorded.
+/// Stopped by Ctrl-C (SIGINT); everything finished so far is recorded.
 pub const INTERRUPTED: i32 = 130;
+/// Stopped by SIGTERM (CI cancellation, `docker stop`, `timeout`), handled like Ctrl-C.
+pub const TERMINATED: i32 = 143;
+/// Stopped by SIGHUP (the terminal went away), handled like Ctrl-C.
+pub const HUNG_UP: i32 = 129;

@@ -31,8 +31,16 @@ pub enum ExpectedError {
         baseline: PathBuf,
         differences: Vec<String>,
     },
-    #[error("{} was interrupted; a partial run makes a misleading baseline", .0.display())]
-    InterruptedBaseline(PathBuf),
+    #[error("refusing to store {} as a baseline: the run is incomplete, {why}; a partial run makes a misleading baseline", run.display())]
+    IncompleteBaseline { run: PathBuf, why: String },
+    /// A run whose metrics cannot make a baseline (missing or non-finite values).
+    #[error("refusing to store {} as a baseline: {why}", run.display())]
+    UnusableBaseline { run: PathBuf, why: String },
+    /// `dist --out` names a folder that holds something other than a previous dist.
+    #[error("refusing to write the dist into {}: it is not empty and not a previous `claimbench dist` folder (no README.txt and claimbench-engine), and its contents would be lost; choose a new or empty folder", .0.display())]
+    DistOutNotDist(PathBuf),
+    #[error("refusing to write the dist into {}: its scenarios/ folder is the one given by --scenarios, which would be replaced by itself", .0.display())]
+    DistOverScenarios(PathBuf),
     /// The machine cannot do the work: I/O, spawning workers, the Ctrl-C handler.
     #[error(transparent)]
     Environment(#[from] anyhow::Error),
@@ -62,7 +70,10 @@ impl ExpectedError {
             | ExpectedError::ScenariosNotFound(_)
             | ExpectedError::NoVariantMatches(_)
             | ExpectedError::HardwareMismatch { .. }
-            | ExpectedError::InterruptedBaseline(_) => exit_code::USAGE,
+            | ExpectedError::IncompleteBaseline { .. }
+            | ExpectedError::UnusableBaseline { .. }
+            | ExpectedError::DistOutNotDist(_)
+            | ExpectedError::DistOverScenarios(_) => exit_code::USAGE,
             ExpectedError::Environment(_) => exit_code::ENVIRONMENT,
         }
     }

@@ -135,6 +135,12 @@ pub fn render(report: &Report) -> String {
             out,
             "\n> **Interrupted**: the run was stopped early; figures cover what finished."
         );
+    } else if let Some(why) = &r.incomplete {
+        let _ = writeln!(
+            out,
+            "\n> **Incomplete**: the run was cut short ({}); figures cover what finished.",
+            cell(why)
+        );
     }
 
     if let Some(gate) = &report.gate {

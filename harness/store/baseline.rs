@@ -215,6 +215,40 @@ impl Baseline {
             .collect()
     }
 
+    /// What makes this baseline unfit to store, if anything: a variant that was not run, a
+    /// variant with successful processes but no measured values for some of them, or a
+    /// missing or non-finite metric value (JSON would write it as `null`, unreadable later).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for v in &self.variants {
+            let at = format!("suite `{}`, variant `{}`", self.suite, v.name);
+            if v.outcomes.is_empty() {
+                problems.push(format!("{at}: not run"));
+                continue;
+            }
+            let ok = v.outcomes.iter().filter(|&&s| s == Status::Ok).count();
+            let measured = v.metrics.get("wall_ms").map_or(0, Vec::len);
+            if measured < ok {
+                problems.push(format!(
+                    "{at}: {ok} process(es) ended ok but only {measured} have measured `wall_ms` values in samples.csv"
+                ));
+            }
+            for (metric, by_process) in &v.metrics {
+                let bad = by_process
+                    .iter()
+                    .flatten()
+                    .filter(|x| !x.is_finite())
+                    .count();
+                if bad > 0 {
+                    problems.push(format!(
+                        "{at}, metric `{metric}`: {bad} missing or non-finite value(s)"
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
     pub fn variant(&self, name: &str) -> Option<&BaselineVariant> {
         self.variants.iter().find(|v| v.name == name)
     }
