@@ -275,3 +275,32 @@ fn dist_replaces_a_previous_dist_and_leaves_other_files() {
     std::fs::create_dir(sb.path().join("empty")).unwrap();
     sb.cmd().args(["dist", "--out", "empty"]).assert().success();
 }
+
+#[test]
+fn the_gate_reports_a_metric_missing_on_one_side_as_not_compared() {
+    let (sb, run, _) = saved_baseline();
+    let path = baseline_file(&sb);
+    let mut baseline: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    // Variants are stored in plan order: `b` is the second.
+    assert_eq!(baseline["variants"][1]["name"], "b");
+    let metrics = baseline["variants"][1]["metrics"].as_object_mut().unwrap();
+    assert!(metrics.remove("wall_ms").is_some());
+    std::fs::write(&path, serde_json::to_vec_pretty(&baseline).unwrap()).unwrap();
+
+    sb.cmd()
+        .args(["compare", &run])
+        .assert()
+        .success()
+        .stdout(contains("not compared"));
+    let compare: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(&run).join("compare.json")).unwrap())
+            .unwrap();
+    let entries = compare["entries"].as_array().cloned().unwrap_or_default();
+    let entry = entries
+        .into_iter()
+        .find(|e| e["variant"] == "b" && e["metric"] == "wall_ms")
+        .unwrap_or_else(|| panic!("variant b's wall_ms left out of the gate: {compare}"));
+    assert_eq!(entry["verdict"], "not-compared");
+    assert_eq!(entry["reason"], "no `wall_ms` values in the baseline");
+}
