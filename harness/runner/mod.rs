@@ -76,7 +76,8 @@ pub fn signal_name(signal: i32) -> String {
     }
 }
 
-/// Makes the worker about to be executed die with SIGKILL when the parent dies.
+/// Makes the worker about to be executed die with SIGKILL when the parent dies. (The kernel
+/// sends it when the spawning *thread* ends: workers are spawned from the main thread.)
 fn die_with_parent(command: &mut Command) {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe system

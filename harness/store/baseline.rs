@@ -295,4 +295,53 @@ mod tests {
         );
         assert!(a.differences(&a).is_empty());
     }
+
+    fn baseline(outcomes: Vec<Status>, wall: ProcessValues) -> Baseline {
+        let mut metrics = BTreeMap::new();
+        if !wall.is_empty() {
+            metrics.insert("wall_ms".to_string(), wall);
+        }
+        Baseline {
+            format_version: FORMAT_VERSION.into(),
+            key: BaselineKey::of(&fingerprint("1")),
+            suite: "s".into(),
+            source_run: "r".into(),
+            source_commit: "c".into(),
+            created_at: "t".into(),
+            variants: vec![BaselineVariant {
+                name: "v".into(),
+                workload: "sleep".into(),
+                params: BTreeMap::new(),
+                knobs: Knobs::default(),
+                config_sha256: String::new(),
+                outcomes,
+                metrics,
+            }],
+        }
+    }
+
+    #[test]
+    fn baselines_with_missing_or_non_finite_values_have_problems() {
+        let ok = || vec![Status::Ok, Status::Ok];
+        assert!(baseline(ok(), vec![vec![1.0], vec![2.0]])
+            .problems()
+            .is_empty());
+        assert!(baseline(vec![Status::Crashed], vec![])
+            .problems()
+            .is_empty());
+        let nan = baseline(ok(), vec![vec![1.0], vec![f64::NAN]]).problems();
+        assert_eq!(
+            nan,
+            ["suite `s`, variant `v`, metric `wall_ms`: 1 missing or non-finite value(s)"]
+        );
+        let missing = baseline(ok(), vec![vec![1.0]]).problems();
+        assert!(
+            missing[0].contains("2 process(es) ended ok but only 1"),
+            "{missing:?}"
+        );
+        assert_eq!(
+            baseline(vec![], vec![]).problems(),
+            ["suite `s`, variant `v`: not run"]
+        );
+    }
 }
