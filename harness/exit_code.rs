@@ -19,5 +19,9 @@ pub const WORKER_FAILURES: i32 = 4;
 /// and software stack); `--allow-missing-baseline` accepts that. Reported when nothing worse
 /// (a regression, a refuted claim, failed workers) happened.
 pub const NO_BASELINE: i32 = 5;
-/// Stopped by Ctrl-C; everything finished so far is recorded.
+/// Stopped by Ctrl-C (SIGINT); everything finished so far is recorded.
 pub const INTERRUPTED: i32 = 130;
+/// Stopped by SIGTERM (CI cancellation, `docker stop`, `timeout`), handled like Ctrl-C.
+pub const TERMINATED: i32 = 143;
+/// Stopped by SIGHUP (the terminal went away), handled like Ctrl-C.
+pub const HUNG_UP: i32 = 129;

@@ -209,3 +209,182 @@ params = { kind = "none" }"#,
         2
     );
 }
+
+/// The parent pid of a live process, read from /proc (`None` once it is gone or a zombie).
+fn live_parent(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = rest.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    rest.next()?.parse().ok()
+}
+
+/// A worker found by [`start_hanging_run`]; killed on drop if a test left it alive.
+struct Worker(i32);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if live_parent(self.0).is_some() {
+            // SAFETY: the pid of a worker this test started through claimbench.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Starts `claimbench run` on a suite whose second worker hangs, and returns once that worker
+/// is running: the parent (the caller waits for it) and the hanging worker.
+#[allow(clippy::zombie_processes)]
+fn start_hanging_run(sb: &Sandbox) -> (std::process::Child, Worker) {
+    let variants = [("done", "none"), ("stuck", "hang"), ("never", "none")]
+        .map(|(name, kind)| format!("name = \"{name}\"\nparams = {{ kind = \"{kind}\" }}"));
+    let variants: Vec<&str> = variants.iter().map(String::as_str).collect();
+    let manifest = sb.manifest("hangs.toml", &fault_manifest("hangs", "5m", &variants));
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("claimbench"));
+    command
+        .current_dir(sb.path())
+        .args(["run", "--quiet", &manifest]);
+    command.stdout(std::process::Stdio::null());
+    command.stderr(std::process::Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let parent = child.id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the hanging worker never started");
+        }
+        let done = std::fs::read_dir(sb.path().join("results/runs"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("run.json")).ok())
+            .is_some_and(|t| t.contains("\"variant\": \"done\""));
+        let worker = done
+            .then(|| {
+                std::fs::read_dir("/proc")
+                    .ok()?
+                    .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                    .find(|&pid| live_parent(pid) == Some(parent))
+            })
+            .flatten();
+        if let Some(pid) = worker {
+            // Let the worker reach its hang.
+            std::thread::sleep(Duration::from_millis(500));
+            return (child, Worker(pid));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits up to `limit` for `pid` to be gone.
+fn gone_within(pid: i32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if live_parent(pid).is_none() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Waits for the parent to end and returns its exit code.
+fn exit_code_within(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the parent did not end within {limit:?}");
+}
+
+/// SIGTERM or SIGHUP: like Ctrl-C, with the signal's own exit code, no worker left behind, a
+/// run marked interrupted that `baseline save` refuses.
+fn stop_signal_is_handled_like_ctrl_c(signal: i32, code: i32, name: &str) {
+    let sb = Sandbox::new();
+    let (mut child, worker) = start_hanging_run(&sb);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    assert!(
+        gone_within(worker.0, Duration::from_secs(5)),
+        "the worker survived {name} of its parent"
+    );
+    assert_eq!(
+        exit_code_within(&mut child, Duration::from_secs(30)),
+        Some(code)
+    );
+
+    let run = sb.run_json();
+    assert_eq!(run["interrupted"], true, "{run}");
+    assert_eq!(run["interrupted_by"], name, "{run}");
+    assert!(run["finished_at"].is_string(), "{run}");
+    assert_eq!(process(&run, "done")["status"], "ok");
+    let stuck = process(&run, "stuck");
+    assert_eq!(stuck["status"], "interrupted");
+    assert!(stuck["message"].as_str().unwrap().contains(name), "{stuck}");
+    assert!(
+        !run["suites"][0]["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["variant"] == "never"),
+        "scheduling went on after {name}"
+    );
+    assert!(
+        sb.run_dir().join("report.md").is_file(),
+        "no report written"
+    );
+    let dir = sb.run_dir().to_string_lossy().into_owned();
+    sb.cmd()
+        .args(["baseline", "save", &dir])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(format!(
+            "incomplete, it was interrupted by {name}"
+        )));
+}
+
+#[test]
+fn sigterm_is_handled_like_ctrl_c_and_leaves_no_worker() {
+    stop_signal_is_handled_like_ctrl_c(libc::SIGTERM, 143, "SIGTERM");
+}
+
+#[test]
+fn sighup_is_handled_like_ctrl_c_and_leaves_no_worker() {
+    stop_signal_is_handled_like_ctrl_c(libc::SIGHUP, 129, "SIGHUP");
+}
+
+#[test]
+fn kill_9_of_the_parent_leaves_no_worker_and_an_incomplete_run() {
+    let sb = Sandbox::new();
+    let (mut child, worker) = start_hanging_run(&sb);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        gone_within(worker.0, Duration::from_secs(5)),
+        "the worker survived kill -9 of its parent"
+    );
+    let run = sb.run_json();
+    assert!(run["finished_at"].is_null(), "{run}");
+    let dir = sb.run_dir().to_string_lossy().into_owned();
+    sb.cmd()
+        .args(["report", &dir])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("incomplete run: cut short"));
+    let markdown = std::fs::read_to_string(sb.run_dir().join("report.md")).unwrap();
+    assert!(markdown.contains("**Incomplete**"), "{markdown}");
+    sb.cmd()
+        .args(["baseline", "save", &dir])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("it never finished"));
+    assert!(!sb.path().join("results/baselines").exists());
+}

@@ -13,16 +13,44 @@ const README: &str = "claimbench, packed for a machine with PyTorch 2.11 (no Rus
     libtorch is found through CLAIMBENCH_LIBTORCH (a torch/lib folder), else the torch\n\
     package of `python3` (or CLAIMBENCH_PYTHON).\n";
 
-/// Copies the launcher, the engine and the manifests into `out` (replacing it) and prints
-/// its path.
+/// What a dist folder holds; only these are replaced in an existing one.
+const DIST_ENTRIES: [&str; 4] = ["claimbench", "claimbench-engine", "scenarios", "README.txt"];
+
+/// Copies the launcher, the engine and the manifests into `out` and prints its path. `out`
+/// must be new, empty or a previous dist; in a previous dist only the dist's own entries are
+/// replaced, anything else in the folder is left alone.
 pub fn dist(out: &Path, scenarios: &Path) -> Outcome {
     let exe = std::env::current_exe()?;
     let bin_dir = exe.parent().context("executable without folder")?;
     if !scenarios.is_dir() {
         return Err(ExpectedError::ScenariosNotFound(scenarios.to_path_buf()));
     }
-    if out.exists() {
-        std::fs::remove_dir_all(out).with_context(|| format!("cannot clear {}", out.display()))?;
+    if out.exists() || out.is_symlink() {
+        if !out.is_dir() {
+            return Err(ExpectedError::DistOutNotDist(out.to_path_buf()));
+        }
+        let empty = std::fs::read_dir(out)
+            .with_context(|| format!("cannot read {}", out.display()))?
+            .next()
+            .is_none();
+        if !empty && !is_previous_dist(out) {
+            return Err(ExpectedError::DistOutNotDist(out.to_path_buf()));
+        }
+        let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+        if same(&out.join("scenarios"), scenarios) {
+            return Err(ExpectedError::DistOverScenarios(out.to_path_buf()));
+        }
+        for name in DIST_ENTRIES {
+            let entry = out.join(name);
+            let removed = if entry.is_dir() && !entry.is_symlink() {
+                std::fs::remove_dir_all(&entry)
+            } else if entry.symlink_metadata().is_ok() {
+                std::fs::remove_file(&entry)
+            } else {
+                Ok(())
+            };
+            removed.with_context(|| format!("cannot replace {}", entry.display()))?;
+        }
     }
     std::fs::create_dir_all(out)?;
     for name in ["claimbench", "claimbench-engine"] {
@@ -34,6 +62,13 @@ pub fn dist(out: &Path, scenarios: &Path) -> Outcome {
     store::write_atomic(&out.join("README.txt"), README.as_bytes())?;
     println!("{}", out.display());
     Ok(exit_code::OK)
+}
+
+/// Whether `dir` was written by `claimbench dist`: its README.txt and the engine are there.
+fn is_previous_dist(dir: &Path) -> bool {
+    let readme = std::fs::read_to_string(dir.join("README.txt")).unwrap_or_default();
+    readme.starts_with(README.lines().next().unwrap_or_default())
+        && dir.join("claimbench-engine").is_file()
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {

@@ -31,8 +31,16 @@ pub enum ExpectedError {
         baseline: PathBuf,
         differences: Vec<String>,
     },
-    #[error("{} was interrupted; a partial run makes a misleading baseline", .0.display())]
-    InterruptedBaseline(PathBuf),
+    #[error("refusing to store {} as a baseline: the run is incomplete, {why}; a partial run makes a misleading baseline", run.display())]
+    IncompleteBaseline { run: PathBuf, why: String },
+    /// A run whose metrics cannot make a baseline (missing or non-finite values).
+    #[error("refusing to store {} as a baseline: {why}", run.display())]
+    UnusableBaseline { run: PathBuf, why: String },
+    /// `dist --out` names a folder that holds something other than a previous dist.
+    #[error("refusing to write the dist into {}: it is not empty and not a previous `claimbench dist` folder (no README.txt and claimbench-engine), and its contents would be lost; choose a new or empty folder", .0.display())]
+    DistOutNotDist(PathBuf),
+    #[error("refusing to write the dist into {}: its scenarios/ folder is the one given by --scenarios, which would be replaced by itself", .0.display())]
+    DistOverScenarios(PathBuf),
     #[error("{} and {} {}: one run holds each suite once (give each manifest its own `[suite] name`, and name each manifest once)", first.display(), second.display(), if names.0 == names.1 { format!("both define suite `{}`", names.0) } else { format!("define suites `{}` and `{}`, whose file names collide", names.0, names.1) })]
     DuplicateSuite {
         first: PathBuf,
@@ -68,7 +76,10 @@ impl ExpectedError {
             | ExpectedError::ScenariosNotFound(_)
             | ExpectedError::NoVariantMatches(_)
             | ExpectedError::HardwareMismatch { .. }
-            | ExpectedError::InterruptedBaseline(_)
+            | ExpectedError::IncompleteBaseline { .. }
+            | ExpectedError::UnusableBaseline { .. }
+            | ExpectedError::DistOutNotDist(_)
+            | ExpectedError::DistOverScenarios(_)
             | ExpectedError::DuplicateSuite { .. } => exit_code::USAGE,
             ExpectedError::Environment(_) => exit_code::ENVIRONMENT,
         }

@@ -70,6 +70,7 @@ pub fn run(options: RunOptions) -> Outcome {
     }
     bar.finish_and_clear();
     run.record.interrupted = runner::interrupted();
+    run.record.interrupted_by = runner::stop_signal().map(runner::signal_name);
     run.record.finished_at = Some(chrono::Utc::now().to_rfc3339());
     run.save()?;
     print!(
@@ -111,8 +112,9 @@ pub fn run(options: RunOptions) -> Outcome {
         .flat_map(|s| &s.processes)
         .filter(|p| !matches!(p.status, Status::Ok | Status::Oom))
         .count();
-    if run.record.interrupted {
-        eprintln!("interrupted: the records above hold everything finished before Ctrl-C");
+    if let Some(signal) = &run.record.interrupted_by {
+        let by = if signal == "SIGINT" { "Ctrl-C" } else { signal };
+        eprintln!("interrupted: the records above hold everything finished before {by}");
     } else if failures > 0 {
         eprintln!(
             "{failures} worker(s) failed; see the status column and {}/logs",
@@ -120,11 +122,21 @@ pub fn run(options: RunOptions) -> Outcome {
         );
     }
     let code = run_exit_code(run.record.interrupted, report.exit_code(), failures);
-    Ok(if code == exit_code::OK {
-        missing_baseline_code
-    } else {
-        code
+    Ok(match runner::stop_signal() {
+        Some(signal) => interrupted_exit_code(signal),
+        None if code == exit_code::OK => missing_baseline_code,
+        None => code,
     })
+}
+
+/// The exit code of a run stopped by `signal`: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP
+/// (128 + the signal number, as a shell reports a process killed by it).
+fn interrupted_exit_code(signal: i32) -> i32 {
+    match signal {
+        libc::SIGTERM => exit_code::TERMINATED,
+        libc::SIGHUP => exit_code::HUNG_UP,
+        _ => exit_code::INTERRUPTED,
+    }
 }
 
 /// The exit code of a finished run: Ctrl-C first, then what the report found (a regression or
@@ -220,5 +232,12 @@ mod tests {
         assert_eq!(run_exit_code(false, OK, 2), WORKER_FAILURES);
         assert_eq!(run_exit_code(false, REGRESSION, 2), REGRESSION);
         assert_eq!(run_exit_code(true, REGRESSION, 2), INTERRUPTED);
+    }
+
+    #[test]
+    fn each_stop_signal_has_its_exit_code() {
+        assert_eq!(interrupted_exit_code(libc::SIGINT), exit_code::INTERRUPTED);
+        assert_eq!(interrupted_exit_code(libc::SIGTERM), 143);
+        assert_eq!(interrupted_exit_code(libc::SIGHUP), 129);
     }
 }

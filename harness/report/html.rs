@@ -133,6 +133,12 @@ pub fn render(report: &Report) -> String {
             out,
             "<p class=\"refuted\">Interrupted: figures cover what finished before the stop.</p>"
         );
+    } else if let Some(why) = &r.incomplete {
+        let _ = writeln!(
+            out,
+            "<p class=\"refuted\">Incomplete: the run was cut short ({}); figures cover what finished.</p>",
+            esc(why)
+        );
     }
 
     if let Some(gate) = &report.gate {

@@ -197,6 +197,12 @@ fn blocks(report: &Report) -> Vec<Block> {
             out,
             "\n> **Interrupted**: the run was stopped early; figures cover what finished."
         );
+    } else if let Some(why) = &r.incomplete {
+        let _ = writeln!(
+            out,
+            "\n> **Incomplete**: the run was cut short ({}); figures cover what finished.",
+            cell(why)
+        );
     }
     blocks.push(Block::text(out));
 

@@ -33,6 +33,8 @@ pub struct RunSummary {
     pub started_at: String,
     pub finished_at: Option<String>,
     pub interrupted: bool,
+    /// Why the run was cut short (interrupted, or never finished), when it was.
+    pub incomplete: Option<String>,
     /// `cuda:0` or `cpu`.
     pub device: String,
     pub gpu: Option<String>,
@@ -273,6 +275,7 @@ impl Report {
                 started_at: f.started_at.clone(),
                 finished_at: run.finished_at.clone(),
                 interrupted: run.interrupted,
+                incomplete: run.incomplete(),
                 device: f.device.clone().unwrap_or_else(|| "unknown".into()),
                 gpu: f.gpu.as_ref().map(|g| g.name.clone()),
                 torch: f.torch_version.clone(),

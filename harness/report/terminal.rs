@@ -76,6 +76,12 @@ pub fn summary(run: &RunRecord, samples: &[SampleRow]) -> String {
             );
         }
     }
+    if let Some(why) = run.incomplete() {
+        let _ = writeln!(
+            out,
+            "incomplete run: cut short because {why}; the table covers what finished"
+        );
+    }
     out
 }
 

@@ -223,6 +223,7 @@ fn run(id: &str, scale: f64) -> (RunRecord, Vec<SampleRow>) {
         command: vec!["claimbench".into(), "run".into()],
         finished_at: Some("2025-01-02T03:14:05+00:00".into()),
         interrupted: false,
+        interrupted_by: None,
         suites: vec![SuiteRecord {
             plan,
             manifest_file: "manifests/texture.toml".into(),

@@ -3,7 +3,10 @@
 //! keeps everything recorded so far when a worker fails or the user presses Ctrl-C.
 //!
 //! Workers run in their own process group: a terminal's Ctrl-C reaches only the parent, which
-//! then kills the current worker's group, marks it interrupted and stops scheduling.
+//! then kills the current worker's group, marks it interrupted and stops scheduling. SIGTERM
+//! and SIGHUP (CI cancellation, `timeout`, a closed terminal) are handled the same way. Each
+//! worker also asks the kernel to kill it when the parent dies (`PR_SET_PDEATHSIG`), so even
+//! a parent killed with SIGKILL leaves no worker behind.
 
 use crate::plan::{Job, Plan};
 use crate::stats::{check_nested, NestedSample, StopDecision, StopReason, StoppingRule};
@@ -17,21 +20,80 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The signal that asked the run to stop (0: none yet).
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-/// Installs the Ctrl-C handler (once per process).
+/// The signals that stop a run: Ctrl-C, termination (CI cancellation, `docker stop`,
+/// `timeout`) and hang-up (the terminal went away).
+const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+extern "C" fn on_stop_signal(signal: libc::c_int) {
+    // Only an atomic store: async-signal-safe. The first signal wins.
+    let _ = STOP_SIGNAL.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+}
+
+/// Installs the handler for SIGINT, SIGTERM and SIGHUP: each stops scheduling, and the current
+/// worker is killed at the runner's next check (within 100 ms).
 pub fn install_interrupt_handler() -> Result<()> {
-    ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))
-        .context("installing the Ctrl-C handler")
+    for signal in STOP_SIGNALS {
+        // SAFETY: a zeroed sigaction with a handler that only stores to an atomic.
+        let installed = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut())
+        };
+        if installed != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("installing the handler for {}", signal_name(signal)));
+        }
+    }
+    Ok(())
 }
 
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    STOP_SIGNAL.load(Ordering::SeqCst) != 0
+}
+
+/// The signal that stopped the run, if one did.
+pub fn stop_signal() -> Option<i32> {
+    Some(STOP_SIGNAL.load(Ordering::SeqCst)).filter(|&s| s != 0)
+}
+
+/// `SIGINT`, `SIGTERM`, `SIGHUP`, or `signal N`.
+pub fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        other => format!("signal {other}"),
+    }
+}
+
+/// Makes the worker about to be executed die with SIGKILL when the parent dies. (The kernel
+/// sends it when the spawning *thread* ends: workers are spawned from the main thread.)
+fn die_with_parent(command: &mut Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe system
+    // calls (prctl, getppid, kill).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then nobody would send the signal.
+            if libc::getppid() != parent {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+            Ok(())
+        });
+    }
 }
 
 /// How workers are launched.
@@ -256,15 +318,16 @@ fn run_job(
         process: job.process,
         variant: variant.clone(),
     };
-    let mut child = match Command::new(&launcher.exe)
+    let mut command = Command::new(&launcher.exe);
+    command
         .arg("worker")
         .envs(&variant.knobs.env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-    {
+        .process_group(0);
+    die_with_parent(&mut command);
+    let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
             record.status = Status::SpawnFailed;
@@ -374,7 +437,10 @@ fn run_job(
         }
         (Some(other), _) => {
             record.status = other;
-            record.message = Some("stopped by Ctrl-C".into());
+            record.message = Some(match stop_signal() {
+                Some(libc::SIGINT) | None => "stopped by Ctrl-C".into(),
+                Some(signal) => format!("stopped by {}", signal_name(signal)),
+            });
         }
         (None, Some(o)) => {
             record.status = o.status;

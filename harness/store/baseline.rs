@@ -215,6 +215,40 @@ impl Baseline {
             .collect()
     }
 
+    /// What makes this baseline unfit to store, if anything: a variant that was not run, a
+    /// variant with successful processes but no measured values for some of them, or a
+    /// missing or non-finite metric value (JSON would write it as `null`, unreadable later).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for v in &self.variants {
+            let at = format!("suite `{}`, variant `{}`", self.suite, v.name);
+            if v.outcomes.is_empty() {
+                problems.push(format!("{at}: not run"));
+                continue;
+            }
+            let ok = v.outcomes.iter().filter(|&&s| s == Status::Ok).count();
+            let measured = v.metrics.get("wall_ms").map_or(0, Vec::len);
+            if measured < ok {
+                problems.push(format!(
+                    "{at}: {ok} process(es) ended ok but only {measured} have measured `wall_ms` values in samples.csv"
+                ));
+            }
+            for (metric, by_process) in &v.metrics {
+                let bad = by_process
+                    .iter()
+                    .flatten()
+                    .filter(|x| !x.is_finite())
+                    .count();
+                if bad > 0 {
+                    problems.push(format!(
+                        "{at}, metric `{metric}`: {bad} missing or non-finite value(s)"
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
     pub fn variant(&self, name: &str) -> Option<&BaselineVariant> {
         self.variants.iter().find(|v| v.name == name)
     }
@@ -260,5 +294,54 @@ mod tests {
             vec!["driver: 580.159.04 ≠ 575.1".to_string()]
         );
         assert!(a.differences(&a).is_empty());
+    }
+
+    fn baseline(outcomes: Vec<Status>, wall: ProcessValues) -> Baseline {
+        let mut metrics = BTreeMap::new();
+        if !wall.is_empty() {
+            metrics.insert("wall_ms".to_string(), wall);
+        }
+        Baseline {
+            format_version: FORMAT_VERSION.into(),
+            key: BaselineKey::of(&fingerprint("1")),
+            suite: "s".into(),
+            source_run: "r".into(),
+            source_commit: "c".into(),
+            created_at: "t".into(),
+            variants: vec![BaselineVariant {
+                name: "v".into(),
+                workload: "sleep".into(),
+                params: BTreeMap::new(),
+                knobs: Knobs::default(),
+                config_sha256: String::new(),
+                outcomes,
+                metrics,
+            }],
+        }
+    }
+
+    #[test]
+    fn baselines_with_missing_or_non_finite_values_have_problems() {
+        let ok = || vec![Status::Ok, Status::Ok];
+        assert!(baseline(ok(), vec![vec![1.0], vec![2.0]])
+            .problems()
+            .is_empty());
+        assert!(baseline(vec![Status::Crashed], vec![])
+            .problems()
+            .is_empty());
+        let nan = baseline(ok(), vec![vec![1.0], vec![f64::NAN]]).problems();
+        assert_eq!(
+            nan,
+            ["suite `s`, variant `v`, metric `wall_ms`: 1 missing or non-finite value(s)"]
+        );
+        let missing = baseline(ok(), vec![vec![1.0]]).problems();
+        assert!(
+            missing[0].contains("2 process(es) ended ok but only 1"),
+            "{missing:?}"
+        );
+        assert_eq!(
+            baseline(vec![], vec![]).problems(),
+            ["suite `s`, variant `v`: not run"]
+        );
     }
 }

@@ -130,12 +130,37 @@ pub fn read_samples(path: &Path) -> Result<Vec<SampleRow>, super::StoreError> {
     parse_samples(path, csv::Reader::from_reader(file)).map_err(super::StoreError::Samples)
 }
 
+/// Columns every `samples.csv` written by claimbench has, and without which rows would be
+/// merged or miscounted.
+const REQUIRED_COLUMNS: &[&str] = &["suite", "variant", "process", "call", "warmup", "wall_ms"];
+
 fn parse_samples(path: &Path, mut r: csv::Reader<std::fs::File>) -> Result<Vec<SampleRow>> {
-    let headers = r.headers()?.clone();
+    let file = path.display();
+    let headers = r
+        .headers()
+        .with_context(|| format!("{file}: cannot read the header row"))?
+        .clone();
+    if headers.iter().all(str::is_empty) {
+        anyhow::bail!("{file}: empty file (no header row)");
+    }
+    for required in REQUIRED_COLUMNS {
+        if !headers.iter().any(|h| h == *required) {
+            anyhow::bail!("{file}: missing column `{required}`");
+        }
+    }
+    if let Some(h) = headers
+        .iter()
+        .enumerate()
+        .find_map(|(i, h)| headers.iter().skip(i + 1).any(|x| x == h).then_some(h))
+    {
+        anyhow::bail!("{file}: column `{h}` appears twice");
+    }
     let col = |name: &str| headers.iter().position(|h| h == name);
     let mut rows = Vec::new();
     for (i, record) in r.records().enumerate() {
-        let record = record.with_context(|| format!("{}: row {}", path.display(), i + 2))?;
+        let row = i + 2;
+        let record = record.with_context(|| format!("{file}: row {row}"))?;
+        let at = |column: &str| format!("{file}: row {row}, column {column}");
         let get = |name: &str| {
             col(name)
                 .and_then(|c| record.get(c))
@@ -145,9 +170,23 @@ fn parse_samples(path: &Path, mut r: csv::Reader<std::fs::File>) -> Result<Vec<S
             get(name)
                 .map(|s| s.parse::<f64>())
                 .transpose()
-                .with_context(|| format!("{}: row {}, column {name}", path.display(), i + 2))
+                .with_context(|| at(name))
         };
         let int = |name: &str| -> Result<Option<u64>> { Ok(num(name)?.map(|x| x as u64)) };
+        let index = |name: &str| -> Result<u32> {
+            let text = get(name).with_context(|| format!("{}: empty", at(name)))?;
+            text.parse::<u32>()
+                .with_context(|| format!("{}: `{text}` is not a whole number ≥ 0", at(name)))
+        };
+        let warmup = match get("warmup") {
+            Some("true") => true,
+            Some("false") => false,
+            other => anyhow::bail!(
+                "{}: `{}` is neither `true` nor `false`",
+                at("warmup"),
+                other.unwrap_or("")
+            ),
+        };
         let mut stages = Vec::new();
         let mut counters = BTreeMap::new();
         for (c, h) in headers.iter().enumerate() {
@@ -157,18 +196,20 @@ fn parse_samples(path: &Path, mut r: csv::Reader<std::fs::File>) -> Result<Vec<S
             if let Some(name) = h.strip_prefix("stage_").and_then(|n| n.strip_suffix("_ms")) {
                 stages.push(crate::measure::StageTime {
                     name: name.to_string(),
-                    wall_ms: value.parse()?,
+                    wall_ms: value.parse().with_context(|| at(h))?,
                 });
             } else if let Some(name) = h.strip_prefix("count_") {
-                counters.insert(name.to_string(), value.parse()?);
+                counters.insert(name.to_string(), value.parse().with_context(|| at(h))?);
             }
         }
+        let suite = get("suite").with_context(|| format!("{}: empty", at("suite")))?;
+        let variant = get("variant").with_context(|| format!("{}: empty", at("variant")))?;
         rows.push(SampleRow {
-            suite: get("suite").unwrap_or_default().to_string(),
-            variant: get("variant").unwrap_or_default().to_string(),
-            process: int("process")?.unwrap_or(0) as u32,
-            call: int("call")?.unwrap_or(0) as u32,
-            warmup: get("warmup") == Some("true"),
+            suite: suite.to_string(),
+            variant: variant.to_string(),
+            process: index("process")?,
+            call: index("call")?,
+            warmup,
             flags: get("flags")
                 .map(|f| f.split('|').map(str::to_string).collect())
                 .unwrap_or_default(),

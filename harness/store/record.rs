@@ -132,9 +132,34 @@ pub struct RunRecord {
     pub id: String,
     pub fingerprint: Fingerprint,
     pub command: Vec<String>,
+    /// Set when the run reached its end (stopped by a signal or not). A record without it was
+    /// cut short: its recording process was killed, or failed (an I/O error).
     pub finished_at: Option<String>,
     pub interrupted: bool,
+    /// The signal that stopped the run (`SIGINT`, `SIGTERM`, `SIGHUP`), when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted_by: Option<String>,
     pub suites: Vec<SuiteRecord>,
+}
+
+impl RunRecord {
+    /// Why the run is incomplete, or `None` when it ran to its end: a run stopped by a signal,
+    /// or one whose recording process died before writing `finished_at`.
+    pub fn incomplete(&self) -> Option<String> {
+        if self.interrupted {
+            Some(match &self.interrupted_by {
+                Some(signal) => format!("it was interrupted by {signal}"),
+                None => "it was interrupted".into(),
+            })
+        } else if self.finished_at.is_none() {
+            Some(
+                "it never finished (no `finished_at`: the recording process was killed or failed)"
+                    .into(),
+            )
+        } else {
+            None
+        }
+    }
 }
 
 /// The worker's environment once its knobs were applied (`hello` in `run.json`).

@@ -108,6 +108,7 @@ impl Results {
             command,
             finished_at: None,
             interrupted: false,
+            interrupted_by: None,
             suites: Vec::new(),
         };
         let dir = RunDir {
@@ -160,7 +161,8 @@ impl Results {
         keys
     }
 
-    /// Writes a baseline to its place; refuses to replace one unless `replace`.
+    /// Writes a baseline to its place; refuses to replace one unless `replace`. A replaced
+    /// baseline is kept beside it as `<suite>.json.prev` (the one before is dropped).
     pub fn save_baseline(&self, baseline: &Baseline, replace: bool) -> Result<PathBuf, StoreError> {
         let path = self.baseline_path(&baseline.key, &baseline.suite);
         if path.exists() && !replace {
@@ -168,6 +170,11 @@ impl Results {
         }
         let write = || -> Result<()> {
             std::fs::create_dir_all(path.parent().expect("baseline path has a folder"))?;
+            if path.is_file() {
+                let previous = std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                write_atomic(&previous_baseline_path(&path), &previous)?;
+            }
             write_atomic(&path, &serde_json::to_vec_pretty(baseline)?)
         };
         write().map_err(StoreError::Write)?;
@@ -216,6 +223,13 @@ impl Results {
     }
 }
 
+/// Where `accept` keeps the baseline it replaced: `<suite>.json.prev`.
+pub fn previous_baseline_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".prev");
+    path.with_file_name(name)
+}
+
 /// Whether `dir` holds a run record.
 pub fn is_run_dir(dir: &Path) -> bool {
     dir.join(RUN_FILE).is_file()
@@ -237,16 +251,83 @@ pub struct StoredRun {
 }
 
 impl StoredRun {
-    /// Reads `run.json` and `samples.csv` of a run folder.
+    /// Reads `run.json` and `samples.csv` of a run folder and checks that they agree (see
+    /// [`consistent_samples`]).
     pub fn load(dir: &Path) -> Result<StoredRun, StoreError> {
         let record = RunRecord::load(dir)?;
-        let samples = csv_io::read_samples(&dir.join(SAMPLES_FILE))?;
+        let path = dir.join(SAMPLES_FILE);
+        let samples = csv_io::read_samples(&path)?;
+        let samples = consistent_samples(&path, &record, samples).map_err(StoreError::Samples)?;
         Ok(StoredRun {
             dir: dir.to_path_buf(),
             record,
             samples,
         })
     }
+}
+
+/// Checks `samples.csv`'s rows against `run.json`: every row names a suite and a variant of
+/// the record, and every recorded process has as many measured rows as `run.json` says.
+/// Rows of a process that `run.json` does not list are dropped: `samples.csv` is written
+/// first, so a run killed between the two writes leaves them without an outcome.
+fn consistent_samples(
+    path: &Path,
+    record: &RunRecord,
+    samples: Vec<SampleRow>,
+) -> anyhow::Result<Vec<SampleRow>> {
+    use std::collections::BTreeMap;
+    let file = path.display();
+    let mut counts: BTreeMap<(&str, &str, u32), (u64, u64)> = BTreeMap::new();
+    for suite in &record.suites {
+        for p in &suite.processes {
+            counts
+                .entry((&suite.plan.suite, &p.variant, p.process))
+                .or_default()
+                .0 += u64::from(p.samples);
+        }
+    }
+    let mut listed = Vec::with_capacity(samples.len());
+    for (i, row) in samples.iter().enumerate() {
+        let Some(suite) = record.suites.iter().find(|s| s.plan.suite == row.suite) else {
+            anyhow::bail!(
+                "{file}: row {}, column suite: suite `{}` is not in run.json",
+                i + 2,
+                row.suite
+            );
+        };
+        if !suite.plan.variants.iter().any(|v| v.name == row.variant) {
+            let known: Vec<&str> = suite
+                .plan
+                .variants
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect();
+            anyhow::bail!(
+                "{file}: row {}, column variant: unknown variant `{}` of suite `{}` (run.json lists {})",
+                i + 2,
+                row.variant,
+                row.suite,
+                known.join(", ")
+            );
+        }
+        let count = counts.get_mut(&(row.suite.as_str(), row.variant.as_str(), row.process));
+        listed.push(count.is_some());
+        if let Some(c) = count {
+            c.1 += u64::from(!row.warmup);
+        }
+    }
+    for ((suite, variant, process), (recorded, found)) in &counts {
+        if recorded != found {
+            anyhow::bail!(
+                "{file} disagrees with run.json: suite `{suite}`, variant `{variant}`, process {process}: run.json records {recorded} measured call(s), samples.csv has {found}"
+            );
+        }
+    }
+    Ok(samples
+        .into_iter()
+        .zip(listed)
+        .filter_map(|(row, listed)| listed.then_some(row))
+        .collect())
 }
 
 /// Stores a comparison's table as `compare.json` in a run folder.
@@ -284,14 +365,16 @@ impl RunDir {
         format!("{LOGS}/{}.{}.p{process}.stderr", slug(suite), slug(variant))
     }
 
-    /// Rewrites `run.json` and `samples.csv` atomically.
+    /// Rewrites `samples.csv`, then `run.json`, each atomically. In that order a failure (or a
+    /// kill) between the two leaves rows of a process that `run.json` does not list yet, which
+    /// loading drops, never a process recorded without its rows.
     pub fn save(&self) -> Result<()> {
-        let json = serde_json::to_vec_pretty(&self.record)?;
-        write_atomic(&self.path.join(RUN_FILE), &json)?;
         write_atomic(
             &self.path.join(SAMPLES_FILE),
             &csv_io::write_samples(&self.samples)?,
         )?;
+        let json = serde_json::to_vec_pretty(&self.record)?;
+        write_atomic(&self.path.join(RUN_FILE), &json)?;
         Ok(())
     }
 }

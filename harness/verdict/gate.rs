@@ -255,8 +255,24 @@ fn gate_suite(suite: &SuiteRecord, samples: &[SampleRow], baseline: &Baseline) -
             .chain(settings.metric_thresholds.keys().cloned())
             .collect();
         for metric in metrics {
-            let (Some(b), Some(c)) = (base.metrics.get(&metric), candidate.get(&metric)) else {
-                continue;
+            let (b, c) = match (base.metrics.get(&metric), candidate.get(&metric)) {
+                (Some(b), Some(c)) => (b, c),
+                // Allocator peaks exist only on a GPU: absent on both sides, nothing to say.
+                (None, None) if metric.ends_with("_bytes") => continue,
+                (b, c) => {
+                    let missing = match (b, c) {
+                        (None, None) => "neither in the baseline nor in this run",
+                        (None, Some(_)) => "in the baseline",
+                        _ => "in this run",
+                    };
+                    entries.push(not_compared(
+                        name,
+                        &v.name,
+                        &metric,
+                        format!("no `{metric}` values {missing}"),
+                    ));
+                    continue;
+                }
             };
             let kind = if metric.ends_with("_bytes") {
                 MetricKind::Memory
