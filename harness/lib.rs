@@ -17,6 +17,7 @@ pub mod report;
 pub mod runner;
 pub mod stats;
 pub mod store;
+pub mod text;
 pub mod verdict;
 pub mod worker;
 pub mod workloads;

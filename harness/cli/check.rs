@@ -4,6 +4,7 @@ use super::args::ProfileArgs;
 use super::Outcome;
 use crate::exit_code;
 use crate::manifest::{self, Manifest};
+use crate::text::printable;
 use std::path::PathBuf;
 
 /// Checks every manifest (errors are printed as they come, so one run shows them all); exit 2
@@ -17,9 +18,9 @@ pub fn check(paths: &[PathBuf], profile: &ProfileArgs) -> Outcome {
             Err(e) => Err(e),
         };
         match planned {
-            Ok(plan) => println!("{}", manifest::describe_plan(&plan)),
+            Ok(plan) => println!("{}", printable(&manifest::describe_plan(&plan))),
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", printable(&e.to_string()));
                 failed = true;
             }
         }

@@ -155,7 +155,7 @@ pub fn main() -> i32 {
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", e.report());
+            eprintln!("error: {}", crate::text::printable(&e.report()));
             e.exit_code()
         }
     }

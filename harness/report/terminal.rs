@@ -1,6 +1,7 @@
 //! The compact per-variant table printed at the end of `claimbench run`.
 
 use crate::store::{RunRecord, SampleRow};
+use crate::text::printable;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -143,14 +144,14 @@ pub fn gate_table(report: &crate::verdict::gate::GateReport) -> String {
             fmt_pct(e.relative_change),
             ci,
             p,
-            e.reason
+            printable(&e.reason)
         );
         if !e.config_changes.is_empty() {
             let _ = writeln!(
                 out,
                 "{:<14} configuration changed since the baseline: {}",
                 "",
-                e.config_changes.join(", ")
+                printable(&e.config_changes.join(", "))
             );
         }
     }
@@ -202,16 +203,18 @@ pub fn claims_table(claims: &[crate::verdict::claims::ClaimVerdict]) -> String {
         let _ = writeln!(
             out,
             "  {style}{verdict}{style:#} {} ({}): {}",
-            c.id, c.suite, c.summary
+            c.id,
+            c.suite,
+            printable(&c.summary)
         );
         let _ = writeln!(
             out,
             "  {:<15} measured {}; claimed {}",
             "",
-            c.measured(),
-            c.claimed
+            printable(&c.measured()),
+            printable(&c.claimed)
         );
-        let _ = writeln!(out, "  {:<15} {}", "", c.reason);
+        let _ = writeln!(out, "  {:<15} {}", "", printable(&c.reason));
         if let Some(without) = c.without_flagged.filter(|w| *w != c.verdict) {
             let _ = writeln!(
                 out,
@@ -231,8 +234,9 @@ pub fn claims_table(claims: &[crate::verdict::claims::ClaimVerdict]) -> String {
         let verdict = format!("{:<15}", ClaimVerdictKind::NotApplicable.name());
         let _ = writeln!(
             out,
-            "  {style}{verdict}{style:#} {} claim(s): {reason}",
-            ids.len()
+            "  {style}{verdict}{style:#} {} claim(s): {}",
+            ids.len(),
+            printable(reason)
         );
         let _ = writeln!(out, "  {:<15} {}", "", ids.join(", "));
     }
