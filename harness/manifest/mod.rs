@@ -41,6 +41,9 @@ use spanned::Ctx;
 use std::path::{Path, PathBuf};
 use toml::de::DeTable;
 
+/// Largest manifest file read (16 MiB): far above any real manifest, far below memory.
+pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
 /// A parsed and fully validated manifest. Validation covers every profile, variant and matrix
 /// cell, so a manifest that loads can be planned with any of its profiles.
 #[derive(Debug, Clone)]
@@ -53,8 +56,26 @@ pub struct Manifest {
 impl Manifest {
     /// Reads, parses and validates the manifest at `path`.
     pub fn from_path(path: &Path) -> Result<Manifest, ManifestError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| ManifestError::new(path, format!("cannot read manifest: {e}")))?;
+        let cannot_read =
+            |e: std::io::Error| ManifestError::new(path, format!("cannot read manifest: {e}"));
+        // A device or a pipe (`/dev/zero`, a FIFO) would be read forever.
+        let meta = std::fs::metadata(path).map_err(cannot_read)?;
+        if !meta.is_file() {
+            return Err(ManifestError::new(
+                path,
+                "cannot read manifest: not a regular file",
+            ));
+        }
+        if meta.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::new(
+                path,
+                format!(
+                    "cannot read manifest: {} bytes, more than a manifest may hold ({MAX_MANIFEST_BYTES})",
+                    meta.len()
+                ),
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(cannot_read)?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let valid = e.utf8_error().valid_up_to();
             let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();

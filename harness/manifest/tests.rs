@@ -450,7 +450,7 @@ fn errors_point_at_the_offending_key_or_value() {
         ),
         (
             String::new(),
-            "scenarios/x.toml: missing required table `[suite]`\n  hint: add a `[suite]` table with at least `name` and `workload`",
+            "scenarios/x.toml:1:1: missing required table `[suite]`\n  hint: add a `[suite]` table with at least `name` and `workload`",
         ),
     ];
     for (text, expected) in cases {
@@ -1327,4 +1327,12 @@ fn names_that_cannot_be_file_names_are_refused_at_load() {
     );
     let nul = err(&["[matrix]", "\"knobs.env.A\" = [\"x\\u0000\"]"]);
     assert!(nul.contains("contains a NUL character"), "{nul}");
+}
+
+#[test]
+fn devices_and_pipes_are_not_read_as_manifests() {
+    let err = Manifest::from_path(Path::new("/dev/zero"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "/dev/zero: cannot read manifest: not a regular file");
 }

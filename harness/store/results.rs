@@ -51,7 +51,8 @@ impl Results {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| is_run_dir(p))
             .collect();
-        runs.sort();
+        // Numbers compared as numbers: a run id's suffix `-10` comes after `-2`.
+        runs.sort_by(|a, b| natural_order(&a.to_string_lossy(), &b.to_string_lossy()));
         runs
     }
 
@@ -376,5 +377,58 @@ impl RunDir {
         let json = serde_json::to_vec_pretty(&self.record)?;
         write_atomic(&self.path.join(RUN_FILE), &json)?;
         Ok(())
+    }
+}
+/// Orders text with runs of digits compared by value (`run-2` < `run-10`).
+fn natural_order(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(text: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = text.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &text[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    for (x, y) in chunks(a).into_iter().zip(chunks(b)) {
+        let order = match (x, y) {
+            ((true, x), (true, y)) => {
+                let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+                x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+            }
+            ((_, x), (_, y)) => x.cmp(y),
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_run_is_found_by_number_not_by_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = Results::new(dir.path());
+        for id in [
+            "20261201T010203Z-cpu-vm",
+            "20261201T010203Z-cpu-vm-2",
+            "20261201T010203Z-cpu-vm-10",
+        ] {
+            let run = dir.path().join("runs").join(id);
+            std::fs::create_dir_all(&run).unwrap();
+            std::fs::write(run.join(RUN_FILE), "{}").unwrap();
+        }
+        let latest = results.latest().unwrap();
+        assert!(latest.ends_with("20261201T010203Z-cpu-vm-10"), "{latest:?}");
+        assert!(natural_order("a-2", "a-10").is_lt());
+        assert!(natural_order("20261201T01", "20261130T23").is_gt());
+        assert!(natural_order("é1", "é01").is_lt());
     }
 }

@@ -139,6 +139,7 @@ pub(in crate::manifest) fn parse_model(
     let Some((_, suite_value)) = root.get_key_value(SUITE) else {
         return Err(
             ManifestError::new(ctx.path, "missing required table `[suite]`")
+                .at(ctx.text, 0)
                 .with_hint("add a `[suite]` table with at least `name` and `workload`"),
         );
     };
