@@ -164,14 +164,49 @@ pub struct CompareSettings {
     /// Peak-memory tolerance: max(relative × baseline, absolute).
     pub memory_rel_tolerance: f64,
     pub memory_abs_tolerance_bytes: u64,
+    /// The same for reserved memory, which grows in allocator segments. Records written
+    /// before these existed load with the defaults, and the defaults are not written, so such
+    /// records round-trip unchanged.
+    #[serde(
+        default = "default_reserved_rel_tolerance",
+        skip_serializing_if = "is_default_reserved_rel_tolerance"
+    )]
+    pub reserved_rel_tolerance: f64,
+    #[serde(
+        default = "default_reserved_abs_tolerance_bytes",
+        skip_serializing_if = "is_default_reserved_abs_tolerance_bytes"
+    )]
+    pub reserved_abs_tolerance_bytes: u64,
+}
+
+fn default_reserved_rel_tolerance() -> f64 {
+    CompareSettings::DEFAULT_RESERVED_REL_TOLERANCE
+}
+
+fn default_reserved_abs_tolerance_bytes() -> u64 {
+    CompareSettings::DEFAULT_RESERVED_ABS_TOLERANCE_BYTES
+}
+
+fn is_default_reserved_rel_tolerance(value: &f64) -> bool {
+    *value == CompareSettings::DEFAULT_RESERVED_REL_TOLERANCE
+}
+
+fn is_default_reserved_abs_tolerance_bytes(value: &u64) -> bool {
+    *value == CompareSettings::DEFAULT_RESERVED_ABS_TOLERANCE_BYTES
 }
 
 impl CompareSettings {
     /// The defaults, here only; the regression verdict's `Thresholds` take them from here.
-    pub const DEFAULT_ALPHA: f64 = 0.05;
+    /// Two-sided, corrected over the run: false regressions stay well under 1 % of runs, as
+    /// the gate simulations in `verdict/simulation` check.
+    pub const DEFAULT_ALPHA: f64 = 0.01;
     pub const DEFAULT_TIME_THRESHOLD: f64 = 0.03;
     pub const DEFAULT_MEMORY_REL_TOLERANCE: f64 = 0.01;
     pub const DEFAULT_MEMORY_ABS_TOLERANCE_BYTES: u64 = 16 << 20;
+    /// The caching allocator reserves in 2 MiB and 20 MiB segments and cuDNN workspaces move
+    /// reservations by tens of MiB: three segments and 2 % are noise, not a regression.
+    pub const DEFAULT_RESERVED_REL_TOLERANCE: f64 = 0.02;
+    pub const DEFAULT_RESERVED_ABS_TOLERANCE_BYTES: u64 = 64 << 20;
 }
 
 impl Default for CompareSettings {
@@ -183,6 +218,8 @@ impl Default for CompareSettings {
             metric_thresholds: BTreeMap::new(),
             memory_rel_tolerance: Self::DEFAULT_MEMORY_REL_TOLERANCE,
             memory_abs_tolerance_bytes: Self::DEFAULT_MEMORY_ABS_TOLERANCE_BYTES,
+            reserved_rel_tolerance: Self::DEFAULT_RESERVED_REL_TOLERANCE,
+            reserved_abs_tolerance_bytes: Self::DEFAULT_RESERVED_ABS_TOLERANCE_BYTES,
         }
     }
 }

@@ -122,7 +122,7 @@ fn report_exits_0_when_no_claim_is_refuted_and_checks_claims_at_load() {
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "0 refuted, 0 inconclusive, 1 confirmed, 0 not applicable",
+            "0 refuted, 0 inconclusive, 0 insufficient replication, 1 confirmed, 0 not applicable",
         ));
     let run = sb.run_dir();
     sb.cmd()

@@ -90,6 +90,12 @@ pub(super) fn plan_wide(model: &Model, profile: Option<&Layer>) -> PlanWide {
     defaults.memory_abs_tolerance_bytes = compare
         .memory_abs_tolerance_bytes
         .unwrap_or(defaults.memory_abs_tolerance_bytes);
+    defaults.reserved_rel_tolerance = compare
+        .reserved_rel_tolerance
+        .unwrap_or(defaults.reserved_rel_tolerance);
+    defaults.reserved_abs_tolerance_bytes = compare
+        .reserved_abs_tolerance_bytes
+        .unwrap_or(defaults.reserved_abs_tolerance_bytes);
     defaults.metric_thresholds = compare.thresholds;
     plan
 }

@@ -545,7 +545,8 @@ fn description_lists_variants_knobs_and_jobs() {
         "profile:  nightly\n",
         "order:    shuffled (seed 7)\n\
          compare:  alpha 0.01 (benjamini-hochberg), time threshold 5 % (gpu_ms 4 %, \
-         stage_attention_ms 10 %, wall_ms 2 %), memory tolerance max(1 %, 32 MiB)\n\
+         stage_attention_ms 10 %, wall_ms 2 %), memory tolerance max(1 %, 32 MiB), \
+         reserved max(2 %, 64 MiB)\n\
          adaptive budget: 30m of worker time for extra processes\n",
         "variant cudnn-off/resolution=256,dtype=bf16\n\
          \x20 about:   cuDNN disabled: native convolution kernels\n\
@@ -573,7 +574,8 @@ fn description_lists_variants_knobs_and_jobs() {
     assert!(
         plain.contains(
             "order:    interleaved\n\
-             compare:  alpha 0.05 (holm), time threshold 3 %, memory tolerance max(1 %, 16 MiB)\n\
+             compare:  alpha 0.01 (holm), time threshold 3 %, memory tolerance max(1 %, 16 MiB), \
+             reserved max(2 %, 64 MiB)\n\
              \n"
         ),
         "{plain}"
@@ -618,7 +620,7 @@ fn adaptive_and_compare_defaults() {
     assert_eq!(v.description, None);
     assert_eq!(plan.adaptive_budget_s, None);
     assert_eq!(plan.compare, CompareSettings::default());
-    assert_eq!(plan.compare.alpha, 0.05);
+    assert_eq!(plan.compare.alpha, 0.01);
     assert_eq!(plan.compare.correction, Correction::Holm);
     assert_eq!(plan.compare.time_threshold, 0.03);
     assert!(plan.compare.metric_thresholds.is_empty());
@@ -850,6 +852,8 @@ fn compare_section_and_profile_override() {
         "time_threshold = 0.04",
         "memory_rel_tolerance = 0",
         "memory_abs_tolerance_mib = 0.5",
+        "reserved_rel_tolerance = 0.05",
+        "reserved_abs_tolerance_mib = 100",
         "thresholds = { wall_ms = 0.02, stage_attention_ms = 0.1 }",
         "[profiles.gate]",
         "compare = { correction = \"benjamini-hochberg\", thresholds = { wall_ms = 0.01, gpu_ms = 0.05 } }",
@@ -870,6 +874,8 @@ fn compare_section_and_profile_override() {
         metric_thresholds: thresholds(&[("wall_ms", 0.02), ("stage_attention_ms", 0.1)]),
         memory_rel_tolerance: 0.0,
         memory_abs_tolerance_bytes: 512 * 1024,
+        reserved_rel_tolerance: 0.05,
+        reserved_abs_tolerance_bytes: 100 << 20,
     };
     assert_eq!(base.compare, suite);
 
@@ -915,7 +921,8 @@ fn compare_section_and_profile_override() {
     assert!(
         text.contains(
             "compare:  alpha 0.1 (benjamini-hochberg), time threshold 4 % (gpu_ms 5 %, \
-             stage_attention_ms 10 %, wall_ms 1 %), memory tolerance max(0 %, 0.5 MiB)\n"
+             stage_attention_ms 10 %, wall_ms 1 %), memory tolerance max(0 %, 0.5 MiB), \
+             reserved max(5 %, 100 MiB)\n"
         ),
         "{text}"
     );

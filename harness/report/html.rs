@@ -58,14 +58,7 @@ fn variant_row(out: &mut String, suite: &str, v: &VariantSummary) {
         .collect::<Vec<_>>()
         .join(", ");
     let wall = v.wall_ms.as_ref().map_or(("–".into(), "–".into()), |m| {
-        (
-            Dimension::Time.format(m.median),
-            format!(
-                "[{}, {}]",
-                Dimension::Time.format(m.lower),
-                Dimension::Time.format(m.upper)
-            ),
-        )
+        (Dimension::Time.format(m.median), m.interval_text())
     });
     let bytes = |b: Option<f64>| b.map(format_gib).unwrap_or_else(|| "–".into());
     let flags = v
@@ -279,7 +272,7 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(out, "<p class=\"meta\">{}</p>", about.join(" · "));
         let _ = writeln!(
             out,
-            "<table><tr><th>variant</th><th>outcomes</th><th>calls</th><th>flagged</th><th>median wall</th><th>95 % CI</th><th>peak allocated</th><th>peak reserved</th><th>budget</th></tr>"
+            "<table><tr><th>variant</th><th>outcomes</th><th>calls</th><th>flagged</th><th>wall</th><th>95 % CI or range</th><th>peak allocated</th><th>peak reserved</th><th>budget</th></tr>"
         );
         for v in &suite.variants {
             variant_row(&mut out, &suite.suite, v);

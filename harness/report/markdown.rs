@@ -14,6 +14,7 @@ fn verdict_badge(v: ClaimVerdictKind) -> &'static str {
         ClaimVerdictKind::Confirmed => "✅ confirmed",
         ClaimVerdictKind::Refuted => "❌ refuted",
         ClaimVerdictKind::Inconclusive => "❔ inconclusive",
+        ClaimVerdictKind::InsufficientReplication => "⏳ insufficient replication",
         ClaimVerdictKind::NotApplicable => "➖ not applicable",
     }
 }
@@ -24,6 +25,7 @@ fn gate_badge(v: GateVerdict) -> &'static str {
         GateVerdict::Improvement => "🚀 improvement",
         GateVerdict::Unchanged => "✅ unchanged",
         GateVerdict::Inconclusive => "❔ inconclusive",
+        GateVerdict::InsufficientReplication => "⏳ insufficient replication",
         GateVerdict::NotCompared => "➖ not compared",
     }
 }
@@ -79,14 +81,7 @@ const GATE_HEADER: &str = "| verdict | variant | metric | baseline | candidate |
 
 fn median_text(m: &Option<MetricSummary>) -> (String, String) {
     match m {
-        Some(m) => (
-            Dimension::Time.format(m.median),
-            format!(
-                "[{}, {}]",
-                Dimension::Time.format(m.lower),
-                Dimension::Time.format(m.upper)
-            ),
-        ),
+        Some(m) => (Dimension::Time.format(m.median), m.interval_text()),
         None => ("–".into(), "–".into()),
     }
 }
@@ -351,7 +346,7 @@ fn claims_block(report: &Report) -> Block {
 }
 
 fn variants_block(report: &Report) -> Block {
-    let head = "\n### Variants\n\n| variant | outcomes | calls (flagged) | median wall | 95 % CI | peak allocated | peak reserved | budget |\n|---|---|---:|---:|---|---:|---:|---:|\n".to_string();
+    let head = "\n### Variants\n\n| variant | outcomes | calls (flagged) | wall | 95 % CI or range | peak allocated | peak reserved | budget |\n|---|---|---:|---:|---|---:|---:|---:|\n".to_string();
     let mut rows = Vec::new();
     for suite in &report.suites {
         for v in &suite.variants {

@@ -2,7 +2,7 @@
 //! earlier runs when available) so that every format says the same thing. Serialised as
 //! `report.json`.
 
-use crate::stats::{BootstrapConfig, MedianInterval, NestedSample};
+use crate::stats::{MedianInterval, NestedSample};
 use crate::store::{RunRecord, SampleRow};
 use crate::verdict::claims::{self, ClaimVerdict, ClaimVerdictKind};
 use crate::verdict::gate::{GateReport, GateVerdict};
@@ -83,16 +83,35 @@ impl WorkerOutcome {
     }
 }
 
-/// The median of a metric with its interval.
+/// The typical value of a metric with its interval.
 #[derive(Debug, Clone, Serialize)]
 pub struct MetricSummary {
-    /// Median of the per-process medians (or of the calls, with one process).
+    /// Geometric mean of the process medians with enough processes for an interval, else
+    /// the median of the process medians.
     pub median: f64,
     pub lower: f64,
     pub upper: f64,
-    pub confidence: f64,
-    /// `processes and calls` (two-stage bootstrap) or `pooled calls`.
+    /// The t interval's level; `None` when `lower..upper` is only the range of too few
+    /// process medians.
+    pub confidence: Option<f64>,
+    /// `per-process medians` or `range of process medians`.
     pub basis: String,
+    pub processes: usize,
+}
+
+impl MetricSummary {
+    /// `[1.20 ms, 1.31 ms]` for an interval, `range 1.20 ms..1.31 ms (2 proc.)` otherwise: a
+    /// range of too few processes is never labelled a confidence interval.
+    pub fn interval_text(&self) -> String {
+        let (lo, hi) = (
+            crate::claim::Dimension::Time.format(self.lower),
+            crate::claim::Dimension::Time.format(self.upper),
+        );
+        match self.confidence {
+            Some(_) => format!("[{lo}, {hi}]"),
+            None => format!("range {lo}..{hi} ({} proc.)", self.processes),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -312,10 +331,15 @@ impl Report {
             .count()
     }
 
+    /// Claims whose verdict fails CI (refuted; time claims only at the family-wise level).
+    pub fn failing_claims(&self) -> usize {
+        self.claims.iter().filter(|c| c.fails_ci).count()
+    }
+
     /// The run's exit code as `claimbench run` gave it (interruption aside): 1 on a regression
-    /// or a refuted claim, else 4 when workers failed, else 0 (see `exit_code`).
+    /// or a claim that fails CI, else 4 when workers failed, else 0 (see `exit_code`).
     pub fn exit_code(&self) -> i32 {
-        if self.regressions() > 0 || self.claim_count(ClaimVerdictKind::Refuted) > 0 {
+        if self.regressions() > 0 || self.failing_claims() > 0 {
             crate::exit_code::REGRESSION
         } else if self.failed_workers() > 0 {
             crate::exit_code::WORKER_FAILURES
@@ -372,21 +396,25 @@ pub fn not_applicable_by_reason<'a>(
     by_reason
 }
 
-/// Median with a seeded interval: two-stage bootstrap over processes and calls with enough
-/// processes, else over pooled calls.
-pub fn metric_summary(sample: &NestedSample) -> MetricSummary {
+/// The typical value with its 95 % t interval over processes, or the range of the process
+/// medians when there are too few of them (see `stats::basis`).
+pub fn metric_summary(sample: &NestedSample) -> Option<MetricSummary> {
     let MedianInterval {
-        median,
-        interval,
+        estimate,
+        lower,
+        upper,
+        confidence,
         basis,
-    } = sample.median_interval(&BootstrapConfig::default());
-    MetricSummary {
-        median,
-        lower: interval.lower(),
-        upper: interval.upper(),
-        confidence: interval.confidence(),
+        processes,
+    } = sample.median_interval(0.95).ok()?;
+    Some(MetricSummary {
+        median: estimate,
+        lower,
+        upper,
+        confidence,
         basis: basis.to_string(),
-    }
+        processes,
+    })
 }
 
 fn variant_summary(
@@ -455,8 +483,8 @@ fn variant_summary(
         calls,
         flagged: data.map_or(0, |d| d.flagged),
         flags,
-        wall_ms: metric("wall_ms").map(metric_summary),
-        gpu_ms: metric("gpu_ms").map(metric_summary),
+        wall_ms: metric("wall_ms").and_then(metric_summary),
+        gpu_ms: metric("gpu_ms").and_then(metric_summary),
         peak_allocated_bytes: metric("peak_allocated_bytes")
             .map(NestedSample::median_of_process_medians),
         peak_reserved_bytes: metric("peak_reserved_bytes")

@@ -34,6 +34,7 @@ pub fn verdict_colour(v: ClaimVerdictKind) -> RGBColor {
         ClaimVerdictKind::Confirmed => RGBColor(46, 125, 50),
         ClaimVerdictKind::Refuted => RGBColor(198, 40, 40),
         ClaimVerdictKind::Inconclusive => RGBColor(230, 140, 0),
+        ClaimVerdictKind::InsufficientReplication => RGBColor(96, 125, 139),
         ClaimVerdictKind::NotApplicable => RGBColor(117, 117, 117),
     }
 }

@@ -119,8 +119,9 @@ pub fn gate_table(report: &crate::verdict::gate::GateReport) -> String {
         GateVerdict::Regression => 0,
         GateVerdict::Inconclusive => 1,
         GateVerdict::Improvement => 2,
-        GateVerdict::NotCompared => 3,
-        GateVerdict::Unchanged => 4,
+        GateVerdict::InsufficientReplication => 3,
+        GateVerdict::NotCompared => 4,
+        GateVerdict::Unchanged => 5,
     };
     let mut entries: Vec<_> = report.entries.iter().collect();
     entries.sort_by_key(|e| rank(e.verdict));
@@ -157,10 +158,11 @@ pub fn gate_table(report: &crate::verdict::gate::GateReport) -> String {
     }
     let _ = writeln!(
         out,
-        "{} regression(s), {} improvement(s), {} inconclusive, {} unchanged, {} not compared; correction: {}",
+        "{} regression(s), {} improvement(s), {} inconclusive, {} insufficient replication, {} unchanged, {} not compared; correction: {}",
         report.count(GateVerdict::Regression),
         report.count(GateVerdict::Improvement),
         report.count(GateVerdict::Inconclusive),
+        report.count(GateVerdict::InsufficientReplication),
         report.count(GateVerdict::Unchanged),
         report.count(GateVerdict::NotCompared),
         report.corrections.iter().map(|(s, c)| format!("{s}: {c}")).collect::<Vec<_>>().join("; ")
@@ -175,6 +177,7 @@ fn verdict_style(v: crate::verdict::claims::ClaimVerdictKind) -> anstyle::Style 
         K::Confirmed => anstyle::AnsiColor::Green,
         K::Refuted => anstyle::AnsiColor::Red,
         K::Inconclusive => anstyle::AnsiColor::Yellow,
+        K::InsufficientReplication => anstyle::AnsiColor::Cyan,
         K::NotApplicable => anstyle::AnsiColor::BrightBlack,
     };
     anstyle::Style::new().fg_color(Some(colour.into())).bold()

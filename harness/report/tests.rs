@@ -403,6 +403,13 @@ fn refuted_claims_are_junit_failures() {
     let mut report = fixture();
     report.gate = None;
     report.claims[1].verdict = crate::verdict::claims::ClaimVerdictKind::Refuted;
+    // Refuted at 95 % but not at the family-wise level: shown, skipped, exit 0.
+    report.claims[1].fails_ci = false;
+    let xml = super::junit::render(&report).unwrap();
+    let parsed = junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes())).unwrap();
+    assert_eq!(parsed.suites[1].failures, 0);
+    assert_ne!(report.exit_code(), crate::exit_code::REGRESSION);
+    report.claims[1].fails_ci = true;
     let xml = super::junit::render(&report).unwrap();
     let parsed = junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes())).unwrap();
     assert_eq!(parsed.suites.len(), 2);
@@ -684,4 +691,44 @@ fn trend_lines_only_join_runs_on_the_same_hardware() {
             "20250102T030405Z-nvidia-h100-testhost"
         ]
     );
+}
+
+#[test]
+fn a_refuted_time_claim_fails_ci_only_at_the_family_wise_level() {
+    use crate::verdict::claims::{evaluate, ClaimVerdictKind};
+    // cudnn-on's processes scattered by up to ±6 %, so that intervals have width.
+    let h0_01 = |scale: f64| {
+        let (record, mut samples) = run("20250102T030405Z-nvidia-h100-testhost", scale);
+        for s in samples.iter_mut().filter(|s| s.variant == "cudnn-on") {
+            let spread = 0.06 * (f64::from((s.process * 5) % 6) - 2.5) / 2.5;
+            s.measurement.wall_ms *= 1.0 + spread;
+        }
+        evaluate(&record, &samples)
+            .into_iter()
+            .find(|c| c.id == "H0-01")
+            .unwrap()
+    };
+    let far = h0_01(0.5);
+    assert_eq!(far.verdict, ClaimVerdictKind::Refuted);
+    assert!(far.fails_ci, "{:?}", far.family_wise);
+    assert!(far
+        .family_wise
+        .as_deref()
+        .unwrap()
+        .starts_with("also refuted"));
+    // Somewhere just outside the claimed −40..−25 %, the 95 % interval excludes the range but
+    // the family-wise one does not.
+    let marginal = (0..60)
+        .map(|i| h0_01(1.0 + 0.005 * f64::from(i)))
+        .find(|c| c.verdict == ClaimVerdictKind::Refuted && !c.fails_ci)
+        .expect("a marginal refutation between −29 % and −8 %");
+    let note = marginal.family_wise.unwrap();
+    assert!(note.contains("does not fail CI"), "{note}");
+    assert!(note.contains("Bonferroni over 3 time claims"), "{note}");
+    // Memory claims are bands: refuted means failing.
+    let memory = evaluate(&run("r", 1.0).0, &run("r", 1.0).1)
+        .into_iter()
+        .find(|c| c.id == "H0-02")
+        .unwrap();
+    assert_eq!(memory.fails_ci, memory.verdict == ClaimVerdictKind::Refuted);
 }

@@ -11,7 +11,9 @@
 //!   computed alongside as a familiar secondary view.
 //! * Every resampling method is seeded ([`BootstrapConfig`]): the same inputs and seed give
 //!   the same interval on every platform, so a report can be regenerated bit for bit.
-//! * On GPUs the process, not the call, is the unit of replication (see [`nested`]).
+//! * On GPUs the process, not the call, is the unit of replication (see [`nested`]); verdicts
+//!   on time rest on Student-t intervals of log process medians ([`t_interval`]) and need
+//!   [`MIN_PROCESSES_PER_SIDE`] processes ([`basis`]).
 //!
 //! Numbers are checked against SciPy by `tests/reference/stats_reference.py`, whose output
 //! `tests/data/stats-reference.json` the unit tests read.
@@ -25,6 +27,7 @@ pub mod nested;
 pub mod sample;
 pub mod stopping;
 pub mod summary;
+pub mod t_interval;
 pub mod welch;
 
 #[cfg(test)]
@@ -32,7 +35,10 @@ mod proptests;
 #[cfg(test)]
 mod reference_tests;
 
-pub use basis::{comparison_unit, Basis, MedianInterval, MIN_PROCESSES_PER_SIDE};
+pub use basis::{
+    check_replication, log_interval, require_processes, Basis, InsufficientReplication,
+    MedianInterval, MIN_PROCESSES_FOR_GATE, MIN_PROCESSES_FOR_MEDIAN, MIN_PROCESSES_PER_SIDE,
+};
 pub use bootstrap::{
     bootstrap_ci, bootstrap_median_ci, bootstrap_ratio_of_medians, BootstrapConfig, RatioEstimate,
 };
@@ -46,6 +52,7 @@ pub use nested::{
 pub use sample::{Interval, Sample};
 pub use stopping::{check_flat, check_nested, StopDecision, StopReason, StoppingRule};
 pub use summary::{summarize, OutlierScale, Summary};
+pub use t_interval::{one_sample, welch_difference, welch_log_ratio, TInterval};
 pub use welch::{welch_t_test, Welch};
 
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,8 @@
 //! The regression gate: every (variant, metric) of a run against its baseline, with the
-//! multiple-comparison correction applied per suite and the manifest's thresholds, plus the
-//! cases statistics cannot judge (a variant that now runs out of memory, a changed
-//! configuration, a missing baseline).
+//! multiple-comparison correction applied over the whole run (every time comparison of every
+//! suite is one family, so the chance of a false alarm is bounded per run, not per suite) and
+//! the manifest's thresholds, plus the cases statistics cannot judge (a variant that now runs
+//! out of memory, a changed configuration, a missing baseline).
 
 use super::regression::{
     apply_correction, compare, verdict, CompareConfig, Comparison, MetricKind, Thresholds,
@@ -26,6 +27,8 @@ pub enum GateVerdict {
     Improvement,
     Unchanged,
     Inconclusive,
+    /// Too few processes for a time verdict: shown, never a failure.
+    InsufficientReplication,
     /// Could not be compared (no baseline, changed configuration, failed workers).
     NotCompared,
 }
@@ -37,6 +40,7 @@ impl GateVerdict {
             GateVerdict::Improvement => "improvement",
             GateVerdict::Unchanged => "unchanged",
             GateVerdict::Inconclusive => "inconclusive",
+            GateVerdict::InsufficientReplication => "insufficient replication",
             GateVerdict::NotCompared => "not compared",
         }
     }
@@ -49,6 +53,7 @@ impl From<VerdictKind> for GateVerdict {
             VerdictKind::Improvement => GateVerdict::Improvement,
             VerdictKind::Unchanged => GateVerdict::Unchanged,
             VerdictKind::Inconclusive => GateVerdict::Inconclusive,
+            VerdictKind::InsufficientReplication => GateVerdict::InsufficientReplication,
         }
     }
 }
@@ -69,8 +74,6 @@ pub struct GateEntry {
     pub interval: Option<Interval>,
     pub p_raw: Option<f64>,
     pub p_adjusted: Option<f64>,
-    /// `process` or `call`: what the test counted as independent.
-    pub unit: Option<String>,
     pub processes: (usize, usize),
     pub reason: String,
     pub comparison: Option<Comparison>,
@@ -83,7 +86,7 @@ pub struct GateReport {
     /// Fingerprint differences the user allowed with `--allow-mismatch`.
     pub mismatches: Vec<String>,
     pub entries: Vec<GateEntry>,
-    /// Per suite: correction applied and significance level.
+    /// Per suite: correction applied (over the whole run) and significance level.
     pub corrections: BTreeMap<String, String>,
 }
 
@@ -106,30 +109,10 @@ fn not_compared(suite: &str, variant: &str, metric: &str, reason: String) -> Gat
         interval: None,
         p_raw: None,
         p_adjusted: None,
-        unit: None,
         processes: (0, 0),
         reason,
         comparison: None,
     }
-}
-
-fn thresholds_for(settings: &CompareSettings, metric: &str) -> Thresholds {
-    let time = settings
-        .metric_thresholds
-        .get(metric)
-        .copied()
-        .unwrap_or(settings.time_threshold);
-    // The manifest validated these ranges; fall back to defaults rather than fail a gate.
-    Thresholds::default()
-        .with_time_threshold(time)
-        .and_then(|t| t.with_alpha(settings.alpha))
-        .and_then(|t| {
-            t.with_memory_tolerance(
-                settings.memory_rel_tolerance,
-                settings.memory_abs_tolerance_bytes as f64,
-            )
-        })
-        .unwrap_or_default()
 }
 
 /// Candidate values of one variant: metric → per-process values, from processes that ended ok.
@@ -167,13 +150,25 @@ fn outcome_summary(statuses: &[Status]) -> (bool, bool) {
     (all_oom, any_ok)
 }
 
-/// Compares one suite of a run with its baseline.
-fn gate_suite(suite: &SuiteRecord, samples: &[SampleRow], baseline: &Baseline) -> Vec<GateEntry> {
+/// A comparison waiting for the run-wide correction, and the entry it fills.
+struct Pending<'a> {
+    entry: usize,
+    comparison: Comparison,
+    settings: &'a CompareSettings,
+}
+
+/// Compares one suite of a run with its baseline: entries, with placeholders for the
+/// comparisons (indexes into the returned entries) that the run-wide correction completes.
+fn gate_suite<'a>(
+    suite: &'a SuiteRecord,
+    samples: &[SampleRow],
+    baseline: &Baseline,
+) -> (Vec<GateEntry>, Vec<Pending<'a>>) {
     let name = &suite.plan.suite;
     let settings = &suite.plan.compare;
     let config = CompareConfig::default();
     let mut entries = Vec::new();
-    let mut comparisons: Vec<(usize, Comparison)> = Vec::new();
+    let mut comparisons: Vec<Pending<'a>> = Vec::new();
     for v in &suite.plan.variants {
         let Some(base) = baseline.variant(&v.name) else {
             entries.push(not_compared(
@@ -274,15 +269,15 @@ fn gate_suite(suite: &SuiteRecord, samples: &[SampleRow], baseline: &Baseline) -
                     continue;
                 }
             };
-            let kind = if metric.ends_with("_bytes") {
-                MetricKind::Memory
-            } else {
-                MetricKind::Time
-            };
+            let kind = MetricKind::of_metric(&metric);
             let built =
                 NestedSample::new(b.clone()).and_then(|b| Ok((b, NestedSample::new(c.clone())?)));
             match built.and_then(|(b, c)| compare(&v.name, &metric, kind, &b, &c, &config)) {
-                Ok(cmp) => comparisons.push((entries.len(), cmp)),
+                Ok(comparison) => comparisons.push(Pending {
+                    entry: entries.len(),
+                    comparison,
+                    settings,
+                }),
                 Err(e) => {
                     entries.push(not_compared(
                         name,
@@ -300,11 +295,26 @@ fn gate_suite(suite: &SuiteRecord, samples: &[SampleRow], baseline: &Baseline) -
             e.config_changes = changes.clone();
         }
     }
-    let mut family: Vec<Comparison> = comparisons.iter().map(|(_, c)| c.clone()).collect();
-    apply_correction(&mut family, settings.correction);
-    for ((slot, _), cmp) in comparisons.iter().zip(family) {
-        let v = verdict(&cmp, &thresholds_for(settings, cmp.metric()));
-        let e = &mut entries[*slot];
+    (entries, comparisons)
+}
+
+/// Applies each suite's correction over every tested comparison of the run, then judges them
+/// into their entries.
+fn judge_run(entries: &mut [GateEntry], pending: Vec<Pending<'_>>) {
+    let mut family: Vec<Comparison> = pending.iter().map(|p| p.comparison.clone()).collect();
+    let mut corrected: BTreeMap<&'static str, Vec<Comparison>> = BTreeMap::new();
+    for p in &pending {
+        corrected
+            .entry(p.settings.correction.name())
+            .or_insert_with(|| {
+                apply_correction(&mut family, p.settings.correction);
+                family.clone()
+            });
+    }
+    for (i, p) in pending.iter().enumerate() {
+        let cmp = corrected[p.settings.correction.name()][i].clone();
+        let v = verdict(&cmp, &Thresholds::for_metric(p.settings, cmp.metric()));
+        let e = &mut entries[p.entry];
         e.verdict = v.kind.into();
         e.baseline_median = Some(cmp.baseline().median);
         e.candidate_median = Some(cmp.candidate().median);
@@ -312,12 +322,10 @@ fn gate_suite(suite: &SuiteRecord, samples: &[SampleRow], baseline: &Baseline) -
         e.interval = v.interval;
         e.p_raw = v.p_raw;
         e.p_adjusted = v.p_adjusted;
-        e.unit = cmp.unit().map(|u| format!("{u:?}").to_lowercase());
         e.processes = (cmp.baseline().processes, cmp.candidate().processes);
         e.reason = v.reason;
         e.comparison = Some(cmp);
     }
-    entries
 }
 
 /// Runs the gate for every suite of `run` that has a baseline in `baselines`.
@@ -328,18 +336,27 @@ pub fn gate(
     mismatches: Vec<String>,
 ) -> GateReport {
     let mut entries = Vec::new();
+    let mut pending = Vec::new();
     let mut corrections = BTreeMap::new();
     for suite in &run.suites {
         corrections.insert(
             suite.plan.suite.clone(),
             format!(
-                "{} (α = {})",
+                "{} over the run (α = {})",
                 suite.plan.compare.correction.name(),
                 suite.plan.compare.alpha
             ),
         );
         match baselines.iter().find(|b| b.suite == suite.plan.suite) {
-            Some(b) => entries.extend(gate_suite(suite, samples, b)),
+            Some(b) => {
+                let (suite_entries, suite_pending) = gate_suite(suite, samples, b);
+                let offset = entries.len();
+                entries.extend(suite_entries);
+                pending.extend(suite_pending.into_iter().map(|p| Pending {
+                    entry: p.entry + offset,
+                    ..p
+                }));
+            }
             None => entries.push(not_compared(
                 &suite.plan.suite,
                 "*",
@@ -352,6 +369,7 @@ pub fn gate(
             )),
         }
     }
+    judge_run(&mut entries, pending);
     GateReport {
         candidate_run: run.id.clone(),
         baselines: baselines

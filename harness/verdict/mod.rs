@@ -6,3 +6,5 @@
 pub mod claims;
 pub mod gate;
 pub mod regression;
+#[cfg(test)]
+pub mod simulation;

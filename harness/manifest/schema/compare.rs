@@ -21,6 +21,8 @@ pub(in crate::manifest) struct ComparePatch {
     pub time_threshold: Option<f64>,
     pub memory_rel_tolerance: Option<f64>,
     pub memory_abs_tolerance_bytes: Option<u64>,
+    pub reserved_rel_tolerance: Option<f64>,
+    pub reserved_abs_tolerance_bytes: Option<u64>,
     pub thresholds: BTreeMap<String, f64>,
 }
 
@@ -38,6 +40,16 @@ impl Patch for ComparePatch {
             "memory_abs_tolerance_mib",
             mib_as_bytes,
             memory_abs_tolerance_bytes
+        ),
+        field!(
+            "reserved_rel_tolerance",
+            fraction(HALF_OPEN_01),
+            reserved_rel_tolerance
+        ),
+        field!(
+            "reserved_abs_tolerance_mib",
+            mib_as_bytes,
+            reserved_abs_tolerance_bytes
         ),
         Field::new(
             "thresholds",

@@ -3,15 +3,13 @@
 use super::judgement::{band_basis, range_judgement, spread, tolerance};
 use super::{ClaimConfig, ClaimVerdictKind, Effect, Judgement};
 use crate::claim::{ClaimRange, Dimension};
-use crate::stats::{comparison_unit, two_sample, NestedSample, Unit};
-use crate::verdict::regression::{
-    compare, CompareConfig, ComparisonWarning, MetricKind, MIN_PROCESSES_PER_SIDE,
-};
+use crate::stats::{check_replication, welch_difference, Basis, NestedSample};
+use crate::verdict::regression::{compare, CompareConfig, MetricKind};
 use std::fmt;
 
-/// Interval of the relative change `candidate / baseline − 1`; for times the Hodges–Lehmann
-/// ratio interval, else the tolerance band. `Err` carries a reason for an inconclusive or
-/// inapplicable result.
+/// Interval of the relative change `candidate / baseline − 1`; for times Welch's interval on
+/// log process medians, else the tolerance band. `Err` carries the judgement when there is no
+/// interval (too few processes, unusable data).
 pub(super) fn relative_effect(
     baseline: &NestedSample,
     candidate: &NestedSample,
@@ -20,7 +18,7 @@ pub(super) fn relative_effect(
 ) -> Result<Effect, Box<Judgement>> {
     if dimension == Dimension::Time {
         let config =
-            CompareConfig::new(cfg.confidence, None).map_err(|e| Box::new(inconclusive(&e)))?;
+            CompareConfig::for_claims(cfg.confidence).map_err(|e| Box::new(inconclusive(&e)))?;
         let c = compare(
             "claim",
             "time",
@@ -30,38 +28,30 @@ pub(super) fn relative_effect(
             &config,
         )
         .map_err(|e| Box::new(inconclusive(&e)))?;
+        if let Some(why) = c.insufficient() {
+            return Err(Box::new(Judgement::insufficient(
+                format!("{:+.1} % at the medians", 100.0 * c.relative_change()),
+                &[
+                    ("baseline", c.baseline().process_medians.clone()),
+                    ("candidate", c.candidate().process_medians.clone()),
+                ],
+                why,
+            )));
+        }
         let interval = c.interval().ok_or_else(|| {
             Box::new(Judgement::not_applicable(
                 "no interval for this comparison".to_string(),
             ))
         })?;
-        let basis = c.unit().unwrap_or(Unit::Call).basis();
-        let effect = Effect {
+        return Ok(Effect {
             dimension: Dimension::Relative,
             estimate: c.relative_change(),
             lower: interval.lower(),
             upper: interval.upper(),
             confidence: Some(interval.confidence()),
-            basis: basis.to_string(),
+            basis: Basis::PerProcessMedians.to_string(),
             signed: true,
-        };
-        for warning in c.warnings() {
-            if let ComparisonWarning::IntervalBelowConfidence { achieved, nominal } = warning {
-                return Err(Box::new(Judgement {
-                    observed: None,
-                    verdict: ClaimVerdictKind::Inconclusive,
-                    reason: format!(
-                        "too few {basis} for a {:.0} % interval (at most {:.0} % here); run at least {} processes per variant, or fewer than {} to compare calls",
-                        100.0 * nominal,
-                        100.0 * achieved,
-                        MIN_PROCESSES_PER_SIDE + 1,
-                        MIN_PROCESSES_PER_SIDE
-                    ),
-                    effect: Some(effect),
-                }));
-            }
-        }
-        return Ok(effect);
+        });
     }
     let (b, b_min, b_max) = spread(baseline);
     let (c, c_min, c_max) = spread(candidate);
@@ -121,33 +111,31 @@ pub fn judge_difference(
     cfg: &ClaimConfig,
 ) -> Judgement {
     if dimension == Dimension::Time {
-        let unit = comparison_unit(baseline, candidate);
-        let basis = unit.basis();
-        let (b, c) = (baseline.values_in(unit), candidate.values_in(unit));
-        let shift = match two_sample(&b, &c, unit, cfg.confidence) {
-            Ok(results) => results.shift,
+        let (b, c) = (baseline.process_medians(), candidate.process_medians());
+        if let Err(why) = check_replication(&[baseline, candidate]) {
+            let estimate = dimension.format_signed(c.median() - b.median());
+            return Judgement::insufficient(
+                format!("{estimate} at the medians"),
+                &[
+                    ("baseline", b.values().to_vec()),
+                    ("candidate", c.values().to_vec()),
+                ],
+                &why,
+            );
+        }
+        let t = match welch_difference(&b, &c, cfg.confidence) {
+            Ok(t) => t,
             Err(e) => return inconclusive(&e),
         };
         let effect = Effect {
             dimension,
-            estimate: shift.estimate,
-            lower: shift.interval.lower(),
-            upper: shift.interval.upper(),
-            confidence: Some(shift.interval.confidence()),
-            basis: basis.to_string(),
+            estimate: t.estimate,
+            lower: t.interval.lower(),
+            upper: t.interval.upper(),
+            confidence: Some(t.interval.confidence()),
+            basis: Basis::PerProcessMedians.to_string(),
             signed: true,
         };
-        if !shift.reaches_nominal_confidence() {
-            return Judgement {
-                observed: None,
-                verdict: ClaimVerdictKind::Inconclusive,
-                reason: format!(
-                    "too few {basis} for a {:.0} % interval",
-                    100.0 * cfg.confidence
-                ),
-                effect: Some(effect),
-            };
-        }
         return range_judgement(effect, expected);
     }
     let (b, b_min, b_max) = spread(baseline);

@@ -3,7 +3,7 @@
 
 use super::ClaimConfig;
 use crate::claim::{ClaimRange, Dimension, Relation};
-use crate::stats::NestedSample;
+use crate::stats::{InsufficientReplication, NestedSample};
 use serde::Serialize;
 use std::fmt;
 
@@ -13,6 +13,8 @@ use std::fmt;
 pub enum ClaimVerdictKind {
     Refuted,
     Inconclusive,
+    /// A time claim with too few processes to judge: the estimate is shown, nothing decided.
+    InsufficientReplication,
     Confirmed,
     NotApplicable,
 }
@@ -23,13 +25,15 @@ impl ClaimVerdictKind {
             ClaimVerdictKind::Confirmed => "confirmed",
             ClaimVerdictKind::Refuted => "refuted",
             ClaimVerdictKind::Inconclusive => "inconclusive",
+            ClaimVerdictKind::InsufficientReplication => "insufficient replication",
             ClaimVerdictKind::NotApplicable => "not applicable",
         }
     }
 
-    pub const ALL: [ClaimVerdictKind; 4] = [
+    pub const ALL: [ClaimVerdictKind; 5] = [
         ClaimVerdictKind::Refuted,
         ClaimVerdictKind::Inconclusive,
+        ClaimVerdictKind::InsufficientReplication,
         ClaimVerdictKind::Confirmed,
         ClaimVerdictKind::NotApplicable,
     ];
@@ -50,8 +54,8 @@ pub struct Effect {
     pub upper: f64,
     /// Achieved confidence of the interval; `None` for a tolerance band.
     pub confidence: Option<f64>,
-    /// What the interval rests on: `per-process medians`, `pooled calls`, `processes and
-    /// calls` (two-stage bootstrap) or `tolerance band`.
+    /// What the interval rests on: `per-process medians` (a t interval) or a band
+    /// (`range of process medians`, with a tolerance for memory).
     pub basis: String,
     /// Whether the value is a signed difference or change (printed with its sign).
     pub signed: bool,
@@ -110,6 +114,28 @@ impl Judgement {
             reason: reason.into(),
         }
     }
+
+    /// Too few processes: what was seen, and why it is not judged.
+    pub(super) fn insufficient(
+        estimate: String,
+        medians: &[(&str, Vec<f64>)],
+        why: &InsufficientReplication,
+    ) -> Self {
+        let medians = medians
+            .iter()
+            .map(|(name, values)| {
+                let values: Vec<String> = values.iter().map(|v| format!("{v:.4}")).collect();
+                format!("{name} [{}]", values.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        Judgement {
+            observed: Some(estimate),
+            verdict: ClaimVerdictKind::InsufficientReplication,
+            effect: None,
+            reason: format!("not judged: {why}; process medians: {medians}"),
+        }
+    }
 }
 
 /// One adjacent pair of an ordering claim.
@@ -153,6 +179,11 @@ pub struct ClaimVerdict {
     pub flagged_samples: usize,
     /// The verdict with flagged samples left out, when any were flagged.
     pub without_flagged: Option<ClaimVerdictKind>,
+    /// Whether this verdict fails CI: a refuted claim does, except a time claim refuted at
+    /// 95 % but not at the run's family-wise level (see [`super::evaluate`]).
+    pub fails_ci: bool,
+    /// How the family-wise level was applied, for refuted time claims.
+    pub family_wise: Option<String>,
 }
 
 impl ClaimVerdict {

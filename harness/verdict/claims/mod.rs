@@ -1,23 +1,29 @@
 //! Claim verdicts: does what a run measured agree with what a note claims?
 //!
-//! Each claim gets one of four verdicts, with the measured effect, its interval and a one-line
+//! Each claim gets one of five verdicts, with the measured effect, its interval and a one-line
 //! reason:
 //! * **confirmed**: the interval lies wholly within the claimed range;
 //! * **refuted**: the interval lies wholly outside it;
-//! * **inconclusive**: the interval straddles an end of the range, or the data are too few for
-//!   an interval at the nominal confidence;
+//! * **inconclusive**: the interval straddles an end of the range;
+//! * **insufficient replication**: a time claim whose variants ran fewer than
+//!   [`MIN_PROCESSES_PER_SIDE`] processes: the estimate and process medians are shown, nothing
+//!   is decided, CI never fails on it;
 //! * **not applicable**: the claim is marked so, a variant did not run or failed, the metric
 //!   was not recorded, or the knobs that set the variants apart cannot act where the workers ran
 //!   (cuDNN flags on a CPU run, as the workers report in `hello.not_applicable`).
 //!
-//! The statistics are those of the regression gate ([`super::regression`]): for times, the
-//! Hodges–Lehmann interval of the ratio (or of the shift, for differences), on per-process
-//! medians when both sides have at least [`MIN_PROCESSES_PER_SIDE`] processes and on pooled
-//! calls otherwise; for one variant's time, the two-stage (processes, then calls) bootstrap
-//! interval of the median. Memory and counts are near-deterministic, so their "interval" is the
-//! range of the per-process medians widened by the suite's memory tolerance (none for counts):
-//! a tolerance band rather than a confidence interval. Everything is seeded: the same record
-//! gives the same verdicts.
+//! The statistics are those of the regression gate ([`super::regression`]): for times,
+//! Welch's interval on per-process medians (of the log ratio for changes and orderings, of the
+//! difference for differences) and the t interval of one variant's log process medians for
+//! bounds. Memory and counts are near-deterministic, so their "interval" is the range of the
+//! per-process medians widened by the suite's memory tolerance (none for counts): a tolerance
+//! band rather than a confidence interval.
+//!
+//! **Multiplicity.** Intervals are shown at 95 %. A run judges many time claims, so a refuted
+//! time claim fails CI only when it is also refuted at the run's family-wise level: intervals
+//! at `1 − 0.05 / k` for the `k` time claims judged in the run (Bonferroni). Band verdicts
+//! (memory, fit, counts) are not probabilistic and fail CI when refuted. Everything is
+//! deterministic: the same record gives the same verdicts.
 
 mod bound;
 mod change;
@@ -38,7 +44,9 @@ pub use order::{judge_order, judge_step};
 use super::regression::Thresholds;
 use crate::claim::{ClaimCheck, ClaimSpec, Dimension};
 use crate::plan::CompareSettings;
-use crate::stats::{BootstrapConfig, NestedSample};
+use crate::stats::NestedSample;
+#[cfg(doc)]
+use crate::stats::MIN_PROCESSES_PER_SIDE;
 use crate::store::{RunRecord, SampleRow};
 use data::{inert_difference, unusable};
 use std::collections::BTreeMap;
@@ -47,26 +55,16 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClaimConfig {
     pub confidence: f64,
-    pub bootstrap: BootstrapConfig,
     /// Time threshold (for `=` in orderings) and memory tolerance.
     pub thresholds: Thresholds,
 }
 
 impl ClaimConfig {
     /// The suite's `[compare]` settings: its time threshold and memory tolerance apply to
-    /// claims too; 95 % intervals; bootstrap seeded with 0.
+    /// claims too; 95 % intervals.
     pub fn for_suite(settings: &CompareSettings) -> Self {
-        let thresholds = Thresholds::default()
-            .with_time_threshold(settings.time_threshold)
-            .and_then(|t| {
-                t.with_memory_tolerance(
-                    settings.memory_rel_tolerance,
-                    settings.memory_abs_tolerance_bytes as f64,
-                )
-            })
-            .unwrap_or_default();
         ClaimConfig {
-            thresholds,
+            thresholds: Thresholds::for_metric(settings, "wall_ms"),
             ..ClaimConfig::default()
         }
     }
@@ -76,7 +74,6 @@ impl Default for ClaimConfig {
     fn default() -> Self {
         ClaimConfig {
             confidence: 0.95,
-            bootstrap: BootstrapConfig::default(),
             thresholds: Thresholds::default(),
         }
     }
@@ -200,16 +197,56 @@ fn claimed_bounds(check: &ClaimCheck) -> (Option<f64>, Option<f64>) {
     }
 }
 
+/// Family-wise significance level of time claims over a run.
+pub const FAMILY_ALPHA: f64 = 0.05;
+
+/// Whether a claim's verdict rests on a confidence interval of time (and so counts in the
+/// run's family of time claims).
+fn is_time_claim(claim: &ClaimSpec) -> bool {
+    matches!(
+        claim.check,
+        ClaimCheck::Change { .. }
+            | ClaimCheck::Difference { .. }
+            | ClaimCheck::Bound { .. }
+            | ClaimCheck::Order { .. }
+    ) && claim
+        .check
+        .metric()
+        .and_then(Dimension::of_metric)
+        .is_some_and(|d| d == Dimension::Time)
+}
+
 /// Verdicts on every claim of every suite of a run, each with the sensitivity to flagged
-/// samples.
+/// samples and whether it fails CI (see the module documentation on multiplicity).
 pub fn evaluate(run: &RunRecord, samples: &[SampleRow]) -> Vec<ClaimVerdict> {
     let mut out = Vec::new();
-    for suite in &run.suites {
+    // Refuted time claims (index in `out`, claim, config, suite index), re-judged at the
+    // family-wise level once the family is known.
+    let mut refuted_time: Vec<(usize, &ClaimSpec, ClaimConfig, usize)> = Vec::new();
+    let mut judged_time_claims = 0;
+    let datasets: Vec<_> = run
+        .suites
+        .iter()
+        .map(|suite| variant_data(suite, samples, true))
+        .collect();
+    for (suite_index, (suite, all)) in run.suites.iter().zip(&datasets).enumerate() {
         let cfg = ClaimConfig::for_suite(&suite.plan.compare);
-        let all = variant_data(suite, samples, true);
         let unflagged = variant_data(suite, samples, false);
         for claim in &suite.plan.claims {
-            let (j, steps) = judge_claim(claim, &all, &cfg);
+            let (j, steps) = judge_claim(claim, all, &cfg);
+            let time = is_time_claim(claim);
+            let decided = matches!(
+                j.verdict,
+                ClaimVerdictKind::Confirmed
+                    | ClaimVerdictKind::Refuted
+                    | ClaimVerdictKind::Inconclusive
+            );
+            if time && decided {
+                judged_time_claims += 1;
+            }
+            if time && j.verdict == ClaimVerdictKind::Refuted {
+                refuted_time.push((out.len(), claim, cfg, suite_index));
+            }
             let flagged_samples: usize = claim
                 .check
                 .variants()
@@ -237,6 +274,7 @@ pub fn evaluate(run: &RunRecord, samples: &[SampleRow]) -> Vec<ClaimVerdict> {
                 claimed: claim.check.claimed(),
                 claimed_min,
                 claimed_max,
+                fails_ci: j.verdict == ClaimVerdictKind::Refuted,
                 verdict: j.verdict,
                 effect: j.effect,
                 observed: j.observed,
@@ -244,8 +282,26 @@ pub fn evaluate(run: &RunRecord, samples: &[SampleRow]) -> Vec<ClaimVerdict> {
                 steps,
                 flagged_samples,
                 without_flagged,
+                family_wise: None,
             });
         }
+    }
+    let level = 1.0 - FAMILY_ALPHA / judged_time_claims.max(1) as f64;
+    for (index, claim, cfg, suite) in refuted_time {
+        let strict = ClaimConfig {
+            confidence: level,
+            ..cfg
+        };
+        let (j, _) = judge_claim(claim, &datasets[suite], &strict);
+        let v = &mut out[index];
+        v.fails_ci = j.verdict == ClaimVerdictKind::Refuted;
+        v.family_wise = Some(format!(
+            "{} at the run's family-wise level ({:.2} % intervals, Bonferroni over {} time claims){}",
+            if v.fails_ci { "also refuted" } else { "not refuted" },
+            100.0 * level,
+            judged_time_claims,
+            if v.fails_ci { "" } else { ": does not fail CI" }
+        ));
     }
     out
 }

@@ -32,10 +32,7 @@ fn relative(text: &str) -> ClaimRange {
 }
 
 fn cfg() -> ClaimConfig {
-    ClaimConfig {
-        bootstrap: BootstrapConfig::new(2000, 0.95, 3).unwrap(),
-        ..ClaimConfig::default()
-    }
+    ClaimConfig::default()
 }
 
 #[test]
@@ -72,19 +69,39 @@ fn change_on_times_uses_the_process_as_unit() {
 }
 
 #[test]
-fn change_with_few_processes_pools_calls_or_is_inconclusive() {
-    let (a, b) = (timed(20.0, 2, 6), timed(30.0, 2, 6));
+fn change_with_too_few_processes_is_insufficient_replication() {
+    // Many calls in 2 processes: no interval, whatever the calls say.
+    let (a, b) = (timed(20.0, 2, 30), timed(30.0, 2, 30));
     let j = judge_change(&a, &b, Dimension::Time, &relative("40%..60%"), &cfg());
-    assert_eq!(j.verdict, ClaimVerdictKind::Confirmed, "{}", j.reason);
-    assert_eq!(j.effect.unwrap().basis, "pooled calls");
-    // 3 vs 3 processes: no 95 % interval exists at the process level.
-    let (a, b) = (timed(20.0, 3, 4), timed(30.0, 3, 4));
-    let j = judge_change(&a, &b, Dimension::Time, &relative("40%..60%"), &cfg());
-    assert_eq!(j.verdict, ClaimVerdictKind::Inconclusive, "{}", j.reason);
-    assert!(
-        j.reason.contains("too few per-process medians"),
+    assert_eq!(
+        j.verdict,
+        ClaimVerdictKind::InsufficientReplication,
         "{}",
         j.reason
+    );
+    assert_eq!(j.effect, None);
+    assert_eq!(j.observed.as_deref(), Some("+50.0 % at the medians"));
+    assert!(j.reason.contains("2 vs 2 processes"), "{}", j.reason);
+    assert!(
+        !j.reason.contains("fewer"),
+        "never suggests fewer processes"
+    );
+    // 3 vs 3 tight processes decide.
+    let (a, b) = (timed(20.0, 3, 4), timed(30.0, 3, 4));
+    let j = judge_change(&a, &b, Dimension::Time, &relative("40%..60%"), &cfg());
+    assert_eq!(j.verdict, ClaimVerdictKind::Confirmed, "{}", j.reason);
+    let j = judge_change(&a, &b, Dimension::Time, &relative("-40%..-25%"), &cfg());
+    assert_eq!(j.verdict, ClaimVerdictKind::Refuted, "{}", j.reason);
+    // Bounds and differences follow the same rule.
+    let ms = |t: &str| parse_range(t, Dimension::Time).unwrap();
+    let one = timed(20.0, 1, 50);
+    assert_eq!(
+        judge_bound(&one, Dimension::Time, &ms("..25ms"), &cfg()).verdict,
+        ClaimVerdictKind::InsufficientReplication
+    );
+    assert_eq!(
+        judge_difference(&one, &b, Dimension::Time, &ms("5ms.."), &cfg()).verdict,
+        ClaimVerdictKind::InsufficientReplication
     );
 }
 
@@ -171,15 +188,22 @@ fn bounds_on_counts_memory_and_time() {
         ClaimVerdictKind::Confirmed
     );
     let ms = |t: &str| parse_range(t, Dimension::Time).unwrap();
-    let t = timed(20.0, 4, 5);
+    let t = timed(20.0, 6, 5);
     let j = judge_bound(&t, Dimension::Time, &ms("..25ms"), &cfg());
     assert_eq!(j.verdict, ClaimVerdictKind::Confirmed, "{}", j.reason);
-    assert_eq!(j.effect.as_ref().unwrap().basis, "processes and calls");
+    assert_eq!(
+        j.effect.as_ref().unwrap().basis,
+        "order statistics of process medians"
+    );
+    assert_eq!(
+        judge_bound(&timed(20.0, 5, 5), Dimension::Time, &ms("..25ms"), &cfg()).verdict,
+        ClaimVerdictKind::InsufficientReplication
+    );
     assert_eq!(
         judge_bound(&t, Dimension::Time, &ms("..15ms"), &cfg()).verdict,
         ClaimVerdictKind::Refuted
     );
-    // Seeded: the same verdict and interval every time.
+    // Deterministic: the same verdict and interval every time.
     assert_eq!(
         judge_bound(&t, Dimension::Time, &ms("..25ms"), &cfg()),
         judge_bound(&t, Dimension::Time, &ms("..25ms"), &cfg())
@@ -299,7 +323,7 @@ fn claims_on_knobs_that_cannot_act_or_on_failed_variants_are_not_applicable() {
     let data = |plan, statuses: Vec<Status>, not_applicable: &[&str]| VariantData {
         plan,
         statuses,
-        metrics: [("wall_ms".to_string(), timed(20.0, 2, 5))]
+        metrics: [("wall_ms".to_string(), timed(20.0, 3, 5))]
             .into_iter()
             .collect(),
         not_applicable: not_applicable.iter().map(|s| s.to_string()).collect(),

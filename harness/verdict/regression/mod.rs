@@ -5,7 +5,8 @@
 //! **and** its confidence interval lies *wholly beyond* the practical threshold. Significance
 //! alone flags trivial but detectable changes; the interval alone ignores multiplicity.
 //!
-//! Three steps, so that the multiple-comparison correction sees the whole family:
+//! Three steps, so that the multiple-comparison correction sees the whole family (the gate
+//! makes the family the whole run):
 //! 1. [`compare`] one (variant, metric) pair → [`Comparison`] with the raw p-value and the
 //!    interval of the relative change;
 //! 2. [`apply_correction`] over all comparisons of a run (Holm by default);
@@ -13,64 +14,46 @@
 //!
 //! ## Time
 //! Relative change = `candidate / baseline − 1` (lower is better, so positive = slower).
-//! * **Unit.** With at least [`MIN_PROCESSES_PER_SIDE`] processes on each side, the unit is
-//!   the process (one value per process: the median of its calls; see
-//!   [`crate::stats::nested`] for why). With fewer, all calls are pooled and the comparison
-//!   carries [`ComparisonWarning::PooledCalls`]: the test then ignores between-process
-//!   variation and is anti-conservative if it exists. (Flat data measured in a single
-//!   process take this path by construction.) Note that 3 vs 3 processes can never reach
-//!   p < 0.05 with a rank test (smallest p = 0.1); 4 vs 4 can (0.029). The smallest attainable
-//!   p is recorded so the reason string can say so.
-//! * **Test.** Two-sided Mann–Whitney U on the unit values (exact for small samples).
-//! * **Interval — decision.** The verdict uses the Hodges–Lehmann interval of the ratio
-//!   (`exp` of the shift of log unit values), not the bootstrap interval the design first
-//!   proposed, because
-//!   - it is the inversion of the same Mann–Whitney test, so "significant" and "interval
-//!     excludes 0" agree instead of contradicting each other;
-//!   - its coverage is exact (small samples) or asymptotically exact under a shift of the
-//!     log distribution, with no Monte-Carlo error;
-//!   - it is efficient (ARE 0.955 vs. the t interval, against 0.64 for a median), which
-//!     matters when between-process noise dominates and every process costs a launch. In a
-//!     simulation (15 % between-, 5 % within-process CV, +10 %) both intervals covered
-//!     ≈ 95 %, but at 40 processes × 10 calls the HL interval was 17 % narrower and flagged
-//!     the slowdown in 44 % of trials against 31 % for the bootstrap interval;
-//!   - it needs no resampling, so a gate over many variants stays fast.
-//!
-//!   The two-stage bootstrap interval of the ratio of medians of process medians is still
-//!   computed (if configured) and reported as `bootstrap_interval`, as is Welch's p.
+//! * **Unit.** The process: one value per process, the median of its calls. Whole processes
+//!   run fast or slow on a GPU, so calls are not independent replicates; with fewer than
+//!   [`MIN_PROCESSES_FOR_GATE`] processes on a side ([`MIN_PROCESSES_PER_SIDE`] for claims,
+//!   which compare wide ranges once, see [`CompareConfig::for_claims`]) the verdict is
+//!   [`VerdictKind::InsufficientReplication`], which shows the estimate and the process medians
+//!   and never fails a gate.
+//! * **Interval and test.** Welch's t on the log process medians ([`welch_log_ratio`]): `exp`
+//!   of it is the ratio of geometric means with its interval, and its p-value is the dual test,
+//!   so "significant" and "interval excludes 0" agree. Rank methods cannot decide with 3
+//!   processes per side (smallest Mann–Whitney p = 0.1), so their p is kept only as a
+//!   secondary view ([`Comparison::rank_p`]).
 //! * **Rules** (`t` = threshold, default 3 %; `α` default 0.05, applied to the *adjusted* p):
 //!   Regression ⇔ `p_adj < α` and `lower > +t`; Improvement ⇔ `p_adj < α` and `upper < −t`;
-//!   Unchanged ⇔ `−t <= lower` and `upper <= +t` (significant or not: a detectable change
-//!   smaller than `t` is practically nil) and the interval reaches its nominal confidence;
-//!   Inconclusive otherwise (interval straddles a threshold, too few units, or beyond the
-//!   threshold but not significant after correction).
+//!   Unchanged ⇔ `−t <= lower` and `upper <= +t` (a detectable change smaller than `t` is
+//!   practically nil); Inconclusive otherwise, with the smallest change this comparison could
+//!   have flagged given its spread, processes and family size (an asv-style "cannot detect"
+//!   guard: [`Comparison::detectable_change`]).
 //!
-//! ## Sample size
-//! The process count, not the call count, sets the power. Simulated with 15 % between-process
-//! and 5 % within-process CV plus 2 % of 3× spikes (2000 trials each, 10 calls per process),
-//! a true +10 % slowdown is flagged in 12 % of trials with 10 processes per side (20 calls),
-//! 26 % with 20, 48 % with 40, 67 % with 64, 84 % with 96, 91 % with 120 and 93 % with 128;
-//! 5 or 20 calls per process change this by about one point. So ≥ 90 % needs about 120
-//! processes per side; 128 × 10 is the budget the tests assert. The false-regression rate
-//! stayed ≤ 1 % throughout; its bound is the one-sided 2.5 % tail of the 95 % interval,
-//! approached when the threshold is small against the uncertainty.
+//! Error rates and power of these rules under the measured GPU noise are simulated in
+//! `verdict/simulation`, and the README's table is generated from there.
 //!
 //! ## Memory
-//! Peak memory is nearly deterministic, so no test or interval: the medians of process
-//! medians are compared, and a change counts when `|candidate − baseline|` exceeds
-//! `max(1 % of baseline, 16 MiB)` (memory values are bytes). Never inconclusive.
+//! Peak memory is near-deterministic between processes, so no test: the *ranges* of the
+//! process medians are compared with a tolerance. Regression ⇔
+//! `min(candidate) − max(baseline) > tol`; Improvement ⇔ `max(candidate) − min(baseline) < −tol`;
+//! Unchanged ⇔ the whole range
+//! of differences lies within `±tol`; Inconclusive otherwise (processes disagree by more than
+//! the tolerance). `tol = max(1 % of baseline, 16 MiB)` for allocated memory and
+//! `max(2 %, 64 MiB)` for reserved memory, whose caching allocator grows in 2 and 20 MiB
+//! segments and cuDNN workspaces, so one extra segment is not a regression.
 
-use crate::stats::comparison_unit;
-use crate::stats::mann_whitney::min_attainable_p;
-use crate::stats::nested::{hierarchical_bootstrap_ratio, two_sample, Unit};
+use crate::stats::mann_whitney::mann_whitney_u;
 use crate::stats::{
-    adjust_p_values, check_confidence, BootstrapConfig, Correction, Interval, NestedSample,
-    StatsError,
+    adjust_p_values, check_confidence, require_processes, welch_log_ratio, Correction,
+    InsufficientReplication, Interval, NestedSample, StatsError, TInterval, MIN_PROCESSES_FOR_GATE,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Processes per side needed for the process-level test; below it, calls are pooled.
+/// Processes per side needed for a time claim (the gate needs [`MIN_PROCESSES_FOR_GATE`]).
 pub use crate::stats::MIN_PROCESSES_PER_SIDE;
 /// One mebibyte in bytes.
 pub const MIB: f64 = 1024.0 * 1024.0;
@@ -81,8 +64,40 @@ pub const MIB: f64 = 1024.0 * 1024.0;
 pub enum MetricKind {
     /// Durations (any positive unit): tested, with an interval.
     Time,
-    /// Peak memory in bytes: tolerance on the medians, no test.
+    /// Peak memory in bytes: process ranges against a tolerance, no test.
     Memory,
+}
+
+impl MetricKind {
+    /// Byte metrics are memory; everything else is a duration.
+    pub fn of_metric(metric: &str) -> Self {
+        if metric.ends_with("_bytes") {
+            MetricKind::Memory
+        } else {
+            MetricKind::Time
+        }
+    }
+}
+
+/// A memory tolerance `max(relative × baseline, absolute bytes)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Tolerance {
+    pub relative: f64,
+    pub absolute_bytes: f64,
+}
+
+impl Tolerance {
+    fn checked(relative: f64, absolute_bytes: f64) -> Result<Self, StatsError> {
+        Ok(Tolerance {
+            relative: non_negative("memory relative tolerance", relative)?,
+            absolute_bytes: non_negative("memory absolute tolerance", absolute_bytes)?,
+        })
+    }
+
+    /// The tolerance in bytes for a given baseline.
+    pub fn bytes(&self, baseline_bytes: f64) -> f64 {
+        (self.relative * baseline_bytes.abs()).max(self.absolute_bytes)
+    }
 }
 
 /// Practical and statistical thresholds of the verdict.
@@ -91,17 +106,39 @@ pub enum MetricKind {
 pub struct Thresholds {
     time_threshold: f64,
     alpha: f64,
-    memory_relative_tolerance: f64,
-    memory_absolute_tolerance: f64,
+    memory: Tolerance,
+    reserved: Tolerance,
 }
 
 impl Thresholds {
     pub const DEFAULT_TIME_THRESHOLD: f64 = crate::plan::CompareSettings::DEFAULT_TIME_THRESHOLD;
     pub const DEFAULT_ALPHA: f64 = crate::plan::CompareSettings::DEFAULT_ALPHA;
-    pub const DEFAULT_MEMORY_RELATIVE_TOLERANCE: f64 =
-        crate::plan::CompareSettings::DEFAULT_MEMORY_REL_TOLERANCE;
-    pub const DEFAULT_MEMORY_ABSOLUTE_TOLERANCE: f64 =
-        crate::plan::CompareSettings::DEFAULT_MEMORY_ABS_TOLERANCE_BYTES as f64;
+
+    /// The thresholds a suite's `[compare]` settings give for `metric`.
+    pub fn for_metric(settings: &crate::plan::CompareSettings, metric: &str) -> Self {
+        let time = settings
+            .metric_thresholds
+            .get(metric)
+            .copied()
+            .unwrap_or(settings.time_threshold);
+        // The manifest validated these ranges; fall back to defaults rather than fail a gate.
+        Thresholds::default()
+            .with_time_threshold(time)
+            .and_then(|t| t.with_alpha(settings.alpha))
+            .and_then(|t| {
+                t.with_memory_tolerance(
+                    settings.memory_rel_tolerance,
+                    settings.memory_abs_tolerance_bytes as f64,
+                )
+            })
+            .and_then(|t| {
+                t.with_reserved_tolerance(
+                    settings.reserved_rel_tolerance,
+                    settings.reserved_abs_tolerance_bytes as f64,
+                )
+            })
+            .unwrap_or_default()
+    }
 
     /// Relative time change that matters (e.g. `0.03`); must be positive and finite.
     pub fn with_time_threshold(mut self, threshold: f64) -> Result<Self, StatsError> {
@@ -120,14 +157,23 @@ impl Thresholds {
         Ok(self)
     }
 
-    /// Memory tolerance `max(relative · baseline, absolute_bytes)`; both non-negative.
+    /// Tolerance of allocated (and other non-reserved) memory; both non-negative.
     pub fn with_memory_tolerance(
         mut self,
         relative: f64,
         absolute_bytes: f64,
     ) -> Result<Self, StatsError> {
-        self.memory_relative_tolerance = non_negative("memory relative tolerance", relative)?;
-        self.memory_absolute_tolerance = non_negative("memory absolute tolerance", absolute_bytes)?;
+        self.memory = Tolerance::checked(relative, absolute_bytes)?;
+        Ok(self)
+    }
+
+    /// Tolerance of reserved memory (`*reserved*` metrics); both non-negative.
+    pub fn with_reserved_tolerance(
+        mut self,
+        relative: f64,
+        absolute_bytes: f64,
+    ) -> Result<Self, StatsError> {
+        self.reserved = Tolerance::checked(relative, absolute_bytes)?;
         Ok(self)
     }
 
@@ -139,27 +185,35 @@ impl Thresholds {
         self.alpha
     }
 
-    pub fn memory_relative_tolerance(&self) -> f64 {
-        self.memory_relative_tolerance
+    /// The tolerance that applies to a memory metric.
+    pub fn tolerance_of(&self, metric: &str) -> Tolerance {
+        if metric.contains("reserved") {
+            self.reserved
+        } else {
+            self.memory
+        }
     }
 
-    pub fn memory_absolute_tolerance(&self) -> f64 {
-        self.memory_absolute_tolerance
-    }
-
-    /// The memory tolerance in bytes for a given baseline.
+    /// The allocated-memory tolerance in bytes for a given baseline.
     pub fn memory_tolerance(&self, baseline_bytes: f64) -> f64 {
-        (self.memory_relative_tolerance * baseline_bytes.abs()).max(self.memory_absolute_tolerance)
+        self.memory.bytes(baseline_bytes)
     }
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
+        use crate::plan::CompareSettings as D;
         Thresholds {
             time_threshold: Self::DEFAULT_TIME_THRESHOLD,
             alpha: Self::DEFAULT_ALPHA,
-            memory_relative_tolerance: Self::DEFAULT_MEMORY_RELATIVE_TOLERANCE,
-            memory_absolute_tolerance: Self::DEFAULT_MEMORY_ABSOLUTE_TOLERANCE,
+            memory: Tolerance {
+                relative: D::DEFAULT_MEMORY_REL_TOLERANCE,
+                absolute_bytes: D::DEFAULT_MEMORY_ABS_TOLERANCE_BYTES as f64,
+            },
+            reserved: Tolerance {
+                relative: D::DEFAULT_RESERVED_REL_TOLERANCE,
+                absolute_bytes: D::DEFAULT_RESERVED_ABS_TOLERANCE_BYTES as f64,
+            },
         }
     }
 }
@@ -170,8 +224,8 @@ impl Default for Thresholds {
 struct ThresholdsSpec {
     time_threshold: Option<f64>,
     alpha: Option<f64>,
-    memory_relative_tolerance: Option<f64>,
-    memory_absolute_tolerance: Option<f64>,
+    memory: Option<Tolerance>,
+    reserved: Option<Tolerance>,
 }
 
 impl TryFrom<ThresholdsSpec> for Thresholds {
@@ -179,14 +233,12 @@ impl TryFrom<ThresholdsSpec> for Thresholds {
 
     fn try_from(spec: ThresholdsSpec) -> Result<Self, Self::Error> {
         let d = Thresholds::default();
+        let memory = spec.memory.unwrap_or(d.memory);
+        let reserved = spec.reserved.unwrap_or(d.reserved);
         d.with_time_threshold(spec.time_threshold.unwrap_or(d.time_threshold))?
             .with_alpha(spec.alpha.unwrap_or(d.alpha))?
-            .with_memory_tolerance(
-                spec.memory_relative_tolerance
-                    .unwrap_or(d.memory_relative_tolerance),
-                spec.memory_absolute_tolerance
-                    .unwrap_or(d.memory_absolute_tolerance),
-            )
+            .with_memory_tolerance(memory.relative, memory.absolute_bytes)?
+            .with_reserved_tolerance(reserved.relative, reserved.absolute_bytes)
     }
 }
 
@@ -218,17 +270,24 @@ fn non_negative(name: &'static str, value: f64) -> Result<f64, StatsError> {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct CompareConfig {
     confidence: f64,
-    bootstrap: Option<BootstrapConfig>,
+    min_processes: usize,
 }
 
 impl CompareConfig {
-    /// `confidence` of the interval (default 0.95); `bootstrap` for the secondary
-    /// hierarchical-bootstrap interval, or `None` to skip it (it does not affect verdicts).
-    pub fn new(confidence: f64, bootstrap: Option<BootstrapConfig>) -> Result<Self, StatsError> {
+    /// `confidence` of the interval (default 0.95), with the gate's minimum replication.
+    pub fn new(confidence: f64) -> Result<Self, StatsError> {
         check_confidence(confidence)?;
         Ok(CompareConfig {
             confidence,
-            bootstrap,
+            min_processes: MIN_PROCESSES_FOR_GATE,
+        })
+    }
+
+    /// The same, with the replication a claim needs ([`MIN_PROCESSES_PER_SIDE`]).
+    pub fn for_claims(confidence: f64) -> Result<Self, StatsError> {
+        Ok(CompareConfig {
+            min_processes: MIN_PROCESSES_PER_SIDE,
+            ..Self::new(confidence)?
         })
     }
 
@@ -236,8 +295,9 @@ impl CompareConfig {
         self.confidence
     }
 
-    pub fn bootstrap(&self) -> Option<&BootstrapConfig> {
-        self.bootstrap.as_ref()
+    /// Processes per side below which a time comparison is insufficient replication.
+    pub fn min_processes(&self) -> usize {
+        self.min_processes
     }
 }
 
@@ -245,32 +305,20 @@ impl Default for CompareConfig {
     fn default() -> Self {
         CompareConfig {
             confidence: 0.95,
-            bootstrap: Some(BootstrapConfig::default()),
+            min_processes: MIN_PROCESSES_FOR_GATE,
         }
     }
 }
 
-/// Something the reader of a comparison should know.
+/// Size, location and spread of one side of a comparison.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "kind")]
-pub enum ComparisonWarning {
-    /// Too few processes for the process-level test: calls were pooled.
-    PooledCalls {
-        baseline_processes: usize,
-        candidate_processes: usize,
-        required: usize,
-    },
-    /// The samples are too small for an interval at the requested confidence.
-    IntervalBelowConfidence { achieved: f64, nominal: f64 },
-}
-
-/// Size and location of one side of a comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Side {
     pub processes: usize,
     pub calls: usize,
     /// Median of the per-process medians.
     pub median: f64,
+    /// The per-process medians, in process order.
+    pub process_medians: Vec<f64>,
 }
 
 impl Side {
@@ -279,7 +327,22 @@ impl Side {
             processes: sample.process_count(),
             calls: sample.call_count(),
             median: sample.median_of_process_medians(),
+            process_medians: sample.process_medians().values().to_vec(),
         }
+    }
+
+    pub fn min(&self) -> f64 {
+        self.process_medians
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    pub fn max(&self) -> f64 {
+        self.process_medians
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max)
     }
 }
 
@@ -293,15 +356,15 @@ pub struct Comparison {
     candidate: Side,
     relative_change: f64,
     interval: Option<Interval>,
-    nominal_confidence: Option<f64>,
-    unit: Option<Unit>,
+    /// Welch's interval of the log ratio (time, with enough processes).
+    log_ratio: Option<TInterval>,
     p_raw: Option<f64>,
     p_adjusted: Option<f64>,
     correction: Correction,
-    min_attainable_p: Option<f64>,
-    welch_p: Option<f64>,
-    bootstrap_interval: Option<Interval>,
-    warnings: Vec<ComparisonWarning>,
+    /// Tested comparisons in the correction's family (1 until corrected).
+    family_size: usize,
+    rank_p: Option<f64>,
+    insufficient: Option<InsufficientReplication>,
 }
 
 impl Comparison {
@@ -325,28 +388,23 @@ impl Comparison {
         &self.candidate
     }
 
-    /// Point estimate of `candidate / baseline − 1` (Hodges–Lehmann for time, ratio of
-    /// medians for memory).
+    /// Point estimate of `candidate / baseline − 1`: the ratio of geometric means of process
+    /// medians for time (of their medians with too few processes), of medians for memory.
     pub fn relative_change(&self) -> f64 {
         self.relative_change
     }
 
-    /// Interval of the relative change (time only).
+    /// Interval of the relative change (time, with enough processes).
     pub fn interval(&self) -> Option<Interval> {
         self.interval
     }
 
-    /// The confidence level requested for the interval (time only).
-    pub fn nominal_confidence(&self) -> Option<f64> {
-        self.nominal_confidence
+    /// Welch's interval of the log ratio, for other confidence levels.
+    pub fn log_ratio(&self) -> Option<&TInterval> {
+        self.log_ratio.as_ref()
     }
 
-    /// What the test and interval were computed on (time only).
-    pub fn unit(&self) -> Option<Unit> {
-        self.unit
-    }
-
-    /// Two-sided Mann–Whitney p-value before correction (time only).
+    /// Two-sided Welch p-value on log process medians before correction (time only).
     pub fn p_raw(&self) -> Option<f64> {
         self.p_raw
     }
@@ -360,24 +418,30 @@ impl Comparison {
         self.correction
     }
 
-    /// Smallest p-value the rank test could give with these unit counts (no ties).
-    pub fn min_attainable_p(&self) -> Option<f64> {
-        self.min_attainable_p
+    /// Tested comparisons in the family the p-value was corrected over.
+    pub fn family_size(&self) -> usize {
+        self.family_size
     }
 
-    /// Welch's t-test p-value on the same units (secondary).
-    pub fn welch_p(&self) -> Option<f64> {
-        self.welch_p
+    /// Mann–Whitney p on the same process medians (secondary; a large disagreement with the
+    /// Welch p hints at a slow-regime process).
+    pub fn rank_p(&self) -> Option<f64> {
+        self.rank_p
     }
 
-    /// Two-stage bootstrap interval of the relative change of medians of process medians
-    /// (secondary; when configured).
-    pub fn bootstrap_interval(&self) -> Option<Interval> {
-        self.bootstrap_interval
+    /// Why there is no time interval, when there are too few processes.
+    pub fn insufficient(&self) -> Option<&InsufficientReplication> {
+        self.insufficient.as_ref()
     }
 
-    pub fn warnings(&self) -> &[ComparisonWarning] {
-        &self.warnings
+    /// The smallest relative slowdown (or, negated, speed-up) this comparison could flag at
+    /// `alpha` spread over its family (the strictest Holm step, `alpha / m`): the threshold plus
+    /// the half-width of the interval at that level. `None` without an interval.
+    pub fn detectable_change(&self, thresholds: &Thresholds) -> Option<f64> {
+        let t = self.log_ratio.as_ref()?;
+        let level = 1.0 - thresholds.alpha / self.family_size.max(1) as f64;
+        let half = t.half_width(level).ok()?;
+        Some(((1.0 + thresholds.time_threshold).ln() + half).exp() - 1.0)
     }
 }
 
@@ -392,91 +456,59 @@ pub fn compare(
     config: &CompareConfig,
 ) -> Result<Comparison, StatsError> {
     let (b, c) = (Side::of(baseline), Side::of(candidate));
+    if kind == MetricKind::Memory && b.median <= 0.0 {
+        return Err(StatsError::NonPositive { value: b.median });
+    }
     let mut comparison = Comparison {
         variant: variant.to_owned(),
         metric: metric.to_owned(),
         kind,
+        relative_change: c.median / b.median - 1.0,
         baseline: b,
         candidate: c,
-        relative_change: 0.0,
         interval: None,
-        nominal_confidence: None,
-        unit: None,
+        log_ratio: None,
         p_raw: None,
         p_adjusted: None,
         correction: Correction::None,
-        min_attainable_p: None,
-        welch_p: None,
-        bootstrap_interval: None,
-        warnings: Vec::new(),
+        family_size: 1,
+        rank_p: None,
+        insufficient: None,
     };
-    match kind {
-        MetricKind::Memory => {
-            if b.median <= 0.0 {
-                return Err(StatsError::NonPositive { value: b.median });
-            }
-            comparison.relative_change = c.median / b.median - 1.0;
-        }
-        MetricKind::Time => {
-            baseline.check_positive()?;
-            candidate.check_positive()?;
-            let unit = comparison_unit(baseline, candidate);
-            if unit == Unit::Call {
-                comparison.warnings.push(ComparisonWarning::PooledCalls {
-                    baseline_processes: b.processes,
-                    candidate_processes: c.processes,
-                    required: MIN_PROCESSES_PER_SIDE,
-                });
-            }
-            let results = two_sample(
-                &baseline.values_in(unit),
-                &candidate.values_in(unit),
-                unit,
-                config.confidence,
-            )?;
-            let ratio = results
-                .ratio
-                .ok_or(StatsError::NonPositive { value: 0.0 })?;
-            if !ratio.reaches_nominal_confidence() {
-                comparison
-                    .warnings
-                    .push(ComparisonWarning::IntervalBelowConfidence {
-                        achieved: ratio.interval.confidence(),
-                        nominal: config.confidence,
-                    });
-            }
-            comparison.relative_change = ratio.estimate - 1.0;
-            comparison.interval = Some(ratio.interval.map_monotone(|r| r - 1.0)?);
-            comparison.nominal_confidence = Some(config.confidence);
-            comparison.unit = Some(results.unit);
-            comparison.p_raw = Some(results.mann_whitney.p_value);
-            comparison.p_adjusted = Some(results.mann_whitney.p_value);
-            comparison.min_attainable_p =
-                Some(min_attainable_p(results.baseline_n, results.candidate_n));
-            comparison.welch_p = results.welch.map(|w| w.p_value);
-            comparison.bootstrap_interval = match config.bootstrap() {
-                Some(bootstrap) => Some(
-                    hierarchical_bootstrap_ratio(baseline, candidate, bootstrap)?
-                        .interval
-                        .map_monotone(|x| x - 1.0)?,
-                ),
-                None => None,
-            };
-        }
+    if kind == MetricKind::Memory {
+        return Ok(comparison);
     }
+    baseline.check_positive()?;
+    candidate.check_positive()?;
+    if let Err(insufficient) = require_processes(&[baseline, candidate], config.min_processes) {
+        comparison.insufficient = Some(insufficient);
+        return Ok(comparison);
+    }
+    let (bm, cm) = (baseline.process_medians(), candidate.process_medians());
+    let t = welch_log_ratio(&bm, &cm, config.confidence)?;
+    let (ratio, interval) = t.exp()?;
+    comparison.relative_change = ratio - 1.0;
+    comparison.interval = Some(interval.map_monotone(|r| r - 1.0)?);
+    comparison.p_raw = Some(t.p_value);
+    comparison.p_adjusted = Some(t.p_value);
+    comparison.log_ratio = Some(t);
+    comparison.rank_p = Some(mann_whitney_u(&bm, &cm).p_value);
     Ok(comparison)
 }
 
-/// Adjusts the p-values of all tested comparisons together (memory comparisons carry none and
-/// are left alone). Re-applying replaces an earlier correction.
+/// Adjusts the p-values of all tested comparisons together (memory comparisons and those with
+/// too few processes carry none and are left alone). Re-applying replaces an earlier
+/// correction.
 pub fn apply_correction(comparisons: &mut [Comparison], correction: Correction) {
     let raw: Vec<f64> = comparisons.iter().filter_map(|c| c.p_raw).collect();
+    let family_size = raw.len();
     // Raw p-values come from our tests and lie in [0, 1]; fall back to no change otherwise.
     let adjusted = adjust_p_values(&raw, correction).unwrap_or(raw);
     let mut adjusted = adjusted.into_iter();
     for c in comparisons.iter_mut().filter(|c| c.p_raw.is_some()) {
         c.p_adjusted = adjusted.next();
         c.correction = correction;
+        c.family_size = family_size;
     }
 }
 
@@ -488,6 +520,8 @@ pub enum VerdictKind {
     Improvement,
     Unchanged,
     Inconclusive,
+    /// Too few processes for a time verdict: shown, never a failure.
+    InsufficientReplication,
 }
 
 impl VerdictKind {
@@ -497,6 +531,7 @@ impl VerdictKind {
             VerdictKind::Improvement => "improvement",
             VerdictKind::Unchanged => "unchanged",
             VerdictKind::Inconclusive => "inconclusive",
+            VerdictKind::InsufficientReplication => "insufficient replication",
         }
     }
 }
@@ -538,34 +573,81 @@ pub fn verdict(comparison: &Comparison, thresholds: &Thresholds) -> Verdict {
     }
 }
 
+fn mib(bytes: f64) -> String {
+    format!("{:+.1} MiB", bytes / MIB)
+}
+
 fn memory_verdict(c: &Comparison, t: &Thresholds) -> (VerdictKind, String) {
-    let diff = c.candidate.median - c.baseline.median;
-    let tolerance = t.memory_tolerance(c.baseline.median);
-    let change = format!(
-        "{:+.1} MiB ({:+.2} %)",
-        diff / MIB,
-        100.0 * c.relative_change
-    );
+    let tolerance = t.tolerance_of(&c.metric).bytes(c.baseline.median);
+    // Every difference between a candidate process and a baseline process lies in [lo, hi].
+    let lo = c.candidate.min() - c.baseline.max();
+    let hi = c.candidate.max() - c.baseline.min();
+    let change = if lo == hi {
+        format!("{} ({:+.2} %)", mib(lo), 100.0 * c.relative_change)
+    } else {
+        format!(
+            "{}..{} across processes ({:+.2} % at the medians)",
+            mib(lo),
+            mib(hi),
+            100.0 * c.relative_change
+        )
+    };
     let tol = format!("{:.1} MiB", tolerance / MIB);
-    if diff > tolerance {
+    if lo > tolerance {
         (
             VerdictKind::Regression,
             format!("memory {change} exceeds the tolerance of {tol}"),
         )
-    } else if diff < -tolerance {
+    } else if hi < -tolerance {
         (
             VerdictKind::Improvement,
             format!("memory {change} beyond the tolerance of {tol}"),
         )
-    } else {
+    } else if lo >= -tolerance && hi <= tolerance {
         (
             VerdictKind::Unchanged,
             format!("memory {change} within the tolerance of {tol}"),
         )
+    } else {
+        (
+            VerdictKind::Inconclusive,
+            format!(
+                "memory {change}: processes disagree by more than the tolerance of {tol} \
+                 (baseline {}..{} MiB, candidate {}..{} MiB)",
+                round_mib(c.baseline.min()),
+                round_mib(c.baseline.max()),
+                round_mib(c.candidate.min()),
+                round_mib(c.candidate.max())
+            ),
+        )
     }
 }
 
+fn round_mib(bytes: f64) -> String {
+    format!("{:.1}", bytes / MIB)
+}
+
+/// `1.2, 1.3, 1.25`, values in the metric's unit with 4 significant digits.
+fn list(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.4}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn time_verdict(c: &Comparison, t: &Thresholds) -> (VerdictKind, String) {
+    if let Some(insufficient) = &c.insufficient {
+        return (
+            VerdictKind::InsufficientReplication,
+            format!(
+                "{:+.2} % at the medians (baseline process medians {}; candidate {}); not judged: {insufficient}",
+                100.0 * c.relative_change,
+                list(&c.baseline.process_medians),
+                list(&c.candidate.process_medians),
+            ),
+        );
+    }
     let (Some(interval), Some(p_adj)) = (c.interval, c.p_adjusted) else {
         return (
             VerdictKind::Inconclusive,
@@ -574,25 +656,29 @@ fn time_verdict(c: &Comparison, t: &Thresholds) -> (VerdictKind, String) {
     };
     let thr = t.time_threshold;
     let (lo, hi) = (interval.lower(), interval.upper());
-    let nominal = c.nominal_confidence.unwrap_or(interval.confidence());
-    let unit = match c.unit {
-        Some(Unit::Process) => "per-process medians",
-        _ => "pooled calls",
-    };
     let summary = format!(
-        "{:+.2} % [{:+.2} %, {:+.2} %] ({:.0} % CI, {unit})",
+        "{:+.2} % [{:+.2} %, {:+.2} %] ({:.0} % CI, {} vs {} per-process medians)",
         100.0 * c.relative_change,
         100.0 * lo,
         100.0 * hi,
-        100.0 * interval.confidence()
+        100.0 * interval.confidence(),
+        c.baseline.processes,
+        c.candidate.processes,
     );
-    let p_text = if c.correction == Correction::None {
-        format!("p = {p_adj:.3}")
+    let p_value = if p_adj < 0.001 {
+        format!("{p_adj:.1e}")
     } else {
-        format!("p_adj = {p_adj:.3} ({})", c.correction)
+        format!("{p_adj:.3}")
+    };
+    let p_text = if c.correction == Correction::None {
+        format!("p = {p_value}")
+    } else {
+        format!(
+            "p_adj = {p_value} ({} over {} comparisons)",
+            c.correction, c.family_size
+        )
     };
     let significant = p_adj < t.alpha;
-    let reaches_confidence = interval.confidence() >= nominal - 1e-12;
     let thr_text = format!("{:.1} %", 100.0 * thr);
     if significant && lo > thr {
         return (
@@ -612,29 +698,28 @@ fn time_verdict(c: &Comparison, t: &Thresholds) -> (VerdictKind, String) {
             ),
         );
     }
-    if reaches_confidence && lo >= -thr && hi <= thr {
+    if lo >= -thr && hi <= thr {
         return (
             VerdictKind::Unchanged,
             format!("{summary} within ±{thr_text}; {p_text}"),
         );
     }
-    let why = if !reaches_confidence {
-        format!("too few {unit} for a {:.0} % interval", 100.0 * nominal)
-    } else if lo > thr || hi < -thr {
-        let unreachable = match c.min_attainable_p {
-            Some(min_p) if min_p >= t.alpha => {
-                format!(" (the smallest attainable p here is {min_p:.3})")
-            }
-            _ => String::new(),
-        };
-        format!(
-            "beyond ±{thr_text} but {p_text} >= {}{unreachable}",
-            t.alpha
-        )
+    let why = if lo > thr || hi < -thr {
+        format!("beyond ±{thr_text} but {p_text} >= {}", t.alpha)
     } else {
         format!("interval straddles ±{thr_text}; {p_text}")
     };
-    (VerdictKind::Inconclusive, format!("{summary}: {why}"))
+    let detectable = match c.detectable_change(t) {
+        Some(d) => format!(
+            "; with this spread and family only changes beyond ±{:.1} % can be flagged",
+            100.0 * d
+        ),
+        None => String::new(),
+    };
+    (
+        VerdictKind::Inconclusive,
+        format!("{summary}: {why}{detectable}"),
+    )
 }
 
 #[cfg(test)]
