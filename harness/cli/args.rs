@@ -31,9 +31,14 @@ pub struct GateArgs {
     /// Compare even if the baseline comes from other hardware or software.
     #[arg(long)]
     pub allow_mismatch: bool,
-    /// Exit 0 rather than 5 when a suite has no stored baseline for this hardware and software.
+    /// Exit 0 rather than 5 when a suite has no stored baseline for this hardware, software
+    /// and profile.
     #[arg(long)]
     pub allow_missing_baseline: bool,
+    /// Compare variants whose configuration (workload, params, knobs, warm-up) changed since
+    /// the baseline, rather than reporting them as not compared.
+    #[arg(long)]
+    pub allow_config_change: bool,
 }
 
 // Which profile of each manifest to plan.

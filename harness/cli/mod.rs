@@ -62,7 +62,7 @@ enum Command {
     /// Compare a run with its baselines; exit 1 on any regression.
     #[command(mut_arg("baseline", |a| a.help(
         "Baseline to compare with: a baseline file or folder, or another run folder \
-         (default: RESULTS/baselines/<the run's fingerprint>/<suite>.json)",
+         (default: RESULTS/baselines/<the run's fingerprint>/<profile>/<suite>.json)",
     )))]
     Compare {
         /// Run folder (default: the newest under RESULTS/runs).
@@ -93,7 +93,7 @@ enum Command {
         #[command(flatten)]
         results: ResultsArgs,
     },
-    /// Store or replace baselines (only ever written on request).
+    /// Store, replace or list baselines (only ever written on request).
     Baseline {
         #[command(subcommand)]
         action: BaselineAction,
@@ -134,6 +134,11 @@ enum BaselineAction {
     Accept {
         /// Run folder (default: the newest under RESULTS/runs).
         run: Option<PathBuf>,
+        #[command(flatten)]
+        results: ResultsArgs,
+    },
+    /// List the stored baselines with their profile, suite and source run.
+    List {
         #[command(flatten)]
         results: ResultsArgs,
     },
@@ -197,6 +202,7 @@ fn dispatch(command: Command) -> Outcome {
             BaselineAction::Accept { run, results } => {
                 baseline::store(run, &results.folder(), true)
             }
+            BaselineAction::List { results } => baseline::list(&results.folder()),
         },
         Command::Check { manifests, profile } => check::check(&manifests, &profile),
         Command::Dist { out, scenarios } => dist::dist(&out, &scenarios),

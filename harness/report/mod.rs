@@ -83,7 +83,7 @@ pub fn trend_runs(
     samples: &[crate::store::SampleRow],
     earlier: &[crate::store::StoredRun],
 ) -> Vec<model::RunMedians> {
-    let hardware = |r: &crate::store::RunRecord| BaselineKey::of(&r.fingerprint).gpu;
+    let hardware = |r: &crate::store::RunRecord| BaselineKey::of(&r.fingerprint, "").gpu;
     earlier
         .iter()
         .filter(|other| hardware(&other.record) == hardware(run))

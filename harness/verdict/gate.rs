@@ -9,7 +9,7 @@ use super::regression::{
 };
 use crate::plan::CompareSettings;
 use crate::stats::{Interval, NestedSample};
-use crate::store::baseline::{config_hash, metric_values, Baseline, BaselineKey, ProcessValues};
+use crate::store::baseline::{metric_values, Baseline, BaselineKey, ProcessValues};
 use crate::store::{RunRecord, SampleRow, SuiteRecord};
 use crate::worker::protocol::Status;
 use serde::Serialize;
@@ -167,8 +167,15 @@ fn outcome_summary(statuses: &[Status]) -> (bool, bool) {
     (all_oom, any_ok)
 }
 
-/// Compares one suite of a run with its baseline.
-fn gate_suite(suite: &SuiteRecord, samples: &[SampleRow], baseline: &Baseline) -> Vec<GateEntry> {
+/// Compares one suite of a run with its baseline. A variant whose configuration changed since
+/// the baseline is not compared (its difference would be the configuration's, not the
+/// code's) unless `allow_config_change`, when it is compared and its entries say so.
+fn gate_suite(
+    suite: &SuiteRecord,
+    samples: &[SampleRow],
+    baseline: &Baseline,
+    allow_config_change: bool,
+) -> Vec<GateEntry> {
     let name = &suite.plan.suite;
     let settings = &suite.plan.compare;
     let config = CompareConfig::default();
@@ -184,13 +191,21 @@ fn gate_suite(suite: &SuiteRecord, samples: &[SampleRow], baseline: &Baseline) -
             ));
             continue;
         };
-        // Compared by name, as criterion and Bencher do; a changed configuration is shown on
-        // every entry of the variant so a "regression" caused by it is not mistaken for code.
-        let changes = if base.config_sha256 == config_hash(v) {
-            Vec::new()
-        } else {
-            base.config_changes(v)
-        };
+        // Matched by name, as criterion and Bencher do, then by configuration hash.
+        let changes = base.config_changes(v);
+        if !changes.is_empty() && !allow_config_change {
+            entries.push(GateEntry {
+                config_changes: changes,
+                ..not_compared(
+                    name,
+                    &v.name,
+                    "*",
+                    "not compared: configuration changed (--allow-config-change compares anyway)"
+                        .into(),
+                )
+            });
+            continue;
+        }
         let first_entry = entries.len();
         let statuses: Vec<Status> = suite
             .processes
@@ -314,18 +329,27 @@ fn gate_suite(suite: &SuiteRecord, samples: &[SampleRow], baseline: &Baseline) -
         e.p_adjusted = v.p_adjusted;
         e.unit = cmp.unit().map(|u| format!("{u:?}").to_lowercase());
         e.processes = (cmp.baseline().processes, cmp.candidate().processes);
-        e.reason = v.reason;
+        e.reason = if e.config_changes.is_empty() {
+            v.reason
+        } else {
+            format!(
+                "{}; compared despite a configuration change (--allow-config-change)",
+                v.reason
+            )
+        };
         e.comparison = Some(cmp);
     }
     entries
 }
 
-/// Runs the gate for every suite of `run` that has a baseline in `baselines`.
+/// Runs the gate for every suite of `run` that has a baseline in `baselines`;
+/// `allow_config_change` compares variants whose configuration changed since the baseline.
 pub fn gate(
     run: &RunRecord,
     samples: &[SampleRow],
     baselines: &[Baseline],
     mismatches: Vec<String>,
+    allow_config_change: bool,
 ) -> GateReport {
     let mut entries = Vec::new();
     let mut corrections = BTreeMap::new();
@@ -339,14 +363,14 @@ pub fn gate(
             ),
         );
         match baselines.iter().find(|b| b.suite == suite.plan.suite) {
-            Some(b) => entries.extend(gate_suite(suite, samples, b)),
+            Some(b) => entries.extend(gate_suite(suite, samples, b, allow_config_change)),
             None => entries.push(not_compared(
                 &suite.plan.suite,
                 "*",
                 "*",
                 format!(
                     "no baseline for this suite under {}; create one with `claimbench baseline save {}`",
-                    BaselineKey::of(&run.fingerprint).dir_name(),
+                    BaselineKey::of(&run.fingerprint, &suite.plan.profile).dir_name(),
                     run.id
                 ),
             )),
