@@ -12,6 +12,7 @@ pub mod junit;
 pub mod markdown;
 pub mod model;
 pub mod plots;
+pub mod shifts;
 pub mod terminal;
 #[cfg(test)]
 mod tests;

@@ -172,15 +172,9 @@ fn best_split(x: &[f64], min_size: usize) -> Option<(usize, f64)> {
     best
 }
 
+/// Median of a non-empty slice.
 fn median(x: &[f64]) -> f64 {
-    let mut v = x.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+    crate::stats::sample::median_in_place(&mut x.to_vec())
 }
 
 #[cfg(test)]

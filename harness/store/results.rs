@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 const RUNS: &str = "runs";
 const BASELINES: &str = "baselines";
+const HISTORY: &str = "history";
 const RUN_FILE: &str = "run.json";
 const SAMPLES_FILE: &str = "samples.csv";
 const COMPARE_FILE: &str = "compare.json";
@@ -152,6 +153,26 @@ impl Results {
         Ok(found)
     }
 
+    /// `history/`: the metric histories.
+    pub fn history_root(&self) -> PathBuf {
+        self.root.join(HISTORY)
+    }
+
+    /// `history/<stack>/<profile>/<suite>/<variant>/<metric>.csv`: one series.
+    pub fn history_file(
+        &self,
+        key: &BaselineKey,
+        suite: &str,
+        variant: &str,
+        metric: &str,
+    ) -> PathBuf {
+        self.history_root()
+            .join(key.dir_name())
+            .join(slug(suite))
+            .join(slug(variant))
+            .join(format!("{}.csv", metric_file_name(metric)))
+    }
+
     /// The baseline folders (`<stack>/<profile>`) that hold a baseline of `suite`, sorted.
     pub fn baseline_keys_with(&self, suite: &str) -> Vec<String> {
         let file = format!("{}.json", slug(suite));
@@ -264,6 +285,20 @@ impl Results {
             .collect();
         history.reverse();
         history
+    }
+}
+
+/// Metric names (`wall_ms`, `stage_<name>_ms`) kept as they are where they are file-name
+/// safe, so the file says which metric it holds.
+fn metric_file_name(metric: &str) -> String {
+    if !metric.is_empty()
+        && metric
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        metric.to_string()
+    } else {
+        slug(metric)
     }
 }
 
