@@ -19,6 +19,10 @@ pub const WORKER_FAILURES: i32 = 4;
 /// and software stack); `--allow-missing-baseline` accepts that. Reported when nothing worse
 /// (a regression, a refuted claim, failed workers) happened.
 pub const NO_BASELINE: i32 = 5;
+/// `--fail-on-change-point`: a metric's history shows a persistent slowdown or growth of at
+/// least the minimum magnitude that began among the newest runs. Reported when nothing among
+/// 1–4 happened; takes precedence over [`NO_BASELINE`].
+pub const CHANGE_POINT: i32 = 6;
 /// Stopped by Ctrl-C (SIGINT); everything finished so far is recorded.
 pub const INTERRUPTED: i32 = 130;
 /// Stopped by SIGTERM (CI cancellation, `docker stop`, `timeout`), handled like Ctrl-C.

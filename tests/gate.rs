@@ -33,13 +33,28 @@ fn a_a_passes_and_a_slowdown_fails_the_gate() {
         .success()
         .stdout(predicate::str::contains("0 regression(s)"));
 
-    // The same variant made 50 % slower is flagged, and the exit code says so.
+    // The same variant made 50 % slower through its parameters is a configuration change:
+    // not compared, and the table says what changed.
     std::fs::write(sb.path().join(&manifest), sleep_manifest(30.0)).unwrap();
     sb.cmd()
         .args(["run", "--quiet", "--compare", &manifest])
         .assert()
+        .success()
+        .stdout(predicate::str::is_match(r"not compared\s+naps/nap\s+\*").unwrap())
+        .stdout(predicate::str::contains(
+            "not compared: configuration changed",
+        ))
+        .stdout(predicate::str::contains("params.ms: 20.0 → 30.0"))
+        .stdout(predicate::str::contains("0 regression(s)"));
+    // Compared on request: flagged, and the exit code says so.
+    sb.cmd()
+        .args(["compare", &sb.newest_run(), "--allow-config-change"])
+        .assert()
         .code(1)
         .stdout(predicate::str::is_match(r"regression\s+naps/nap\s+wall_ms").unwrap())
+        .stdout(predicate::str::contains(
+            "compared despite a configuration change",
+        ))
         .stdout(predicate::str::contains("params.ms: 20.0 → 30.0"));
     let compare: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(std::path::Path::new(&sb.newest_run()).join("compare.json"))
@@ -129,9 +144,17 @@ fn a_variant_that_now_runs_out_of_memory_is_a_regression() {
         .args(["baseline", "save", &sb.newest_run()])
         .assert()
         .success();
+    // The test changes the allocation through a parameter, which the gate would otherwise
+    // report as a configuration change; in practice the code grows the allocation.
     std::fs::write(sb.path().join(&manifest), text(100000.0)).unwrap();
     sb.cmd()
-        .args(["run", "--quiet", "--compare", &manifest])
+        .args([
+            "run",
+            "--quiet",
+            "--compare",
+            "--allow-config-change",
+            &manifest,
+        ])
         .assert()
         .code(1)
         .stdout(predicate::str::contains(
@@ -168,15 +191,147 @@ fn a_missing_baseline_fails_closed_and_says_what_exists() {
     let out = sb.cmd().args(["baseline", "save", &run]).assert().success();
     let path = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     let stored = sb.path().join(path.trim());
-    let folder = stored.parent().unwrap();
-    let other = folder.with_file_name("cpu_driver-older_cuda-none_cudnn-none_torch-2-10-0");
-    std::fs::rename(folder, &other).unwrap();
+    let stack = stored.parent().unwrap().parent().unwrap();
+    let other = stack.with_file_name("cpu_driver-older_cuda-none_cudnn-none_torch-2-10-0");
+    std::fs::rename(stack, &other).unwrap();
     sb.cmd()
         .args(["compare", &run])
         .assert()
         .code(5)
         .stderr(predicate::str::contains(
-            "cpu_driver-older_cuda-none_cudnn-none_torch-2-10-0",
+            "cpu_driver-older_cuda-none_cudnn-none_torch-2-10-0/base",
         ))
         .stderr(predicate::str::contains("--allow-mismatch"));
+}
+
+/// A `sleep` suite with `quick` and `nightly` profiles of the same configuration.
+fn profiled_manifest() -> String {
+    sleep_manifest(5.0)
+        + "\n[profiles.quick]\nrun = { repetitions = 3 }\n\n[profiles.nightly]\nrun = { repetitions = 5 }\n"
+}
+
+#[test]
+fn baselines_are_kept_per_profile() {
+    let sb = Sandbox::new();
+    let manifest = sb.manifest("naps.toml", &profiled_manifest());
+    let quick = ["run", "--quiet", "--profile", "quick", &manifest];
+    let quick_compare = [
+        "run",
+        "--quiet",
+        "--profile",
+        "quick",
+        "--compare",
+        &manifest,
+    ];
+    sb.cmd().args(quick).assert().success();
+    let nightly_run = {
+        sb.cmd()
+            .args(["run", "--quiet", "--profile", "nightly", &manifest])
+            .assert()
+            .success();
+        sb.newest_run()
+    };
+    // A nightly baseline is not a quick one: the quick run has none, and is told which exists.
+    let saved = sb
+        .cmd()
+        .args(["baseline", "save", &nightly_run])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("for profile nightly"));
+    let path = String::from_utf8(saved.get_output().stdout.clone()).unwrap();
+    assert!(path.trim().ends_with("/nightly/naps.json"), "{path}");
+    sb.cmd()
+        .args(quick_compare)
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("no baseline for profile quick"))
+        .stderr(predicate::str::contains(
+            "cpu_driver-none_cuda-none_cudnn-none_torch-",
+        ))
+        .stderr(predicate::str::contains("/nightly"))
+        .stderr(predicate::str::contains("--profile quick"));
+    let quick_run = sb.newest_run();
+
+    // A quick baseline is used for quick runs.
+    sb.cmd()
+        .args(["baseline", "save", &quick_run])
+        .assert()
+        .success();
+    sb.cmd().args(quick_compare).assert().success().stdout(
+        predicate::str::is_match(r"(unchanged|inconclusive)\s+naps/nap\s+wall_ms").unwrap(),
+    );
+    let list = sb.cmd().args(["baseline", "list"]).assert().success();
+    let list = String::from_utf8(list.get_output().stdout.clone()).unwrap();
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("nightly") && l.contains("naps")),
+        "{list}"
+    );
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("quick") && l.contains("naps")),
+        "{list}"
+    );
+}
+
+#[test]
+fn baselines_stored_before_profiles_are_named_and_not_used() {
+    let sb = Sandbox::new();
+    let manifest = sb.manifest("naps.toml", &profiled_manifest());
+    sb.cmd()
+        .args(["run", "--quiet", "--profile", "quick", &manifest])
+        .assert()
+        .success();
+    let run = sb.newest_run();
+    let out = sb.cmd().args(["baseline", "save", &run]).assert().success();
+    // Moved to the old layout, with the key as it was then (no profile).
+    let stored = sb.path().join(
+        String::from_utf8(out.get_output().stdout.clone())
+            .unwrap()
+            .trim(),
+    );
+    let mut old: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stored).unwrap()).unwrap();
+    old["key"].as_object_mut().unwrap().remove("profile");
+    let legacy = stored.parent().unwrap().parent().unwrap().join("naps.json");
+    std::fs::write(&legacy, serde_json::to_string(&old).unwrap()).unwrap();
+    std::fs::remove_file(&stored).unwrap();
+
+    let legacy_text = std::fs::read_to_string(&legacy).unwrap();
+    sb.cmd()
+        .args(["compare", &run])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains(
+            "was stored before baselines were kept per profile",
+        ))
+        .stderr(predicate::str::contains(
+            legacy.strip_prefix(sb.path()).unwrap().to_string_lossy(),
+        ))
+        .stderr(predicate::str::contains("claimbench baseline save RUN"));
+    // Named explicitly, it loads, and its missing profile is a mismatch like any other.
+    let legacy_arg = legacy.to_string_lossy().into_owned();
+    sb.cmd()
+        .args(["compare", &run, "--baseline", &legacy_arg])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("profile: quick ≠ unrecorded"));
+    sb.cmd()
+        .args([
+            "compare",
+            &run,
+            "--baseline",
+            &legacy_arg,
+            "--allow-mismatch",
+        ])
+        .assert()
+        .success();
+    sb.cmd()
+        .args(["baseline", "list"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("unrecorded"))
+        .stdout(predicate::str::contains("not used: re-baseline"));
+    // Nothing recorded was changed.
+    assert_eq!(std::fs::read_to_string(&legacy).unwrap(), legacy_text);
 }

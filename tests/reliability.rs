@@ -59,7 +59,8 @@ fn baseline_file(sb: &Sandbox) -> PathBuf {
         .unwrap()
         .unwrap()
         .path();
-    dir.join("naps.json")
+    // `<stack>/<profile>/`: the suite has no profiles, so `base`.
+    dir.join("base/naps.json")
 }
 
 /// A sandbox with one run stored as the baseline: the sandbox, the run, the baseline's bytes.

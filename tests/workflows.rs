@@ -53,6 +53,9 @@ fn nightly_runs_compares_and_publishes() {
         runs.contains("baseline accept \"${{ steps.run.outputs.dir }}\""),
         "{runs}"
     );
+    // Baselines are kept per profile: main also records the `quick` baseline pull requests use.
+    assert!(runs.contains("run --profile quick --compare"), "{runs}");
+    assert!(runs.contains("baseline accept \"$quick_dir\""), "{runs}");
     assert!(
         !runs.contains("ls -d"),
         "the run folder comes from the command's output"

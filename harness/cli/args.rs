@@ -31,9 +31,49 @@ pub struct GateArgs {
     /// Compare even if the baseline comes from other hardware or software.
     #[arg(long)]
     pub allow_mismatch: bool,
-    /// Exit 0 rather than 5 when a suite has no stored baseline for this hardware and software.
+    /// Exit 0 rather than 5 when a suite has no stored baseline for this hardware, software
+    /// and profile.
     #[arg(long)]
     pub allow_missing_baseline: bool,
+    /// Compare variants whose configuration (workload, params, knobs, warm-up) changed since
+    /// the baseline, rather than reporting them as not compared.
+    #[arg(long)]
+    pub allow_config_change: bool,
+}
+
+// What the history's change points may do.
+#[derive(Debug, Clone, Args)]
+pub struct ShiftArgs {
+    /// Exit 6 when a metric's history shows a persistent slowdown or growth (at least
+    /// --min-shift) that began within the newest runs.
+    #[arg(long)]
+    pub fail_on_change_point: bool,
+    /// Smallest relative change of a change point that is reported, as a fraction.
+    #[arg(long, default_value_t = 0.05, value_parser = fraction)]
+    pub min_shift: f64,
+}
+
+impl ShiftArgs {
+    pub fn config(&self) -> crate::stats::changepoint::ChangePointConfig {
+        crate::stats::changepoint::ChangePointConfig {
+            min_magnitude: self.min_shift,
+            ..Default::default()
+        }
+    }
+
+    /// [`exit_code::CHANGE_POINT`] when asked to fail on a recent worsening and there is one.
+    pub fn exit_code(&self, shifts: &[crate::store::history::Shift]) -> Option<i32> {
+        (self.fail_on_change_point && shifts.iter().any(|s| s.recent_worsening))
+            .then_some(crate::exit_code::CHANGE_POINT)
+    }
+}
+
+/// A finite fraction ≥ 0 (`0.05` is 5 %).
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err(format!("`{text}` is not a fraction ≥ 0 (0.05 is 5 %)")),
+    }
 }
 
 // Which profile of each manifest to plan.

@@ -61,40 +61,69 @@ impl Gated {
 }
 
 /// Suites that the gate could not compare because no baseline is stored for the run's
-/// hardware and software, with the baseline folders that hold one for other fingerprints.
+/// hardware, software and profile, with what is stored instead.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MissingBaseline {
-    pub suites: Vec<String>,
+    pub suites: Vec<MissingSuite>,
+}
+
+/// One suite without a baseline for its key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MissingSuite {
+    pub suite: String,
+    pub profile: String,
+    /// Where its baseline would be.
     pub folder: PathBuf,
-    /// Other fingerprint folders with a baseline of one of `suites`.
+    /// Other `<stack>/<profile>` folders with a baseline of this suite.
     pub elsewhere: Vec<String>,
+    /// A baseline of this stack in the layout from before profiles were part of the key.
+    pub legacy: Option<PathBuf>,
 }
 
 impl std::fmt::Display for MissingBaseline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "no baseline for {} in {}",
-            self.suites.join(", "),
-            self.folder.display()
-        )?;
-        if self.elsewhere.is_empty() {
+        for (i, m) in self.suites.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
             write!(
                 f,
-                "; record one from a run of main with `claimbench baseline save RUN`, or pass --allow-missing-baseline"
-            )
-        } else {
-            write!(
-                f,
-                "; baselines exist for another hardware or software stack: {} (compare with one through --baseline DIR --allow-mismatch, or re-baseline on this stack with `claimbench baseline save RUN`)",
-                self.elsewhere.join(", ")
-            )
+                "no baseline for {} (no baseline for profile {}) in {}",
+                m.suite,
+                m.profile,
+                m.folder.display()
+            )?;
+            let rebaseline = format!(
+                "re-baseline with `claimbench baseline save RUN` from a run with `--profile {}` on this stack",
+                m.profile
+            );
+            if let Some(old) = &m.legacy {
+                write!(
+                    f,
+                    "; {} was stored before baselines were kept per profile and is not used (it is left in place); {rebaseline}",
+                    old.display()
+                )?;
+            }
+            if !m.elsewhere.is_empty() {
+                write!(
+                    f,
+                    "; baselines exist for another profile or hardware and software stack: {} (compare with one through --baseline FILE --allow-mismatch, or {rebaseline})",
+                    m.elsewhere.join(", ")
+                )?;
+            } else if m.legacy.is_none() {
+                write!(
+                    f,
+                    "; record one from a run of main with `claimbench baseline save RUN`, or pass --allow-missing-baseline"
+                )?;
+            }
         }
+        Ok(())
     }
 }
 
 /// Compares a run with its baselines: the explicit `--baseline`, else the stored baselines
-/// for the run's fingerprint. With `required` false and no stored baseline, there is no gate.
+/// for the run's fingerprint and each suite's profile. With `required` false and no stored
+/// baseline, there is no gate.
 pub fn gate_with(
     dir: &Path,
     run: &RunRecord,
@@ -103,13 +132,20 @@ pub fn gate_with(
     options: &GateArgs,
     required: bool,
 ) -> Result<Option<Gated>, ExpectedError> {
-    let key = BaselineKey::of(&run.fingerprint);
+    let key_of = |suite: &str| {
+        let profile = run
+            .suites
+            .iter()
+            .find(|s| s.plan.suite == suite)
+            .map_or("", |s| s.plan.profile.as_str());
+        BaselineKey::of(&run.fingerprint, profile)
+    };
     let (baselines, mismatches) = match &options.baseline {
         Some(path) => {
             let baselines = load_baselines(path)?;
             let mut mismatches: Vec<String> = baselines
                 .iter()
-                .flat_map(|b| key.differences(&b.key))
+                .flat_map(|b| key_of(&b.suite).differences(&b.key))
                 .collect();
             mismatches.sort();
             mismatches.dedup();
@@ -123,8 +159,12 @@ pub fn gate_with(
             (baselines, mismatches)
         }
         None => {
-            let suites = run.suites.iter().map(|s| s.plan.suite.as_str());
-            (results.baselines(&key, suites)?, Vec::new())
+            let mut found = Vec::new();
+            for suite in &run.suites {
+                let key = key_of(&suite.plan.suite);
+                found.extend(results.baselines(&key, [suite.plan.suite.as_str()])?);
+            }
+            (found, Vec::new())
         }
     };
     if baselines.is_empty() && !required {
@@ -133,33 +173,36 @@ pub fn gate_with(
     let missing = if options.baseline.is_some() {
         None
     } else {
-        let suites: Vec<String> = run
+        let suites: Vec<MissingSuite> = run
             .suites
             .iter()
-            .map(|s| s.plan.suite.clone())
-            .filter(|s| !baselines.iter().any(|b| b.suite == *s))
+            .filter(|s| !baselines.iter().any(|b| b.suite == s.plan.suite))
+            .map(|s| {
+                let key = key_of(&s.plan.suite);
+                MissingSuite {
+                    suite: s.plan.suite.clone(),
+                    profile: s.plan.profile.clone(),
+                    folder: results.baseline_dir(&key),
+                    elsewhere: results
+                        .baseline_keys_with(&s.plan.suite)
+                        .into_iter()
+                        .filter(|k| *k != key.dir_name())
+                        .collect(),
+                    legacy: results.legacy_baseline(&key, &s.plan.suite),
+                }
+            })
             .collect();
-        let mut elsewhere: Vec<String> = suites
-            .iter()
-            .flat_map(|s| results.baseline_keys_with(s))
-            .filter(|k| *k != key.dir_name())
-            .collect();
-        elsewhere.sort();
-        elsewhere.dedup();
-        (!suites.is_empty()).then(|| MissingBaseline {
-            suites,
-            folder: results.baseline_dir(&key),
-            elsewhere,
-        })
+        (!suites.is_empty()).then_some(MissingBaseline { suites })
     };
     let unflagged: Vec<SampleRow> = samples
         .iter()
         .filter(|s| s.flags.is_empty())
         .cloned()
         .collect();
+    let allow = options.allow_config_change;
     Ok(Some(Gated {
-        report: gate(run, samples, &baselines, mismatches.clone()),
-        without_flagged: gate(run, &unflagged, &baselines, mismatches),
+        report: gate(run, samples, &baselines, mismatches.clone(), allow),
+        without_flagged: gate(run, &unflagged, &baselines, mismatches, allow),
         missing,
     }))
 }

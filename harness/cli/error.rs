@@ -47,6 +47,9 @@ pub enum ExpectedError {
         second: PathBuf,
         names: (String, String),
     },
+    /// A metric history file that does not parse (named with its line).
+    #[error("{0:#}")]
+    BadHistory(anyhow::Error),
     /// The machine cannot do the work: I/O, spawning workers, the Ctrl-C handler.
     #[error(transparent)]
     Environment(#[from] anyhow::Error),
@@ -80,7 +83,8 @@ impl ExpectedError {
             | ExpectedError::UnusableBaseline { .. }
             | ExpectedError::DistOutNotDist(_)
             | ExpectedError::DistOverScenarios(_)
-            | ExpectedError::DuplicateSuite { .. } => exit_code::USAGE,
+            | ExpectedError::DuplicateSuite { .. }
+            | ExpectedError::BadHistory(_) => exit_code::USAGE,
             ExpectedError::Environment(_) => exit_code::ENVIRONMENT,
         }
     }

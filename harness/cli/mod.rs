@@ -8,13 +8,14 @@ mod check;
 mod compare;
 mod dist;
 mod error;
+mod history;
 mod report;
 mod run;
 
 pub use error::ExpectedError;
 
 use crate::exit_code;
-use args::{GateArgs, ProfileArgs, ResultsArgs};
+use args::{GateArgs, ProfileArgs, ResultsArgs, ShiftArgs};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -58,11 +59,13 @@ enum Command {
         compare: bool,
         #[command(flatten)]
         gate: GateArgs,
+        #[command(flatten)]
+        shift: ShiftArgs,
     },
     /// Compare a run with its baselines; exit 1 on any regression.
     #[command(mut_arg("baseline", |a| a.help(
         "Baseline to compare with: a baseline file or folder, or another run folder \
-         (default: RESULTS/baselines/<the run's fingerprint>/<suite>.json)",
+         (default: RESULTS/baselines/<the run's fingerprint>/<profile>/<suite>.json)",
     )))]
     Compare {
         /// Run folder (default: the newest under RESULTS/runs).
@@ -92,8 +95,23 @@ enum Command {
         format: crate::report::Format,
         #[command(flatten)]
         results: ResultsArgs,
+        #[command(flatten)]
+        shift: ShiftArgs,
     },
-    /// Store or replace baselines (only ever written on request).
+    /// List the metric histories (per-process medians of every complete run) and their
+    /// persistent shifts (change points).
+    History {
+        /// Show only series whose `<stack>/<profile> <suite>/<variant> <metric>` contains this.
+        filter: Option<String>,
+        /// Print every run's value (median of its process medians).
+        #[arg(long)]
+        runs: bool,
+        #[command(flatten)]
+        results: ResultsArgs,
+        #[command(flatten)]
+        shift: ShiftArgs,
+    },
+    /// Store, replace or list baselines (only ever written on request).
     Baseline {
         #[command(subcommand)]
         action: BaselineAction,
@@ -137,6 +155,11 @@ enum BaselineAction {
         #[command(flatten)]
         results: ResultsArgs,
     },
+    /// List the stored baselines with their profile, suite and source run.
+    List {
+        #[command(flatten)]
+        results: ResultsArgs,
+    },
 }
 
 /// Runs the command line and returns the exit code; errors are printed here and only here.
@@ -171,6 +194,7 @@ fn dispatch(command: Command) -> Outcome {
             filter,
             compare,
             gate,
+            shift,
         } => {
             let gate = (compare || gate.baseline.is_some()).then_some(gate);
             run::run(run::RunOptions {
@@ -180,6 +204,7 @@ fn dispatch(command: Command) -> Outcome {
                 results: results.folder(),
                 quiet,
                 gate,
+                shift,
             })
         }
         Command::Compare { run, gate, results } => compare::compare(run, &results.folder(), &gate),
@@ -189,7 +214,21 @@ fn dispatch(command: Command) -> Outcome {
             out,
             format,
             results,
-        } => report::report(run, &results.folder(), &gate, out.as_deref(), format),
+            shift,
+        } => report::report(
+            run,
+            &results.folder(),
+            &gate,
+            &shift,
+            out.as_deref(),
+            format,
+        ),
+        Command::History {
+            filter,
+            runs,
+            results,
+            shift,
+        } => history::history(&results.folder(), filter.as_deref(), runs, &shift),
         Command::Baseline { action } => match action {
             BaselineAction::Save { run, results } => {
                 baseline::store(Some(run), &results.folder(), false)
@@ -197,6 +236,7 @@ fn dispatch(command: Command) -> Outcome {
             BaselineAction::Accept { run, results } => {
                 baseline::store(run, &results.folder(), true)
             }
+            BaselineAction::List { results } => baseline::list(&results.folder()),
         },
         Command::Check { manifests, profile } => check::check(&manifests, &profile),
         Command::Dist { out, scenarios } => dist::dist(&out, &scenarios),

@@ -1,7 +1,7 @@
 //! `claimbench run`: validates every manifest, runs the plans, records them, then gates and
 //! reports.
 
-use super::args::{GateArgs, ProfileArgs};
+use super::args::{GateArgs, ProfileArgs, ShiftArgs};
 use super::compare::{gate_with, print_gate};
 use super::report::write_report;
 use super::{ExpectedError, Outcome};
@@ -23,6 +23,7 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Compare with baselines afterwards.
     pub gate: Option<GateArgs>,
+    pub shift: ShiftArgs,
 }
 
 pub fn run(options: RunOptions) -> Outcome {
@@ -33,6 +34,7 @@ pub fn run(options: RunOptions) -> Outcome {
         results,
         quiet,
         gate,
+        shift,
     } = options;
     let paths = if manifests.is_empty() {
         default_manifests()?
@@ -82,6 +84,16 @@ pub fn run(options: RunOptions) -> Outcome {
         run.samples.iter().filter(|s| !s.warmup).count(),
         run.path.display()
     );
+    // Only complete runs join the history; the run record stays the source of truth, so a
+    // history that cannot be written is a warning, not a failed run.
+    if run.record.incomplete().is_none() {
+        match results.append_history(&run.record, &run.samples) {
+            Ok(warnings) => warnings
+                .iter()
+                .for_each(|w| eprintln!("warning: {}", crate::text::printable(w))),
+            Err(e) => eprintln!("warning: the history was not updated: {e:#}"),
+        }
+    }
     let gated = match &gate {
         Some(options) => {
             let gated = gate_with(
@@ -104,7 +116,14 @@ pub fn run(options: RunOptions) -> Outcome {
         (Some(g), Some(options)) => g.missing_baseline_code(options),
         _ => exit_code::OK,
     };
-    let report = write_report(&run.path, &run.record, &run.samples, gated, &run.path)?;
+    let report = write_report(
+        &run.path,
+        &run.record,
+        &run.samples,
+        gated,
+        &shift,
+        &run.path,
+    )?;
     let failures = run
         .record
         .suites
@@ -124,7 +143,9 @@ pub fn run(options: RunOptions) -> Outcome {
     let code = run_exit_code(run.record.interrupted, report.exit_code(), failures);
     Ok(match runner::stop_signal() {
         Some(signal) => interrupted_exit_code(signal),
-        None if code == exit_code::OK => missing_baseline_code,
+        None if code == exit_code::OK => shift
+            .exit_code(&report.shifts)
+            .unwrap_or(missing_baseline_code),
         None => code,
     })
 }

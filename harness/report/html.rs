@@ -297,6 +297,7 @@ pub fn render(report: &Report) -> String {
         );
     }
 
+    out.push_str(&super::shifts::html(&report.shifts));
     let q = &report.quality;
     let _ = writeln!(out, "<h2 id=\"quality\">Sample quality</h2>");
     let _ = writeln!(out, "<p>{}</p>", esc(&q.summary()));

@@ -243,6 +243,11 @@ fn blocks(report: &Report) -> Vec<Block> {
     if !report.claims.is_empty() {
         blocks.push(claims_block(report));
     }
+    if !report.shifts.is_empty() {
+        let (head, rows) = super::shifts::markdown(&report.shifts);
+        let tail = String::new();
+        blocks.push(Block { head, rows, tail });
+    }
     blocks.push(variants_block(report));
     blocks.push(Block::text(quality_text(report)));
 

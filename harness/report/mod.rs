@@ -12,6 +12,7 @@ pub mod junit;
 pub mod markdown;
 pub mod model;
 pub mod plots;
+pub mod shifts;
 pub mod terminal;
 #[cfg(test)]
 mod tests;
@@ -83,7 +84,7 @@ pub fn trend_runs(
     samples: &[crate::store::SampleRow],
     earlier: &[crate::store::StoredRun],
 ) -> Vec<model::RunMedians> {
-    let hardware = |r: &crate::store::RunRecord| BaselineKey::of(&r.fingerprint).gpu;
+    let hardware = |r: &crate::store::RunRecord| BaselineKey::of(&r.fingerprint, "").gpu;
     earlier
         .iter()
         .filter(|other| hardware(&other.record) == hardware(run))

@@ -24,6 +24,8 @@ pub struct Report {
     pub quality: Quality,
     /// Median wall time per variant over earlier runs of the same suites, oldest first.
     pub trends: Vec<TrendSeries>,
+    /// Change points in the metric histories of the run's suites, as they stood at this run.
+    pub shifts: Vec<crate::store::history::Shift>,
 }
 
 /// Where and when the run was measured.
@@ -309,6 +311,7 @@ impl Report {
             gate,
             quality,
             trends,
+            shifts: Vec::new(),
         }
     }
 

@@ -240,13 +240,13 @@ fn fixture() -> Report {
     let (base_run, base_samples) = run("20250101T030405Z-nvidia-h100-testhost", 1.0 / 1.2);
     let (current, samples) = run("20250102T030405Z-nvidia-h100-testhost", 1.0);
     let baselines = Baseline::from_run(&base_run, &base_samples);
-    let with = gate(&current, &samples, &baselines, Vec::new());
+    let with = gate(&current, &samples, &baselines, Vec::new(), false);
     let unflagged: Vec<SampleRow> = samples
         .iter()
         .filter(|s| s.flags.is_empty())
         .cloned()
         .collect();
-    let without = gate(&current, &unflagged, &baselines, Vec::new());
+    let without = gate(&current, &unflagged, &baselines, Vec::new(), false);
     let (older, older_samples) = run("20241231T030405Z-nvidia-h100-testhost", 1.1);
     let history = [
         (&older, &older_samples),

@@ -20,6 +20,7 @@
 
 pub mod basis;
 pub mod bootstrap;
+pub mod changepoint;
 pub mod correction;
 pub mod hodges_lehmann;
 pub mod mann_whitney;

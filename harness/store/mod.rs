@@ -10,6 +10,7 @@
 pub mod baseline;
 mod csv_io;
 mod error;
+pub mod history;
 mod record;
 mod results;
 

@@ -2,8 +2,13 @@
 //!
 //! ```text
 //! <results>/runs/<UTC time>-<gpu>-<host>/{run.json, samples.csv, compare.json, manifests/, logs/}
-//! <results>/baselines/<fingerprint key>/<suite>.json
+//! <results>/baselines/<software stack>/<profile>/<suite>.json
+//! <results>/history/<software stack>/<profile>/<suite>/<variant>/<metric>.csv
 //! ```
+//!
+//! Baselines stored before the profile was part of their key lie at
+//! `baselines/<software stack>/<suite>.json`; they are never used, only named (see
+//! [`Results::legacy_baseline`]).
 
 use super::baseline::{Baseline, BaselineKey};
 use super::error::StoreError;
@@ -14,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 const RUNS: &str = "runs";
 const BASELINES: &str = "baselines";
+const HISTORY: &str = "history";
 const RUN_FILE: &str = "run.json";
 const SAMPLES_FILE: &str = "samples.csv";
 const COMPARE_FILE: &str = "compare.json";
@@ -121,12 +127,12 @@ impl Results {
         Ok(dir)
     }
 
-    /// `baselines/<key>/`: the baselines valid for one fingerprint.
+    /// `baselines/<stack>/<profile>/`: the baselines valid for one fingerprint and profile.
     pub fn baseline_dir(&self, key: &BaselineKey) -> PathBuf {
         self.root.join(BASELINES).join(key.dir_name())
     }
 
-    /// `baselines/<key>/<suite>.json`
+    /// `baselines/<stack>/<profile>/<suite>.json`
     pub fn baseline_path(&self, key: &BaselineKey, suite: &str) -> PathBuf {
         self.baseline_dir(key).join(format!("{}.json", slug(suite)))
     }
@@ -147,19 +153,77 @@ impl Results {
         Ok(found)
     }
 
-    /// The baseline folders (fingerprint keys) that hold a baseline of `suite`, sorted.
+    /// `history/`: the metric histories.
+    pub fn history_root(&self) -> PathBuf {
+        self.root.join(HISTORY)
+    }
+
+    /// `history/<stack>/<profile>/<suite>/<variant>/<metric>.csv`: one series.
+    pub fn history_file(
+        &self,
+        key: &BaselineKey,
+        suite: &str,
+        variant: &str,
+        metric: &str,
+    ) -> PathBuf {
+        self.history_root()
+            .join(key.dir_name())
+            .join(slug(suite))
+            .join(slug(variant))
+            .join(format!("{}.csv", metric_file_name(metric)))
+    }
+
+    /// The baseline folders (`<stack>/<profile>`) that hold a baseline of `suite`, sorted.
     pub fn baseline_keys_with(&self, suite: &str) -> Vec<String> {
         let file = format!("{}.json", slug(suite));
-        let Ok(entries) = std::fs::read_dir(self.root.join(BASELINES)) else {
-            return Vec::new();
-        };
-        let mut keys: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().join(&file).is_file())
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        let mut keys: Vec<String> = subfolders(&self.root.join(BASELINES))
+            .into_iter()
+            .flat_map(|(stack, path)| {
+                subfolders(&path)
+                    .into_iter()
+                    .map(move |(profile, path)| (format!("{stack}/{profile}"), path))
+            })
+            .filter(|(_, path)| path.join(&file).is_file())
+            .map(|(key, _)| key)
             .collect();
         keys.sort();
         keys
+    }
+
+    /// A baseline of `suite` for `key`'s software stack stored in the layout from before
+    /// profiles were part of the key (`baselines/<stack>/<suite>.json`), if there is one.
+    pub fn legacy_baseline(&self, key: &BaselineKey, suite: &str) -> Option<PathBuf> {
+        let path = self
+            .root
+            .join(BASELINES)
+            .join(key.stack_name())
+            .join(format!("{}.json", slug(suite)));
+        path.is_file().then_some(path)
+    }
+
+    /// Every stored baseline file, sorted by path: `(stack/profile, suite file)`, with the
+    /// old layout's files as `(stack, suite file)`.
+    pub fn baseline_files(&self) -> Vec<(String, PathBuf)> {
+        let json = |p: &Path| p.is_file() && p.extension().is_some_and(|x| x == "json");
+        let files_in = |dir: &Path| -> Vec<PathBuf> {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| json(p))
+                .collect();
+            files.sort();
+            files
+        };
+        let mut out = Vec::new();
+        for (stack, stack_dir) in subfolders(&self.root.join(BASELINES)) {
+            out.extend(files_in(&stack_dir).into_iter().map(|f| (stack.clone(), f)));
+            for (profile, dir) in subfolders(&stack_dir) {
+                let key = format!("{stack}/{profile}");
+                out.extend(files_in(&dir).into_iter().map(|f| (key.clone(), f)));
+            }
+        }
+        out
     }
 
     /// Writes a baseline to its place; refuses to replace one unless `replace`. A replaced
@@ -222,6 +286,33 @@ impl Results {
         history.reverse();
         history
     }
+}
+
+/// Metric names (`wall_ms`, `stage_<name>_ms`) kept as they are where they are file-name
+/// safe, so the file says which metric it holds.
+fn metric_file_name(metric: &str) -> String {
+    if !metric.is_empty()
+        && metric
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        metric.to_string()
+    } else {
+        slug(metric)
+    }
+}
+
+/// The subfolders of `dir` with UTF-8 names, sorted; none if `dir` cannot be read.
+fn subfolders(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| Some((e.file_name().to_str()?.to_string(), e.path())))
+        .collect();
+    found.sort();
+    found
 }
 
 /// Where `accept` keeps the baseline it replaced: `<suite>.json.prev`.

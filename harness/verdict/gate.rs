@@ -10,7 +10,7 @@ use super::regression::{
 };
 use crate::plan::CompareSettings;
 use crate::stats::{Interval, NestedSample};
-use crate::store::baseline::{config_hash, metric_values, Baseline, BaselineKey, ProcessValues};
+use crate::store::baseline::{metric_values, Baseline, BaselineKey, ProcessValues};
 use crate::store::{RunRecord, SampleRow, SuiteRecord};
 use crate::worker::protocol::Status;
 use serde::Serialize;
@@ -158,11 +158,15 @@ struct Pending<'a> {
 }
 
 /// Compares one suite of a run with its baseline: entries, with placeholders for the
-/// comparisons (indexes into the returned entries) that the run-wide correction completes.
+/// comparisons (indexes into the returned entries) that the run-wide correction completes. A
+/// variant whose configuration changed since the baseline is not compared (its difference
+/// would be the configuration's, not the code's) unless `allow_config_change`, when it is
+/// compared and its entries say so.
 fn gate_suite<'a>(
     suite: &'a SuiteRecord,
     samples: &[SampleRow],
     baseline: &Baseline,
+    allow_config_change: bool,
 ) -> (Vec<GateEntry>, Vec<Pending<'a>>) {
     let name = &suite.plan.suite;
     let settings = &suite.plan.compare;
@@ -179,13 +183,21 @@ fn gate_suite<'a>(
             ));
             continue;
         };
-        // Compared by name, as criterion and Bencher do; a changed configuration is shown on
-        // every entry of the variant so a "regression" caused by it is not mistaken for code.
-        let changes = if base.config_sha256 == config_hash(v) {
-            Vec::new()
-        } else {
-            base.config_changes(v)
-        };
+        // Matched by name, as criterion and Bencher do, then by configuration hash.
+        let changes = base.config_changes(v);
+        if !changes.is_empty() && !allow_config_change {
+            entries.push(GateEntry {
+                config_changes: changes,
+                ..not_compared(
+                    name,
+                    &v.name,
+                    "*",
+                    "not compared: configuration changed (--allow-config-change compares anyway)"
+                        .into(),
+                )
+            });
+            continue;
+        }
         let first_entry = entries.len();
         let statuses: Vec<Status> = suite
             .processes
@@ -323,17 +335,26 @@ fn judge_run(entries: &mut [GateEntry], pending: Vec<Pending<'_>>) {
         e.p_raw = v.p_raw;
         e.p_adjusted = v.p_adjusted;
         e.processes = (cmp.baseline().processes, cmp.candidate().processes);
-        e.reason = v.reason;
+        e.reason = if e.config_changes.is_empty() {
+            v.reason
+        } else {
+            format!(
+                "{}; compared despite a configuration change (--allow-config-change)",
+                v.reason
+            )
+        };
         e.comparison = Some(cmp);
     }
 }
 
-/// Runs the gate for every suite of `run` that has a baseline in `baselines`.
+/// Runs the gate for every suite of `run` that has a baseline in `baselines`;
+/// `allow_config_change` compares variants whose configuration changed since the baseline.
 pub fn gate(
     run: &RunRecord,
     samples: &[SampleRow],
     baselines: &[Baseline],
     mismatches: Vec<String>,
+    allow_config_change: bool,
 ) -> GateReport {
     let mut entries = Vec::new();
     let mut pending = Vec::new();
@@ -349,7 +370,8 @@ pub fn gate(
         );
         match baselines.iter().find(|b| b.suite == suite.plan.suite) {
             Some(b) => {
-                let (suite_entries, suite_pending) = gate_suite(suite, samples, b);
+                let (suite_entries, suite_pending) =
+                    gate_suite(suite, samples, b, allow_config_change);
                 let offset = entries.len();
                 entries.extend(suite_entries);
                 pending.extend(suite_pending.into_iter().map(|p| Pending {
@@ -363,7 +385,7 @@ pub fn gate(
                 "*",
                 format!(
                     "no baseline for this suite under {}; create one with `claimbench baseline save {}`",
-                    BaselineKey::of(&run.fingerprint).dir_name(),
+                    BaselineKey::of(&run.fingerprint, &suite.plan.profile).dir_name(),
                     run.id
                 ),
             )),
