@@ -19,6 +19,9 @@ pub const WORKER_FAILURES: i32 = 4;
 /// and software stack); `--allow-missing-baseline` accepts that. Reported when nothing worse
 /// (a regression, a refuted claim, failed workers) happened.
 pub const NO_BASELINE: i32 = 5;
+/// `merge`: a shard is missing, was interrupted or was cut short; with `--allow-incomplete`
+/// the merged record is written anyway, marked incomplete, and the exit code is still this.
+pub const INCOMPLETE_SHARDS: i32 = 6;
 /// Stopped by Ctrl-C (SIGINT); everything finished so far is recorded.
 pub const INTERRUPTED: i32 = 130;
 /// Stopped by SIGTERM (CI cancellation, `docker stop`, `timeout`), handled like Ctrl-C.

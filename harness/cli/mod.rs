@@ -8,6 +8,7 @@ mod check;
 mod compare;
 mod dist;
 mod error;
+mod merge;
 mod report;
 mod run;
 
@@ -58,6 +59,8 @@ enum Command {
         compare: bool,
         #[command(flatten)]
         gate: GateArgs,
+        #[command(flatten)]
+        scale: run::ScaleArgs,
     },
     /// Compare a run with its baselines; exit 1 on any regression.
     #[command(mut_arg("baseline", |a| a.help(
@@ -92,6 +95,29 @@ enum Command {
         format: crate::report::Format,
         #[command(flatten)]
         results: ResultsArgs,
+    },
+    /// Merge the records of a run's shards (`run --shard I/N`) into one run record and write
+    /// its report, as an unsharded run with the same samples would; refuses shards of other
+    /// plans or hardware, duplicates, and (unless --allow-incomplete) missing or interrupted
+    /// shards (exit 6).
+    #[command(mut_arg("baseline", |a| a.help(
+        "Baseline to compare with (implies --compare): a baseline file or folder, or a run",
+    )))]
+    Merge {
+        /// The shards' run folders, in any order.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        #[command(flatten)]
+        results: ResultsArgs,
+        /// Write the merged record even when shards are missing or incomplete (marked
+        /// incomplete; still exit 6).
+        #[arg(long)]
+        allow_incomplete: bool,
+        /// Compare with the stored baselines afterwards (exit 1 on a regression).
+        #[arg(long)]
+        compare: bool,
+        #[command(flatten)]
+        gate: GateArgs,
     },
     /// Store or replace baselines (only ever written on request).
     Baseline {
@@ -171,6 +197,7 @@ fn dispatch(command: Command) -> Outcome {
             filter,
             compare,
             gate,
+            scale,
         } => {
             let gate = (compare || gate.baseline.is_some()).then_some(gate);
             run::run(run::RunOptions {
@@ -180,8 +207,21 @@ fn dispatch(command: Command) -> Outcome {
                 results: results.folder(),
                 quiet,
                 gate,
+                scale,
             })
         }
+        Command::Merge {
+            runs,
+            results,
+            allow_incomplete,
+            compare,
+            gate,
+        } => merge::merge(merge::MergeOptions {
+            runs,
+            results: results.folder(),
+            allow_incomplete,
+            gate: (compare || gate.baseline.is_some()).then_some(gate),
+        }),
         Command::Compare { run, gate, results } => compare::compare(run, &results.folder(), &gate),
         Command::Report {
             run,
