@@ -48,55 +48,6 @@ fn claim_verdicts(report: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A copy of the unsharded run `full` holding only the processes (and samples) that shard
-/// `shard` (a real shard's record) was assigned: what that shard would have recorded had it
-/// measured the same samples.
-fn split(full: &Path, shard: &Path, to: &Path) {
-    std::fs::create_dir_all(to.join("logs")).unwrap();
-    std::fs::create_dir_all(to.join("manifests")).unwrap();
-    let info = read_json(&shard.join("run.json"))["shard"].clone();
-    let assigned: Vec<(String, String, u64)> = info["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| {
-            (
-                j["suite"].as_str().unwrap().to_string(),
-                j["variant"].as_str().unwrap().to_string(),
-                j["process"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    let mine = |suite: &str, variant: &str, process: u64| {
-        assigned.contains(&(suite.to_string(), variant.to_string(), process))
-    };
-    let mut record = read_json(&full.join("run.json"));
-    record["shard"] = info;
-    for suite in record["suites"].as_array_mut().unwrap() {
-        let name = suite["plan"]["suite"].as_str().unwrap().to_string();
-        let file = suite["manifest_file"].as_str().unwrap().to_string();
-        std::fs::copy(full.join(&file), to.join(&file)).unwrap();
-        suite["processes"].as_array_mut().unwrap().retain(|p| {
-            mine(
-                &name,
-                p["variant"].as_str().unwrap(),
-                p["process"].as_u64().unwrap(),
-            )
-        });
-    }
-    write_json(&to.join("run.json"), &record);
-    let mut reader = csv::Reader::from_path(full.join("samples.csv")).unwrap();
-    let mut writer = csv::Writer::from_path(to.join("samples.csv")).unwrap();
-    writer.write_record(reader.headers().unwrap()).unwrap();
-    for row in reader.records() {
-        let row = row.unwrap();
-        if mine(&row[0], &row[1], row[2].parse().unwrap()) {
-            writer.write_record(&row).unwrap();
-        }
-    }
-    writer.flush().unwrap();
-}
-
 /// The merged run folder (the newest under `results`).
 fn merged_run(sandbox: &Sandbox) -> PathBuf {
     PathBuf::from(sandbox.newest_run())
@@ -168,15 +119,19 @@ fn shards_merge_into_the_unsharded_run() {
 
     // The unsharded run's own samples, split as the shards were and merged, give exactly its
     // record and report.
+    // (scripts/split_run.py: the same check on a GPU box.)
     let split_results = sandbox.path().join("split");
-    let parts: Vec<PathBuf> = shards
-        .iter()
-        .enumerate()
-        .map(|(i, shard)| {
-            let to = split_results.join(format!("runs/part-{i}"));
-            split(&full, shard, &to);
-            to
-        })
+    let status = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/split_run.py"))
+        .arg(&full)
+        .args(&shards)
+        .arg("--out")
+        .arg(&split_results)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let parts: Vec<PathBuf> = (0..3)
+        .map(|i| split_results.join(format!("runs/part-{i}")))
         .collect();
     let out = sandbox.path().join("merged-split");
     sandbox
