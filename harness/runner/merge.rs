@@ -236,7 +236,6 @@ pub fn merge(shards: &[StoredRun]) -> Result<Merged, Mismatch> {
         .values()
         .map(|s| s.record.fingerprint.host.as_str())
         .collect();
-    hosts.dedup();
     hosts.sort();
     hosts.dedup();
     record.fingerprint.host = hosts.join(",");

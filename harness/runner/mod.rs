@@ -355,7 +355,10 @@ fn run_job(
         log_file: log_file.clone(),
         placement: Some(crate::store::Placement {
             host: crate::store::host_name(),
-            gpu: gpu.map(str::to_string),
+            // Pinned by `--gpus`, else what the parent got (a scheduler's grant, say).
+            gpu: gpu
+                .map(str::to_string)
+                .or_else(|| std::env::var("CUDA_VISIBLE_DEVICES").ok()),
             started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }),
     };

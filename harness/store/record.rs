@@ -102,8 +102,8 @@ pub struct ProcessRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Placement {
     pub host: String,
-    /// `CUDA_VISIBLE_DEVICES` as the worker got it (a `--gpus` entry), `None` when the
-    /// worker inherited the parent's.
+    /// `CUDA_VISIBLE_DEVICES` as the worker got it: its `--gpus` entry, else the parent's
+    /// (`None` when unset). The worker's `hello.gpu` names the device itself (UUID).
     pub gpu: Option<String>,
     /// RFC 3339 with milliseconds: with several GPUs, which processes ran side by side.
     pub started_at: String,
