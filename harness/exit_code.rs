@@ -23,6 +23,9 @@ pub const NO_BASELINE: i32 = 5;
 /// least the minimum magnitude that began among the newest runs. Reported when nothing among
 /// 1–4 happened; takes precedence over [`NO_BASELINE`].
 pub const CHANGE_POINT: i32 = 6;
+/// `merge`: a shard is missing, was interrupted or was cut short; with `--allow-incomplete`
+/// the merged record is written anyway, marked incomplete, and the exit code is still this.
+pub const INCOMPLETE_SHARDS: i32 = 7;
 /// Stopped by Ctrl-C (SIGINT); everything finished so far is recorded.
 pub const INTERRUPTED: i32 = 130;
 /// Stopped by SIGTERM (CI cancellation, `docker stop`, `timeout`), handled like Ctrl-C.

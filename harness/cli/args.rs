@@ -53,6 +53,16 @@ pub struct ShiftArgs {
     pub min_shift: f64,
 }
 
+impl Default for ShiftArgs {
+    /// Report shifts of the default size, never fail on them.
+    fn default() -> Self {
+        ShiftArgs {
+            fail_on_change_point: false,
+            min_shift: 0.05,
+        }
+    }
+}
+
 impl ShiftArgs {
     pub fn config(&self) -> crate::stats::changepoint::ChangePointConfig {
         crate::stats::changepoint::ChangePointConfig {

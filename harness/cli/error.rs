@@ -50,6 +50,16 @@ pub enum ExpectedError {
     /// A metric history file that does not parse (named with its line).
     #[error("{0:#}")]
     BadHistory(anyhow::Error),
+    /// `--gpus`, `--shard` and the like given values that cannot work.
+    #[error("{0}")]
+    Scale(String),
+    /// `merge` given shards that do not belong together (other plans, hardware, duplicates).
+    #[error("cannot merge: {0}")]
+    MergeMismatch(String),
+    /// `merge` given shards that do not add up to a complete run (missing, interrupted or cut
+    /// short), without `--allow-incomplete`.
+    #[error("cannot merge: {0}; rerun those shards (or pass --allow-incomplete to write a merged record marked incomplete)")]
+    IncompleteShards(String),
     /// The machine cannot do the work: I/O, spawning workers, the Ctrl-C handler.
     #[error(transparent)]
     Environment(#[from] anyhow::Error),
@@ -84,7 +94,10 @@ impl ExpectedError {
             | ExpectedError::DistOutNotDist(_)
             | ExpectedError::DistOverScenarios(_)
             | ExpectedError::DuplicateSuite { .. }
-            | ExpectedError::BadHistory(_) => exit_code::USAGE,
+            | ExpectedError::BadHistory(_)
+            | ExpectedError::Scale(_)
+            | ExpectedError::MergeMismatch(_) => exit_code::USAGE,
+            ExpectedError::IncompleteShards(_) => exit_code::INCOMPLETE_SHARDS,
             ExpectedError::Environment(_) => exit_code::ENVIRONMENT,
         }
     }

@@ -9,6 +9,7 @@ mod compare;
 mod dist;
 mod error;
 mod history;
+mod merge;
 mod report;
 mod run;
 
@@ -61,6 +62,8 @@ enum Command {
         gate: GateArgs,
         #[command(flatten)]
         shift: ShiftArgs,
+        #[command(flatten)]
+        scale: run::ScaleArgs,
     },
     /// Compare a run with its baselines; exit 1 on any regression.
     #[command(mut_arg("baseline", |a| a.help(
@@ -110,6 +113,29 @@ enum Command {
         results: ResultsArgs,
         #[command(flatten)]
         shift: ShiftArgs,
+    },
+    /// Merge the records of a run's shards (`run --shard I/N`) into one run record and write
+    /// its report, as an unsharded run with the same samples would; refuses shards of other
+    /// plans or hardware, duplicates, and (unless --allow-incomplete) missing or interrupted
+    /// shards (exit 7).
+    #[command(mut_arg("baseline", |a| a.help(
+        "Baseline to compare with (implies --compare): a baseline file or folder, or a run",
+    )))]
+    Merge {
+        /// The shards' run folders, in any order.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        #[command(flatten)]
+        results: ResultsArgs,
+        /// Write the merged record even when shards are missing or incomplete (marked
+        /// incomplete; still exit 7).
+        #[arg(long)]
+        allow_incomplete: bool,
+        /// Compare with the stored baselines afterwards (exit 1 on a regression).
+        #[arg(long)]
+        compare: bool,
+        #[command(flatten)]
+        gate: GateArgs,
     },
     /// Store, replace or list baselines (only ever written on request).
     Baseline {
@@ -195,6 +221,7 @@ fn dispatch(command: Command) -> Outcome {
             compare,
             gate,
             shift,
+            scale,
         } => {
             let gate = (compare || gate.baseline.is_some()).then_some(gate);
             run::run(run::RunOptions {
@@ -205,8 +232,21 @@ fn dispatch(command: Command) -> Outcome {
                 quiet,
                 gate,
                 shift,
+                scale,
             })
         }
+        Command::Merge {
+            runs,
+            results,
+            allow_incomplete,
+            compare,
+            gate,
+        } => merge::merge(merge::MergeOptions {
+            runs,
+            results: results.folder(),
+            allow_incomplete,
+            gate: (compare || gate.baseline.is_some()).then_some(gate),
+        }),
         Command::Compare { run, gate, results } => compare::compare(run, &results.folder(), &gate),
         Command::Report {
             run,

@@ -9,8 +9,10 @@ use crate::exit_code;
 use crate::manifest::{self, Manifest};
 use crate::measure::nvml;
 use crate::plan::Plan;
+use crate::runner::shard::{self, Costs, ShardSpec};
+use crate::runner::slots::{Slots, Spread};
 use crate::runner::{self, Launcher};
-use crate::store::{Fingerprint, Results};
+use crate::store::{Fingerprint, Results, RunDir, RunRecord, ShardInfo};
 use crate::worker::protocol::Status;
 use anyhow::Context;
 use std::path::PathBuf;
@@ -24,6 +26,54 @@ pub struct RunOptions {
     /// Compare with baselines afterwards.
     pub gate: Option<GateArgs>,
     pub shift: ShiftArgs,
+    pub scale: ScaleArgs,
+}
+
+// Sharding over hosts and GPUs of one host.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ScaleArgs {
+    /// Run only shard I of N (from 0) of the plans' jobs, balanced by cost; merge the shards'
+    /// records with `claimbench merge`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<ShardSpec>,
+    /// Balance the shards by the worker times recorded in this run (give every shard the
+    /// same one) rather than by an estimate from the plan.
+    #[arg(long, value_name = "RUN", requires = "shard")]
+    pub shard_costs: Option<PathBuf>,
+    /// Run one worker per GPU at a time on these GPUs (indices or UUIDs, comma-separated, or
+    /// `all`), each pinned with CUDA_VISIBLE_DEVICES.
+    #[arg(long, value_name = "LIST|all")]
+    pub gpus: Option<String>,
+    /// With --gpus: how jobs are placed (`claim-groups`: the variants a claim compares
+    /// share one GPU).
+    #[arg(long, value_enum, default_value = "any", requires = "gpus")]
+    pub spread: Spread,
+    /// With --gpus: variants whose name contains one of these comma-separated texts run
+    /// while no other worker runs.
+    #[arg(long, value_name = "TEXT[,TEXT…]", requires = "gpus")]
+    pub exclusive: Option<String>,
+}
+
+impl ScaleArgs {
+    fn slots(&self) -> Result<Slots, ExpectedError> {
+        let gpus = match &self.gpus {
+            Some(text) => Slots::parse_gpus(text).map_err(ExpectedError::Scale)?,
+            None => Vec::new(),
+        };
+        let exclusive = self
+            .exclusive
+            .iter()
+            .flat_map(|t| t.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect();
+        Ok(Slots {
+            gpus,
+            spread: self.spread,
+            exclusive,
+        })
+    }
 }
 
 pub fn run(options: RunOptions) -> Outcome {
@@ -35,15 +85,18 @@ pub fn run(options: RunOptions) -> Outcome {
         quiet,
         gate,
         shift,
+        scale,
     } = options;
     let paths = if manifests.is_empty() {
         default_manifests()?
     } else {
         manifests
     };
-    let gpu = parent_gpu();
+    let slots = scale.slots()?;
+    let gpu = parent_gpu(slots.gpus.first().map(String::as_str));
     let cuda_present = gpu.is_some();
     let plans = plan_all(&paths, &profile, filter.as_deref(), cuda_present)?;
+    let (jobs, shard_info) = shard_jobs(&plans, &scale)?;
     if !cuda_present {
         eprintln!(
             "note: no CUDA device found; running on CPU with profiles {} (reduced sizes: CPU numbers check correctness, not GPU performance)",
@@ -52,29 +105,54 @@ pub fn run(options: RunOptions) -> Outcome {
     }
     let mut run = results.new_run(Fingerprint::at_start(gpu), std::env::args().collect())?;
     eprintln!("recording to {}", run.path.display());
+    if let Some(info) = &shard_info {
+        let all: usize = plans.iter().map(|(p, _)| p.jobs.len()).sum();
+        eprintln!(
+            "shard {}/{}: {} of {all} worker processes (plan hash {}, costs {})",
+            info.index,
+            info.count,
+            info.jobs.len(),
+            &info.plan_hash[..12],
+            info.costs
+        );
+    }
+    run.record.shard = shard_info;
     runner::install_interrupt_handler()?;
     let launcher = Launcher {
         exe: std::env::current_exe().context("locating the claimbench executable")?,
         stderr_tail_lines: 20,
+        slots,
     };
     let total: u64 = plans
         .iter()
-        .flat_map(|(p, _)| p.jobs.iter().map(move |j| &p.variants[j.variant]))
+        .zip(&jobs)
+        .flat_map(|((p, _), jobs)| jobs.iter().map(move |j| &p.variants[j.variant]))
         .map(|v| u64::from(v.warmup + v.repetitions))
         .sum();
     let bar = runner::progress_bar(total, quiet);
-    for (plan, text) in plans {
+    for ((plan, text), jobs) in plans.into_iter().zip(jobs) {
         if runner::interrupted() {
             break;
         }
         let index = run.add_suite(plan, &text)?;
-        runner::run_plan(&mut run, index, &launcher, &bar)?;
+        runner::run_plan(&mut run, index, &jobs, &launcher, &bar)?;
     }
     bar.finish_and_clear();
     run.record.interrupted = runner::interrupted();
     run.record.interrupted_by = runner::stop_signal().map(runner::signal_name);
     run.record.finished_at = Some(chrono::Utc::now().to_rfc3339());
     run.save()?;
+    conclude(&run, &results, gate.as_ref(), &shift)
+}
+
+/// What `run` (and `merge`) do with a finished record: print the summary, gate it when asked,
+/// write the report files, and decide the exit code.
+pub(super) fn conclude(
+    run: &RunDir,
+    results: &Results,
+    gate: Option<&GateArgs>,
+    shift: &ShiftArgs,
+) -> Outcome {
     print!(
         "{}",
         crate::report::terminal::summary(&run.record, &run.samples)
@@ -84,9 +162,9 @@ pub fn run(options: RunOptions) -> Outcome {
         run.samples.iter().filter(|s| !s.warmup).count(),
         run.path.display()
     );
-    // Only complete runs join the history; the run record stays the source of truth, so a
+    // Only complete runs join the history (a shard's samples join with its merge); the run record stays the source of truth, so a
     // history that cannot be written is a warning, not a failed run.
-    if run.record.incomplete().is_none() {
+    if run.record.incomplete().is_none() && run.record.shard.is_none() {
         match results.append_history(&run.record, &run.samples) {
             Ok(warnings) => warnings
                 .iter()
@@ -94,16 +172,9 @@ pub fn run(options: RunOptions) -> Outcome {
             Err(e) => eprintln!("warning: the history was not updated: {e:#}"),
         }
     }
-    let gated = match &gate {
+    let gated = match gate {
         Some(options) => {
-            let gated = gate_with(
-                &run.path,
-                &run.record,
-                &run.samples,
-                &results,
-                options,
-                true,
-            )?;
+            let gated = gate_with(&run.path, &run.record, &run.samples, results, options, true)?;
             if let Some(g) = &gated {
                 print_gate(&run.path, &g.report)?;
             }
@@ -112,7 +183,7 @@ pub fn run(options: RunOptions) -> Outcome {
         None => None,
     };
     // Decided before the report takes the gate; reported after it is written.
-    let missing_baseline_code = match (&gated, &gate) {
+    let missing_baseline_code = match (&gated, gate) {
         (Some(g), Some(options)) => g.missing_baseline_code(options),
         _ => exit_code::OK,
     };
@@ -121,7 +192,7 @@ pub fn run(options: RunOptions) -> Outcome {
         &run.record,
         &run.samples,
         gated,
-        &shift,
+        shift,
         &run.path,
     )?;
     let failures = run
@@ -131,7 +202,13 @@ pub fn run(options: RunOptions) -> Outcome {
         .flat_map(|s| &s.processes)
         .filter(|p| !matches!(p.status, Status::Ok | Status::Oom))
         .count();
-    if let Some(signal) = &run.record.interrupted_by {
+    // A merge of incomplete shards says which, itself.
+    if let Some(signal) = run
+        .record
+        .interrupted_by
+        .as_ref()
+        .filter(|_| run.record.merged_from.is_none())
+    {
         let by = if signal == "SIGINT" { "Ctrl-C" } else { signal };
         eprintln!("interrupted: the records above hold everything finished before {by}");
     } else if failures > 0 {
@@ -235,10 +312,44 @@ fn default_manifests() -> Result<Vec<PathBuf>, ExpectedError> {
     Ok(found)
 }
 
-/// GPU facts from NVML in the parent, which never initialises CUDA itself.
-fn parent_gpu() -> Option<nvml::GpuInfo> {
+/// The jobs of each plan this run executes (a shard's part with `--shard`), and the shard's
+/// description for the record.
+fn shard_jobs(
+    plans: &[(Plan, String)],
+    scale: &ScaleArgs,
+) -> Result<(Vec<Vec<crate::plan::Job>>, Option<ShardInfo>), ExpectedError> {
+    let Some(spec @ ShardSpec { index, count }) = scale.shard else {
+        return Ok((plans.iter().map(|(p, _)| p.jobs.clone()).collect(), None));
+    };
+    let costs = match &scale.shard_costs {
+        Some(dir) => Costs::from_run(&RunRecord::load(dir)?),
+        None => Costs::default(),
+    };
+    let refs: Vec<&Plan> = plans.iter().map(|(p, _)| p).collect();
+    let (jobs, listed) = shard::select(&refs, spec, &costs);
+    Ok((
+        jobs,
+        Some(ShardInfo {
+            index,
+            count,
+            plan_hash: shard::plan_hash(&refs),
+            costs: costs.describe(),
+            jobs: listed,
+        }),
+    ))
+}
+
+/// GPU facts from NVML in the parent, which never initialises CUDA itself: of `gpu` (the
+/// first `--gpus` entry) when given, else of the device CUDA would call 0.
+fn parent_gpu(gpu: Option<&str>) -> Option<nvml::GpuInfo> {
     let nvml = nvml::open().ok()?;
-    let device = nvml::device_for_cuda0(&nvml).ok()?;
+    let device = match gpu {
+        Some(g) => match g.parse::<u32>() {
+            Ok(index) => nvml.device_by_index(index).ok()?,
+            Err(_) => nvml.device_by_uuid(g).ok()?,
+        },
+        None => nvml::device_for_cuda0(&nvml).ok()?,
+    };
     nvml::gpu_info(&nvml, &device).ok()
 }
 

@@ -161,6 +161,7 @@ fn process(variant: &str, p: u32, status: Status) -> ProcessRecord {
         stop: None,
         warnings: Vec::new(),
         log_file: format!("logs/{variant}-{p}.log"),
+        placement: None,
     }
 }
 
@@ -230,6 +231,8 @@ fn run(id: &str, scale: f64) -> (RunRecord, Vec<SampleRow>) {
             processes,
             adaptive: None,
         }],
+        shard: None,
+        merged_from: None,
     };
     (record, samples)
 }

@@ -8,6 +8,10 @@
 //! worker also asks the kernel to kill it when the parent dies (`PR_SET_PDEATHSIG`), so even
 //! a parent killed with SIGKILL leaves no worker behind.
 
+pub mod merge;
+pub mod shard;
+pub mod slots;
+
 use crate::plan::{Job, Plan};
 use crate::stats::{check_nested, NestedSample, StopDecision, StopReason, StoppingRule};
 use crate::store::{AdaptiveRecord, AdaptiveVariant, ProcessRecord, RunDir, SampleRow};
@@ -18,7 +22,7 @@ use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
@@ -102,24 +106,41 @@ pub struct Launcher {
     pub exe: PathBuf,
     /// Lines of a worker's stderr kept in the record when it fails.
     pub stderr_tail_lines: usize,
+    /// The GPUs workers run on (`--gpus`), and how jobs are placed on them.
+    pub slots: slots::Slots,
 }
 
-/// Runs every job of `plan` (already added to `run` as suite `suite_index`), then, if the plan
-/// has an adaptive budget, extra processes for variants whose median is not yet precise.
+/// Runs `jobs` (the plan's, or a shard's part of them) of `plan` (already added to `run` as
+/// suite `suite_index`), on several GPUs at once with `--gpus`; then, if the plan has an
+/// adaptive budget and the run is not a shard, extra processes for variants whose median is
+/// not yet precise (a shard sees only some of a variant's processes, so it adds none).
 pub fn run_plan(
     run: &mut RunDir,
     suite_index: usize,
+    jobs: &[Job],
     launcher: &Launcher,
     progress: &ProgressBar,
 ) -> Result<()> {
     let plan = run.record.suites[suite_index].plan.clone();
-    for job in &plan.jobs {
-        if interrupted() {
-            return Ok(());
+    if launcher.slots.gpus.len() > 1 {
+        slots::run_parallel(run, suite_index, &plan, jobs, launcher, progress)?;
+    } else {
+        for job in jobs {
+            if interrupted() {
+                return Ok(());
+            }
+            execute(run, suite_index, &plan, job, launcher, progress)?;
         }
-        execute(run, suite_index, &plan, job, launcher, progress)?;
     }
-    if let Some(budget_s) = plan.adaptive_budget_s {
+    if interrupted() {
+        return Ok(());
+    }
+    if plan.adaptive_budget_s.is_some() && run.record.shard.is_some() {
+        eprintln!(
+            "note: {}: adaptive replication is skipped in a shard (it needs every process of a variant); the shards run each variant's minimum processes",
+            plan.suite
+        );
+    } else if let Some(budget_s) = plan.adaptive_budget_s {
         let adaptive = add_processes(run, suite_index, &plan, budget_s, launcher, progress)?;
         run.record.suites[suite_index].adaptive = Some(adaptive);
         run.save()?;
@@ -143,9 +164,30 @@ fn execute(
         variant.name,
         job.process + 1
     ));
-    let (record, samples) = run_job(run, plan, job, launcher, progress)?;
+    let gpu = launcher.slots.gpus.first().map(String::as_str);
+    let (record, samples) = run_job(&run.path, plan, job, launcher, gpu, progress)?;
+    store_result(run, suite_index, plan, job, record, samples, progress)
+}
+
+/// Prints one finished worker's line and stores its record and samples; returns its seconds.
+fn store_result(
+    run: &mut RunDir,
+    suite_index: usize,
+    plan: &Plan,
+    job: &Job,
+    record: ProcessRecord,
+    samples: Vec<SampleRow>,
+    progress: &ProgressBar,
+) -> Result<f64> {
+    let variant = &plan.variants[job.variant];
+    let gpu = record
+        .placement
+        .as_ref()
+        .and_then(|p| p.gpu.as_deref())
+        .map(|g| format!(" gpu {g}"))
+        .unwrap_or_default();
     let line = format!(
-        "{:<28} {:<40} p{:<2} {:<12} {} samples{}",
+        "{:<28} {:<40} p{:<2}{gpu} {:<12} {} samples{}",
         plan.suite,
         variant.name,
         job.process,
@@ -282,13 +324,15 @@ enum Event {
     Closed,
 }
 
-/// Launches one worker and follows it to the end; never fails for worker problems, only for
-/// I/O on the run directory.
+/// Launches one worker (pinned to `gpu` when given: `CUDA_VISIBLE_DEVICES`, over any the
+/// variant's `env` sets) and follows it to the end; never fails for worker problems, only for
+/// I/O on the run directory `run_path`.
 fn run_job(
-    run: &RunDir,
+    run_path: &Path,
     plan: &Plan,
     job: &Job,
     launcher: &Launcher,
+    gpu: Option<&str>,
     progress: &ProgressBar,
 ) -> Result<(ProcessRecord, Vec<SampleRow>)> {
     let variant = &plan.variants[job.variant];
@@ -309,6 +353,14 @@ fn run_job(
         stop: None,
         warnings: Vec::new(),
         log_file: log_file.clone(),
+        placement: Some(crate::store::Placement {
+            host: crate::store::host_name(),
+            // Pinned by `--gpus`, else what the parent got (a scheduler's grant, say).
+            gpu: gpu
+                .map(str::to_string)
+                .or_else(|| std::env::var("CUDA_VISIBLE_DEVICES").ok()),
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }),
     };
     let mut samples = Vec::new();
     let started = Instant::now();
@@ -322,6 +374,7 @@ fn run_job(
     command
         .arg("worker")
         .envs(&variant.knobs.env)
+        .envs(gpu.map(|g| ("CUDA_VISIBLE_DEVICES", g)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -355,7 +408,7 @@ fn run_job(
     let stderr = child.stderr.take().context("worker stderr")?;
     let err_thread = {
         let (tail, keep) = (tail.clone(), launcher.stderr_tail_lines);
-        let mut log = std::fs::File::create(run.path.join(&log_file))
+        let mut log = std::fs::File::create(run_path.join(&log_file))
             .with_context(|| format!("cannot create {log_file}"))?;
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {

@@ -17,10 +17,12 @@ mod results;
 pub use crate::plan::slug;
 pub use csv_io::{read_samples, SampleRow};
 pub use error::StoreError;
+pub use record::host_name;
 pub(crate) use record::status_list_format;
 pub use record::{
-    AdaptiveRecord, AdaptiveVariant, Fingerprint, Hello, OomInfo, ProcessRecord, RecordedStatus,
-    RunRecord, StopInfo, SuiteRecord,
+    AdaptiveRecord, AdaptiveVariant, Fingerprint, Hello, MergedFrom, MergedShard, OomInfo,
+    Placement, ProcessRecord, RecordedStatus, RunRecord, ShardInfo, ShardJob, StopInfo,
+    SuiteRecord,
 };
 pub use results::{is_run_dir, write_compare, Results, RunDir, StoredRun};
 

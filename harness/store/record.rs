@@ -60,7 +60,8 @@ impl Fingerprint {
     }
 }
 
-fn host_name() -> String {
+/// This machine's host name, as run records give it.
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()
@@ -92,6 +93,60 @@ pub struct ProcessRecord {
     pub warnings: Vec<String>,
     /// Relative to the run directory.
     pub log_file: String,
+    /// Where the process ran (absent in records written before placement was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+}
+
+/// The host and GPU one worker process ran on, and when it started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Placement {
+    pub host: String,
+    /// `CUDA_VISIBLE_DEVICES` as the worker got it: its `--gpus` entry, else the parent's
+    /// (`None` when unset). The worker's `hello.gpu` names the device itself (UUID).
+    pub gpu: Option<String>,
+    /// RFC 3339 with milliseconds: with several GPUs, which processes ran side by side.
+    pub started_at: String,
+}
+
+/// One job of a shard: a process of a variant of a suite.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ShardJob {
+    pub suite: String,
+    pub variant: String,
+    pub process: u32,
+}
+
+/// What a shard of a run (`run --shard I/N`) was asked to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// From 0.
+    pub index: u32,
+    pub count: u32,
+    /// SHA-256 of the plans every shard of the run shares (`runner::shard::plan_hash`).
+    pub plan_hash: String,
+    /// Where the per-variant costs that balanced the shards came from.
+    pub costs: String,
+    /// The jobs assigned to this shard, in execution order.
+    pub jobs: Vec<ShardJob>,
+}
+
+/// The shards a merged record was made from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergedFrom {
+    pub plan_hash: String,
+    pub count: u32,
+    pub shards: Vec<MergedShard>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergedShard {
+    pub index: u32,
+    /// The shard's run id and host.
+    pub run: String,
+    pub host: String,
+    /// Why the shard is incomplete, when it is (merged with `--allow-incomplete`).
+    pub incomplete: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +195,12 @@ pub struct RunRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted_by: Option<String>,
     pub suites: Vec<SuiteRecord>,
+    /// Set on a shard's record: which part of the plans it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+    /// Set on a record made by `claimbench merge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_from: Option<MergedFrom>,
 }
 
 impl RunRecord {

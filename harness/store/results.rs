@@ -117,6 +117,8 @@ impl Results {
             interrupted: false,
             interrupted_by: None,
             suites: Vec::new(),
+            shard: None,
+            merged_from: None,
         };
         let dir = RunDir {
             path,
