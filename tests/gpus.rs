@@ -61,7 +61,7 @@ fn run_with(extra: &[&str]) -> Value {
             )
         })
         .collect();
-    let interleaved = [("a", 0), ("b", 0), ("a", 1), ("b", 1)];
+    let interleaved = [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2)];
     assert_eq!(
         order,
         interleaved.map(|(v, p)| (v.to_string(), p)).to_vec(),
@@ -74,7 +74,7 @@ fn run_with(extra: &[&str]) -> Value {
 fn workers_run_side_by_side_one_per_gpu() {
     let run = run_with(&["--gpus", "7,9"]);
     let spans = spans(&run);
-    assert_eq!(spans.len(), 4);
+    assert_eq!(spans.len(), 6);
     for s in &spans {
         assert!(s.1 == "7" || s.1 == "9", "{s:?}");
     }

@@ -61,7 +61,7 @@ fn shards_merge_into_the_unsharded_run() {
     let manifest = sandbox.manifest(
         "naps.toml",
         &sleep_claims()
-            .replace("processes = 2", "processes = 4")
+            .replace("processes = 3", "processes = 4")
             .replace("40%..60%", "10%..90%"),
     );
     let full = PathBuf::from(sandbox.run_quiet(&manifest));
