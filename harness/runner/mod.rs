@@ -249,7 +249,8 @@ fn add_processes(
         let v = &plan.variants[i];
         let rule = StoppingRule::new(v.target_rel_ci?, v.processes_max as usize)
             .ok()?
-            .with_min_units(v.processes as usize);
+            // Never stop on precision below the replication a time verdict needs.
+            .with_min_units((v.processes as usize).max(crate::stats::MIN_PROCESSES_FOR_GATE));
         Some(check_nested(
             &nested_wall_times(run, &plan.suite, &v.name)?,
             &rule,
