@@ -11,7 +11,6 @@
 //! medians are shown, nothing is decided.
 
 use super::nested::NestedSample;
-use super::t_interval::{one_sample, TInterval};
 use super::{check_confidence, StatsError};
 use serde::Serialize;
 use statrs::distribution::{Binomial, DiscreteCDF};
@@ -176,11 +175,6 @@ impl NestedSample {
             ..range
         })
     }
-}
-
-/// The t interval of the mean log process median.
-pub fn log_interval(sample: &NestedSample, confidence: f64) -> Result<TInterval, StatsError> {
-    one_sample(&sample.process_medians().ln()?, confidence)
 }
 
 #[cfg(test)]

@@ -37,8 +37,8 @@ mod proptests;
 mod reference_tests;
 
 pub use basis::{
-    check_replication, log_interval, require_processes, Basis, InsufficientReplication,
-    MedianInterval, MIN_PROCESSES_FOR_GATE, MIN_PROCESSES_FOR_MEDIAN, MIN_PROCESSES_PER_SIDE,
+    check_replication, require_processes, Basis, InsufficientReplication, MedianInterval,
+    MIN_PROCESSES_FOR_GATE, MIN_PROCESSES_FOR_MEDIAN, MIN_PROCESSES_PER_SIDE,
 };
 pub use bootstrap::{
     bootstrap_ci, bootstrap_median_ci, bootstrap_ratio_of_medians, BootstrapConfig, RatioEstimate,
