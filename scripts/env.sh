@@ -27,10 +27,12 @@ claimbench_python() {
       echo "error: CLAIMBENCH_PYTHON=$CLAIMBENCH_PYTHON has no torch 2.11.x" >&2
       return 1
     fi
+    claimbench_python_deps "$CLAIMBENCH_PYTHON" check
     command -v "$CLAIMBENCH_PYTHON"
     return 0
   fi
   if command -v python3 >/dev/null && claimbench_has_torch python3; then
+    claimbench_python_deps "$(command -v python3)" check
     command -v python3
     return 0
   fi
@@ -41,7 +43,32 @@ claimbench_python() {
     python3 -m venv "$venv" >&2 || return 1
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "torch==$TORCH_PIN" >&2 || return 1
   fi
+  claimbench_python_deps "$venv/bin/python" || return 1
   echo "$venv/bin/python"
+}
+
+# The adapters' packages (python/requirements.txt, the whole closure pinned): installed into
+# the project venv when the file changes; another Python is only checked, never modified.
+claimbench_python_deps() {
+  local python=$1
+  local requirements
+  requirements="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/python/requirements.txt"
+  [ -f "$requirements" ] || return 0
+  local want
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
+  local stamp
+  stamp="$(dirname "$(dirname "$python")")/.claimbench-requirements"
+  if [ "${2:-}" = check ]; then
+    if ! "$python" -c 'import diffusers, transformers, accelerate' 2>/dev/null; then
+      echo "note: $python lacks the adapters' packages; the python workload's adapters need: $python -m pip install --no-deps -r $requirements" >&2
+    fi
+    return 0
+  fi
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "installing the adapters' Python packages into $(dirname "$(dirname "$python")")" >&2
+    "$python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$requirements" >&2 || return 1
+    echo "$want" >"$stamp"
+  fi
 }
 
 claimbench_setup_env() {

@@ -228,6 +228,9 @@ pub struct Versions {
     pub cudnn: Option<i64>,
     /// e.g. `13000` for CUDA 13.0; `None` without CUDA.
     pub cuda_runtime: Option<i64>,
+    /// The interpreter's version, from the Python worker only (e.g. `3.11.7`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<String>,
 }
 
 pub fn versions() -> Result<Versions, ShimError> {
@@ -244,6 +247,7 @@ pub fn versions() -> Result<Versions, ShimError> {
         torch,
         cudnn: known(cudnn),
         cuda_runtime: known(cudart),
+        python: None,
     })
 }
 

@@ -9,6 +9,7 @@
 //! a parent killed with SIGKILL leaves no worker behind.
 
 pub mod merge;
+pub mod python;
 pub mod shard;
 pub mod slots;
 
@@ -371,9 +372,23 @@ fn run_job(
         process: job.process,
         variant: variant.clone(),
     };
-    let mut command = Command::new(&launcher.exe);
+    let is_python =
+        crate::workloads::catalog::workload(&variant.workload).is_some_and(|w| w.is_python());
+    let mut command = if is_python {
+        match python::command(&plan.manifest_path) {
+            Ok(command) => command,
+            Err(e) => {
+                record.status = Status::SpawnFailed;
+                record.message = Some(e);
+                return Ok((record, samples));
+            }
+        }
+    } else {
+        let mut command = Command::new(&launcher.exe);
+        command.arg("worker");
+        command
+    };
     command
-        .arg("worker")
         .envs(&variant.knobs.env)
         .envs(gpu.map(|g| ("CUDA_VISIBLE_DEVICES", g)))
         .stdin(Stdio::piped())
@@ -385,7 +400,13 @@ fn run_job(
         Ok(child) => child,
         Err(e) => {
             record.status = Status::SpawnFailed;
-            record.message = Some(format!("cannot start {}: {e}", launcher.exe.display()));
+            let program = command.get_program().to_string_lossy().into_owned();
+            let hint = if is_python {
+                " (set CLAIMBENCH_PYTHON to a Python with torch)"
+            } else {
+                ""
+            };
+            record.message = Some(format!("cannot start {program}: {e}{hint}"));
             return Ok((record, samples));
         }
     };

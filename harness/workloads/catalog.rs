@@ -19,6 +19,9 @@ pub enum ParamKind {
     Choice(&'static [&'static str]),
     /// A string that a check accepts (for open families such as `sliced:N` attention).
     Text(TextCheck),
+    /// A parameter of a user's pipeline: a boolean, integer, finite float or string, passed
+    /// through with the type it is written in.
+    Free,
 }
 
 /// A named check of a text parameter: returns the hint to show when it rejects a value.
@@ -78,13 +81,63 @@ pub struct WorkloadSpec {
     /// Fault-injection workloads exist to test the harness itself.
     pub test_only: bool,
     pub params: &'static [ParamSpec],
+    /// Parameters beyond `params` are accepted as [`ParamKind::Free`] (a user's pipeline
+    /// defines its own).
+    pub open_params: bool,
 }
 
+/// The spec of any parameter an open workload does not declare.
+const FREE_PARAM: ParamSpec = ParamSpec {
+    name: "",
+    kind: ParamKind::Free,
+    default: DefaultValue::Str(""),
+    doc: "a parameter of the pipeline, passed to its `setup` as written",
+};
+
 impl WorkloadSpec {
-    pub fn param(&self, name: &str) -> Option<&ParamSpec> {
-        self.params.iter().find(|p| p.name == name)
+    pub fn param(&self, name: &str) -> Option<&'static ParamSpec> {
+        let declared = self.params.iter().find(|p| p.name == name);
+        declared.or(self.open_params.then_some(&FREE_PARAM))
+    }
+
+    /// Runs in the Python worker rather than the built-in one.
+    pub fn is_python(&self) -> bool {
+        self.id == PYTHON_WORKLOAD
     }
 }
+
+/// The workload that runs a Python pipeline (`params.entry`) in the Python worker.
+pub const PYTHON_WORKLOAD: &str = "python";
+
+/// `module:Attr` or `path/to/file.py:Attr`: where a Python pipeline class is found.
+pub fn check_python_entry(text: &str) -> Result<(), String> {
+    let hint = || {
+        "an entry is `package.module:Class` (importable) or `path/to/file.py:Class` (relative to \
+         the manifest's folder)"
+            .to_string()
+    };
+    let (target, attr) = text.rsplit_once(':').ok_or_else(hint)?;
+    let identifier = |s: &str| {
+        let mut chars = s.chars();
+        chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+            && chars.all(|c| c == '_' || c.is_alphanumeric())
+    };
+    let target_ok = if target.ends_with(".py") {
+        target.len() > 3
+    } else {
+        !target.is_empty() && target.split('.').all(identifier)
+    };
+    if target_ok && identifier(attr) {
+        Ok(())
+    } else {
+        Err(hint())
+    }
+}
+
+const PYTHON_ENTRY: TextCheck = TextCheck {
+    name: "python entry",
+    check: check_python_entry,
+};
 
 const fn int(name: &'static str, default: i64, min: i64, max: i64, doc: &'static str) -> ParamSpec {
     ParamSpec {
@@ -220,10 +273,23 @@ const OFFLOAD: ParamSpec = choice(
 /// Every workload the worker can run.
 pub const WORKLOADS: &[WorkloadSpec] = &[
     WorkloadSpec {
+        id: PYTHON_WORKLOAD,
+        summary: "a Python pipeline (yours, or an adapter for a note's library) run by the Python worker: `setup(params, ctx)` once, `call(ctx)` per sample",
+        test_only: false,
+        open_params: true,
+        params: &[text(
+            "entry",
+            "",
+            PYTHON_ENTRY,
+            "the pipeline class: `package.module:Class` or `file.py:Class` (relative to the manifest); every other parameter goes to its `setup`",
+        )],
+    },
+    WorkloadSpec {
         id: "conv_stack",
         summary:
             "conv → GroupNorm → SiLU blocks with a self-attention block: cuDNN- and dtype-sensitive",
         test_only: false,
+        open_params: false,
         params: &[
             int("batch", 8, 1, 4096, "images per call"),
             int("in_channels", 4, 1, 4096, "input channels"),
@@ -267,6 +333,7 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
         id: "matmul",
         summary: "one (m×k)·(k×n) matrix product: a reference op with exactly known memory",
         test_only: false,
+        open_params: false,
         params: &[
             int("m", 4096, 1, 1 << 20, "rows of the left operand"),
             int("k", 4096, 1, 1 << 20, "inner dimension"),
@@ -278,6 +345,7 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
         id: "hunyuan3d_shape",
         summary: "Hunyuan3D-2 shape: DINOv2-g conditioning, DiT flow steps with CFG, ShapeVAE decode, chunked volume decode, surface extraction",
         test_only: false,
+        open_params: false,
         params: &[
             PRESET,
             SHAPE_STEPS,
@@ -294,6 +362,7 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
         id: "hunyuan3d_texture",
         summary: "Hunyuan3D-2 texture: delight UNet, UV unwrap, normal/position renders, multiview diffusion with a reference UNet, VAE decode, baking, inpainting (optionally after the shape stage)",
         test_only: false,
+        open_params: false,
         params: &[
             PRESET,
             boolean("with_shape", false, "run the shape pipeline first, as the notes' end-to-end scenarios do"),
@@ -320,6 +389,7 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
         id: "sam3d",
         summary: "SAM 3D Objects: eight models (load strategies), depth, two flow stages with interval CFG, decoders",
         test_only: false,
+        open_params: false,
         params: &[
             PRESET,
             LOAD,
@@ -338,6 +408,7 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
         id: "t2i_dit",
         summary: "text-to-image with a Z-Image-style single-stream DiT: text encoder, DiT steps, VAE decode, diffusers offload modes",
         test_only: false,
+        open_params: false,
         params: &[
             PRESET,
             int("height", 1024, 64, 4096, "image height in pixels"),
@@ -356,6 +427,7 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
         id: "up2you",
         summary: "UP2You: segmentation, DINOv2 features, multiview RGB and normal diffusion with a guidance interval, VAE decode, reconstruction",
         test_only: false,
+        open_params: false,
         params: &[
             PRESET,
             int("views", 6, 1, 64, "generated views"),
@@ -375,6 +447,7 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
         id: "sleep",
         summary: "sleeps a fixed time per call: a deterministic workload for testing the gate",
         test_only: true,
+        open_params: false,
         params: &[
             float("ms", 10.0, 0.0, 3_600_000.0, "milliseconds per call"),
             int(
@@ -390,6 +463,7 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
         id: "fault",
         summary: "fault injection for testing the harness: abort, hang, exit, panic, or allocate",
         test_only: true,
+        open_params: false,
         params: &[
             choice(
                 "kind",
@@ -419,6 +493,7 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
         summary: "Stable Diffusion UNet (SD 2.1 geometry, random weights): `steps` calls per sample, \
                   optionally with multiview and reference attentions",
         test_only: false,
+        open_params: false,
         params: &[
             choice("preset", "sd21", &["sd21", "tiny"], "network size: SD 2.1, or a toy size for CPU checks"),
             int(
@@ -466,6 +541,7 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
         id: "vae_decode",
         summary: "AutoencoderKL decode (SD or 16-channel Flux-style VAE, random weights) with diffusers' slicing and tiling",
         test_only: false,
+        open_params: false,
         params: &[
             choice("preset", "sd", &["sd", "flux16", "tiny"], "VAE: SD 2.x, 16-channel Flux-style, or a toy size for CPU checks"),
             int("resolution", 512, 8, 16384, "output height and width in pixels (a multiple of 8)"),

@@ -148,6 +148,9 @@ pub fn build(variant: &VariantPlan, target: Target) -> Result<Box<dyn Workload>>
         "hunyuan3d_texture" => Box::new(hunyuan3d_texture::Hunyuan3dTexture::new(&setup)?),
         "sam3d" => Box::new(sam3d::Sam3d::new(&setup)?),
         "t2i_dit" => Box::new(t2i_dit::T2iDit::new(&setup)?),
+        catalog::PYTHON_WORKLOAD => {
+            bail!("the `python` workload runs in the Python worker (python -m claimbench.worker)")
+        }
         other => bail!("unknown workload `{other}`"),
     })
 }
@@ -205,7 +208,8 @@ mod tests {
             ("n", ParamValue::Int(16)),
             ("preset", ParamValue::Str("tiny".into())),
         ];
-        for spec in catalog::WORKLOADS {
+        // The Python workload runs in the Python worker (tests/python_worker.rs).
+        for spec in catalog::WORKLOADS.iter().filter(|w| !w.is_python()) {
             let overrides: Vec<_> = small
                 .iter()
                 .filter(|(k, _)| spec.param(k).is_some())

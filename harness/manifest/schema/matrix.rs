@@ -13,7 +13,8 @@ use toml::de::DeValue;
 
 /// What a matrix axis sets.
 pub(in crate::manifest) enum AxisTarget {
-    Param(&'static ParamSpec),
+    /// The parameter's name and spec (an open workload's undeclared ones share one spec).
+    Param(String, &'static ParamSpec),
     Knob(&'static KnobDef),
     Env(String),
 }
@@ -59,10 +60,9 @@ pub(in crate::manifest) fn parse_matrix(
         for (i, item) in items.iter().enumerate() {
             let item_path = format!("{path}[{i}]");
             let setting = match &target {
-                AxisTarget::Param(spec) => Setting::Param(
-                    spec.name.to_string(),
-                    param_value(ctx, spec, item, &item_path)?,
-                ),
+                AxisTarget::Param(name, spec) => {
+                    Setting::Param(name.clone(), param_value(ctx, spec, item, &item_path)?)
+                }
                 AxisTarget::Knob(knob) => Setting::Knob(knob_setting(ctx, knob, item, &item_path)?),
                 AxisTarget::Env(name) => {
                     Setting::Knob(env_setting(name, env_value(ctx, item, &item_path)?))
@@ -121,7 +121,7 @@ pub(in crate::manifest) fn axis_target(
 ) -> Result<AxisTarget, ManifestError> {
     if let Some(name) = axis_path.strip_prefix("params.") {
         if let Some(spec) = workload.param(name) {
-            return Ok(AxisTarget::Param(spec));
+            return Ok(AxisTarget::Param(name.to_string(), spec));
         }
     } else if let Some(knob) = axis_path.strip_prefix("knobs.") {
         if let Some(var) = knob.strip_prefix("env.") {

@@ -158,6 +158,21 @@ pub(in crate::manifest) fn parse_model(
     cx.workload = Some(workload);
 
     let base = Layer::read_from(&cx, root, "")?;
+    if workload.is_python() && !base.params.contains_key("entry") {
+        let span = suite_table
+            .get_key_value("workload")
+            .map_or(suite_value.span(), |(key, _)| key.span());
+        return Err(ctx
+            .err(
+                span,
+                "suite.workload",
+                "the `python` workload needs `entry` in the top-level `[params]`",
+            )
+            .with_hint(
+                "name the pipeline class: `entry = \"package.module:Class\"` or \
+                 `entry = \"pipeline.py:Class\"` (relative to this manifest)",
+            ));
+    }
     let mut top = Top::default();
     top.read_rows(&cx, root, suite_value, "")?;
     Ok(Model {

@@ -9,6 +9,7 @@ use crate::plan::ParamValue;
 use crate::workloads::catalog::{ParamKind, ParamSpec, WorkloadSpec};
 use std::collections::BTreeMap;
 use std::ops::Range;
+use toml::de::DeValue;
 
 pub(in crate::manifest) fn parse_params(
     ctx: &Ctx<'_>,
@@ -95,5 +96,29 @@ pub(in crate::manifest) fn param_value(
             })?;
             Ok(ParamValue::Str(s.to_string()))
         }
+        ParamKind::Free => match value.get_ref() {
+            DeValue::Boolean(b) => Ok(ParamValue::Bool(*b)),
+            DeValue::Integer(_) => {
+                let i = expect_int(ctx, value, path)?;
+                check_int_range(
+                    ctx,
+                    value,
+                    path,
+                    i,
+                    i128::from(i64::MIN),
+                    i128::from(i64::MAX),
+                )?;
+                Ok(ParamValue::Int(i as i64))
+            }
+            DeValue::Float(_) => Ok(ParamValue::Float(expect_number(ctx, value, path)?)),
+            DeValue::String(s) => Ok(ParamValue::Str(s.to_string())),
+            _ => Err(ctx
+                .err(
+                    value.span(),
+                    path,
+                    format!("`{path}` must be a boolean, integer, number or string"),
+                )
+                .with_hint("a pipeline's parameters are scalars; use one parameter per value")),
+        },
     }
 }

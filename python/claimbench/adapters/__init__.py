@@ -1,0 +1,1 @@
+"""Adapters that run the notes' libraries (diffusers, hy3dgen) with random weights."""
