@@ -236,6 +236,10 @@ pub struct Job {
 pub struct Plan {
     pub suite: String,
     pub description: Option<String>,
+    /// The suite that runs the built-in replicas of this suite's configurations (a suite of
+    /// real pipeline code names it in `[suite] replica`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
     /// Path of the manifest as given on the command line.
     pub manifest_path: String,
     /// SHA-256 of the manifest bytes, hex.

@@ -62,7 +62,7 @@ fn both_workers_measure_a_reference_op_alike() {
     );
     let python = sandbox.manifest(
         "python.toml",
-        &format!("[suite]\nname = \"python-sleep\"\nworkload = \"python\"\n[params]\nentry = \"claimbench.reference:Sleep\"\nms = 200.0\nstages = 2\n{knobs}{RUN}"),
+        &format!("[suite]\nname = \"python-sleep\"\nworkload = \"python\"\nreplica = \"rust-sleep\"\n[params]\nentry = \"claimbench.reference:Sleep\"\nms = 200.0\nstages = 2\n{knobs}{RUN}"),
     );
     sandbox
         .cmd()
@@ -107,6 +107,17 @@ fn both_workers_measure_a_reference_op_alike() {
         (python_ms / rust_ms - 1.0).abs() < 0.01,
         "median call: built-in {rust_ms:.2} ms, Python {python_ms:.2} ms"
     );
+    // The report puts the pair side by side (real ÷ replica).
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(sandbox.run_dir().join("report.json")).unwrap(),
+    )
+    .unwrap();
+    let fidelity = &report["fidelity"][0];
+    assert_eq!(fidelity["real_suite"], "python-sleep");
+    assert_eq!(fidelity["replica_suite"], "rust-sleep");
+    let ratio = fidelity["time_ratio"].as_f64().unwrap();
+    assert!((ratio - 1.0).abs() < 0.01, "{fidelity}");
+    assert_eq!(fidelity["stage_ratios"].as_array().unwrap().len(), 2);
     // Same stages and counters, column for column.
     let rows = sandbox.samples();
     let row = |suite: &str| {

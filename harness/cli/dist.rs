@@ -11,10 +11,22 @@ const README: &str = "claimbench, packed for a machine with PyTorch 2.11 (no Rus
     ./claimbench run              # the default suite (scenarios/*.toml)\n\
     ./claimbench run FILE.toml    # one manifest\n\n\
     libtorch is found through CLAIMBENCH_LIBTORCH (a torch/lib folder), else the torch\n\
-    package of `python3` (or CLAIMBENCH_PYTHON).\n";
+    package of `python3` (or CLAIMBENCH_PYTHON).\n\n\
+    Suites with `workload = \"python\"` run python/claimbench/worker.py under that Python. The\n\
+    adapters need diffusers and hy3dgen; where they are missing and there is no network,\n\
+    install the wheels packed here (when wheels/ exists):\n\
+    python3 -m pip install --no-index --no-deps --target pylib wheels/*.whl\n\
+    export PYTHONPATH=$PWD/pylib\n";
 
 /// What a dist folder holds; only these are replaced in an existing one.
-const DIST_ENTRIES: [&str; 4] = ["claimbench", "claimbench-engine", "scenarios", "README.txt"];
+const DIST_ENTRIES: [&str; 6] = [
+    "claimbench",
+    "claimbench-engine",
+    "scenarios",
+    "python",
+    "wheels",
+    "README.txt",
+];
 
 /// Copies the launcher, the engine and the manifests into `out` and prints its path. `out`
 /// must be new, empty or a previous dist; in a previous dist only the dist's own entries are
@@ -59,6 +71,12 @@ pub fn dist(out: &Path, scenarios: &Path) -> Outcome {
             .with_context(|| format!("cannot copy {}", from.display()))?;
     }
     copy_dir(scenarios, &out.join("scenarios"))?;
+    // The Python worker and adapters (not their tests), found as the engine finds them.
+    let package = crate::runner::python::package_dir().map_err(|e| anyhow::anyhow!(e))?;
+    copy_dir(
+        &package.join("claimbench"),
+        &out.join("python").join("claimbench"),
+    )?;
     store::write_atomic(&out.join("README.txt"), README.as_bytes())?;
     println!("{}", out.display());
     Ok(exit_code::OK)
@@ -78,6 +96,9 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     {
         let entry = entry?;
         let target = to.join(entry.file_name());
+        if entry.file_name() == "__pycache__" {
+            continue;
+        }
         if entry.file_type()?.is_dir() {
             copy_dir(&entry.path(), &target)?;
         } else {

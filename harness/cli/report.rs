@@ -95,6 +95,7 @@ pub fn write_report(
     let report = build_report(dir, run, samples, gated, shift);
     let written = render::write_files(out, &report)?;
     anstream::print!("{}", render::terminal::claims_table(&report.claims));
+    print!("{}", render::fidelity::terminal(&report.fidelity));
     print!("{}", render::shifts::terminal(&report.shifts));
     print!("{}", render::terminal::quality_line(&report.quality));
     eprintln!("wrote {} report files to {}", written.len(), out.display());

@@ -21,6 +21,12 @@ pub fn describe_plan(plan: &Plan) -> String {
     if let Some(first) = plan.variants.first() {
         let _ = writeln!(out, "workload: {}", first.workload);
     }
+    if let Some(replica) = &plan.replica {
+        let _ = writeln!(
+            out,
+            "replica:  {replica} (same-named variants are compared in the report)"
+        );
+    }
     let sha = plan
         .manifest_sha256
         .get(..12)

@@ -162,6 +162,7 @@ pub fn build_plan(manifest: &Manifest, profile: ProfileChoice<'_>) -> Result<Pla
     Ok(Plan {
         suite: model.suite.clone(),
         description: model.description.clone(),
+        replica: model.replica.clone(),
         manifest_path: manifest.path.to_string_lossy().into_owned(),
         manifest_sha256: sha256_hex(manifest.text.as_bytes()),
         profile: profile_name.to_string(),

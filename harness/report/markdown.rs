@@ -243,6 +243,14 @@ fn blocks(report: &Report) -> Vec<Block> {
     if !report.claims.is_empty() {
         blocks.push(claims_block(report));
     }
+    if !report.fidelity.is_empty() {
+        let (head, rows) = super::fidelity::markdown(&report.fidelity);
+        blocks.push(Block {
+            head,
+            rows,
+            tail: String::new(),
+        });
+    }
     if !report.shifts.is_empty() {
         let (head, rows) = super::shifts::markdown(&report.shifts);
         let tail = String::new();

@@ -7,6 +7,7 @@
 
 pub mod escape;
 pub mod export;
+pub mod fidelity;
 pub mod html;
 pub mod junit;
 pub mod markdown;

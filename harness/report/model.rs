@@ -26,6 +26,9 @@ pub struct Report {
     pub trends: Vec<TrendSeries>,
     /// Change points in the metric histories of the run's suites, as they stood at this run.
     pub shifts: Vec<crate::store::history::Shift>,
+    /// Configurations run both by a replica and by the real code, side by side.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fidelity: Vec<super::fidelity::FidelityRow>,
 }
 
 /// Where and when the run was measured.
@@ -289,6 +292,7 @@ impl Report {
                 .collect();
         }
         let f = &run.fingerprint;
+        let fidelity = fidelity_rows(run, &suites);
         Report {
             format_version: REPORT_FORMAT_VERSION.into(),
             run: RunSummary {
@@ -312,6 +316,7 @@ impl Report {
             quality,
             trends,
             shifts: Vec::new(),
+            fidelity,
         }
     }
 
@@ -560,4 +565,42 @@ pub fn trends(current: &RunRecord, runs: &[RunMedians]) -> Vec<TrendSeries> {
         }
     }
     series
+}
+
+/// Same-named variants of each suite that names a replica suite (`[suite] replica`) and of that
+/// suite, when both are in the run.
+fn fidelity_rows(run: &RunRecord, suites: &[SuiteSummary]) -> Vec<super::fidelity::FidelityRow> {
+    use super::fidelity::{pair, Side};
+    fn side(v: &VariantSummary) -> Side<'_> {
+        Side {
+            wall_ms: v.wall_ms.as_ref().map(|m| m.median),
+            peak_allocated_bytes: v.peak_allocated_bytes,
+            peak_reserved_bytes: v.peak_reserved_bytes,
+            stages: &v.stages,
+        }
+    }
+    let find = |name: &str| suites.iter().find(|s| s.suite == name);
+    let mut rows = Vec::new();
+    for plan in run.suites.iter().map(|s| &s.plan) {
+        let Some(replica_name) = plan.replica.as_deref() else {
+            continue;
+        };
+        let (Some(real), Some(replica)) = (find(&plan.suite), find(replica_name)) else {
+            continue;
+        };
+        if real.suite == replica.suite {
+            continue;
+        }
+        for v in &real.variants {
+            if let Some(r) = replica.variants.iter().find(|r| r.name == v.name) {
+                rows.push(pair(
+                    (&real.suite, &replica.suite),
+                    &v.name,
+                    &side(v),
+                    &side(r),
+                ));
+            }
+        }
+    }
+    rows
 }

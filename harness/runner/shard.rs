@@ -253,6 +253,7 @@ pub(crate) mod tests {
         Plan {
             suite: suite.into(),
             description: None,
+            replica: None,
             manifest_path: format!("{suite}.toml"),
             manifest_sha256: "0".repeat(64),
             profile: "base".into(),

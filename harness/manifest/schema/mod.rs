@@ -179,6 +179,7 @@ pub(in crate::manifest) fn parse_model(
         suite: name,
         description: suite.description,
         workload,
+        replica: suite.replica,
         base,
         profiles: top.profiles,
         variants: top.variants,

@@ -19,6 +19,8 @@ pub(in crate::manifest) struct Model {
     pub suite: String,
     pub description: Option<String>,
     pub workload: &'static WorkloadSpec,
+    /// `[suite] replica`: the suite of the built-in replicas of these configurations.
+    pub replica: Option<String>,
     /// Top-level `[params]`, `[knobs]`, `[run]` and `[compare]`.
     pub base: Layer,
     /// In file order.

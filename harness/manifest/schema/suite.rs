@@ -12,6 +12,9 @@ pub(in crate::manifest) struct SuitePatch {
     pub name: Option<String>,
     pub description: Option<String>,
     pub workload: Option<&'static WorkloadSpec>,
+    /// The suite whose replica variants this one re-runs on the real code: same-named
+    /// variants are put side by side in the report's fidelity section.
+    pub replica: Option<String>,
 }
 
 impl Patch for SuitePatch {
@@ -20,6 +23,7 @@ impl Patch for SuitePatch {
         field!("description", string, description),
         required_row(field!("workload", workload, workload)),
         field!("source", string),
+        field!("replica", suite_name, replica),
     ];
 }
 

@@ -56,10 +56,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.util
 import logging
 import math
-import sys
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Optional
 
@@ -67,6 +65,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from claimbench.adapters.common import bad_param, import_without_package_init, int_param
 from claimbench.build import fast_build
 
 # The fixed view set of Hunyuan3DTexGenConfig (2.0); fewer views take the first ones.
@@ -123,26 +122,12 @@ _LIBS: Optional[SimpleNamespace] = None
 def _import_hunyuanpaint():
     """``hy3dgen.texgen.hunyuanpaint.pipeline`` without running ``hy3dgen/texgen/__init__.py``
     (which pulls in opencv, trimesh and xatlas for the rest of the texture app)."""
-    parent = "hy3dgen.texgen"
-    if parent in sys.modules:
-        return importlib.import_module(parent + ".hunyuanpaint.pipeline")
     try:
-        import hy3dgen  # its __init__ is a licence header only
+        import hy3dgen  # noqa: F401 - its __init__ is a licence header only
     except ImportError as e:
         raise ImportError("hunyuan_paint needs hy3dgen: pip install --no-deps hy3dgen==2.0.2") from e
-    spec = importlib.util.find_spec(parent)
-    if spec is None:
-        raise ImportError("hy3dgen has no texgen package (hunyuan_paint needs hy3dgen==2.0.2)")
-    placeholder = importlib.util.module_from_spec(spec)
-    sys.modules[parent] = placeholder
-    try:
-        return importlib.import_module(parent + ".hunyuanpaint.pipeline")
-    finally:
-        # A later real `import hy3dgen.texgen` must run its __init__; the submodules stay cached.
-        if sys.modules.get(parent) is placeholder:
-            del sys.modules[parent]
-        if getattr(hy3dgen, "texgen", None) is placeholder:
-            delattr(hy3dgen, "texgen")
+    return import_without_package_init(
+        "hy3dgen.texgen", lambda: importlib.import_module("hy3dgen.texgen.hunyuanpaint.pipeline"))
 
 
 def _libs() -> SimpleNamespace:
@@ -286,15 +271,11 @@ def camera_indices(views: int) -> List[int]:
 
 
 def _bad(name: str, want: str, got: Any) -> ValueError:
-    return ValueError(f"hunyuan_paint: parameter `{name}` must be {want}, got {got!r}")
+    return bad_param("hunyuan_paint", name, want, got)
 
 
 def _int(params: Dict[str, Any], name: str, default: int, lo: int, hi: int, multiple: int = 1) -> int:
-    v = params.get(name, default)
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi or v % multiple:
-        extra = f", a multiple of {multiple}" if multiple > 1 else ""
-        raise _bad(name, f"an integer in {lo}..{hi}{extra}", v)
-    return v
+    return int_param("hunyuan_paint", params, name, default, lo, hi, multiple)
 
 
 def parse_params(params: Dict[str, Any]) -> SimpleNamespace:
