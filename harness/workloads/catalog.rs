@@ -416,6 +416,7 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
             int("steps", 9, 1, 1000, "DiT calls"),
             float("guidance", 0.0, 0.0, 100.0, "CFG scale; 0 or 1 means one DiT batch"),
             int("text_tokens", 512, 1, 4096, "text-encoder sequence length"),
+            int("prompt_tokens", 27, 1, 4096, "unmasked prompt tokens, the caption length the DiT sees (at most text_tokens; the note's prompt has 27 with the chat template)"),
             OFFLOAD,
             VAE_SLICING,
             VAE_TILING,

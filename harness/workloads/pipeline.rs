@@ -160,11 +160,19 @@ impl<M: HasWeights> Slot<M> {
         model
     }
 
-    /// Ends a stage's use: model offload moves the weights back to the CPU.
-    pub fn release(&mut self) {
+    /// Ends a stage's use: model offload moves the weights back to the CPU and returns the
+    /// freed blocks to the device, as accelerate's offload hooks do at every hand-over
+    /// (`CpuOffload.pre_forward` offloads the previous model, then `clear_device_cache`) and
+    /// at the end of a pipeline call (`maybe_free_model_hooks`): the next component's stage
+    /// does not reuse the previous one's cached blocks.
+    pub fn release(&mut self) -> Result<()> {
         if let (Offload::Model, Some(model)) = (self.offload, self.loaded.as_mut()) {
             model.weights_mut().move_to(Device::Cpu);
+            if self.compute != Device::Cpu {
+                ffi::empty_cache()?;
+            }
         }
+        Ok(())
     }
 
     /// The model as it rests between stages, if loaded (no placement change).
@@ -235,7 +243,7 @@ pub fn with_model<M: HasWeights, T>(
         stages.stage(&name, || slot.load());
     }
     let out = stages.stage(stage, || f(slot.acquire()));
-    slot.release();
+    slot.release()?;
     if loading == Loading::Sequential {
         let name = format!("unload_{}", slot.name);
         stages.stage(&name, || slot.unload())?;

@@ -3,13 +3,20 @@
 //! - `text_encoder`: the Qwen3-class encoder on `text_tokens` tokens (the negative prompt too,
 //!   as a batch of 2, when CFG is on);
 //! - `dit`: `steps` transformer calls on the 16-channel latent at 1/8 of `height`×`width`
-//!   (2×2 patches: 4096 image tokens at 1024²); guidance ≤ 1 → batch 1, above → CFG batch 2;
+//!   (2×2 patches: 4096 image tokens at 1024²) and the `prompt_tokens` unmasked caption tokens
+//!   (the pipeline drops the padding before the DiT, which pads to a multiple of 32 itself);
+//!   guidance 0 → batch 1, above → CFG batch 2 (`ZImagePipeline` guides whenever the scale is
+//!   above 0);
 //! - `vae_decode`: the Flux-16 VAE to pixels, with `vae_slicing` / `vae_tiling`.
 //!
 //! `offload` follows diffusers: `none` keeps every component on the GPU, `model` moves a
 //! component to the GPU before its stage and back after, `sequential` keeps the weights on the
 //! CPU and copies each parameter to the GPU at use. Counters: `dit_evals` (calls) and
 //! `dit_samples` (calls × batch).
+//!
+//! `attention = "sliced:*"` is what `pipe.enable_attention_slicing` would ask for, but in
+//! diffusers it only reaches components with `set_attention_slice` (UNets); none of Z-Image's
+//! has one, so the replica keeps fused attention, as the real pipeline does.
 
 use super::hunyuan3d::attention_param;
 use super::pipeline::{self, held, with_model, Held, Loading, Offload, Slot};
@@ -30,6 +37,8 @@ pub struct T2iDit {
     steps: i64,
     guidance: f64,
     text_tokens: i64,
+    /// Caption tokens the DiT sees: the prompt's unmasked ones.
+    prompt_tokens: i64,
     vocab: i64,
     /// Latent `[channels, h, w]`.
     latent: [i64; 3],
@@ -81,7 +90,11 @@ impl T2iDit {
             text_encoder: held("text_encoder", on, te_cfg, TextEncoder::new),
             transformer: held("transformer", on, dit_cfg, ZImageTransformer::new),
             vae: Slot::vae("vae", on, vae_cfg.clone()),
-            attention: attention_param(p)?,
+            attention: match attention_param(p)? {
+                // No Z-Image component takes diffusers' attention slicing.
+                AttentionImpl::Sliced(_) => AttentionImpl::Sdpa,
+                other => other,
+            },
             vae_options: VaeOptions {
                 slicing: p.bool("vae_slicing")?,
                 tiling: p.bool("vae_tiling")?,
@@ -90,6 +103,7 @@ impl T2iDit {
             steps: p.int("steps")?,
             guidance: p.float("guidance")?,
             text_tokens,
+            prompt_tokens: p.int("prompt_tokens")?.min(text_tokens),
             vocab: te_cfg.vocab,
             latent: [vae_cfg.latent_channels, height / scale, width / scale],
             scaling: (vae_cfg.scaling_factor, vae_cfg.shift_factor),
@@ -103,7 +117,7 @@ impl T2iDit {
     }
 
     fn cfg(&self) -> bool {
-        self.guidance > 1.0
+        self.guidance > 0.0
     }
 
     fn run(&mut self, stages: &mut Stages) -> Result<()> {
@@ -118,7 +132,8 @@ impl T2iDit {
             Loading::AllAtOnce,
             "text_encoder",
             |m| m.model.forward(&m.weights, &ids, imp),
-        )?;
+        )?
+        .narrow(1, 0, self.prompt_tokens);
         let (steps, guidance, [c, h, w]) = (self.steps, self.guidance, self.latent);
         let latents = with_model(
             stages,
@@ -208,15 +223,39 @@ mod tests {
         let names: Vec<&str> = m.stages.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["text_encoder", "dit", "vae_decode"]);
         assert_eq!((m.counters["dit_evals"], m.counters["dit_samples"]), (2, 2));
-        let mut w = build(&[("guidance", ParamValue::Float(1.0))]);
+        // ZImagePipeline guides whenever the scale is above 0, also at 1.
+        for guidance in [0.5, 1.0, 4.0] {
+            let mut w = build(&[("guidance", ParamValue::Float(guidance))]);
+            let m = call(&mut w);
+            assert_eq!(
+                (m.counters["dit_evals"], m.counters["dit_samples"]),
+                (2, 4),
+                "guidance {guidance}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_dit_sees_the_unmasked_prompt_and_attention_slicing_does_not_reach_it() {
+        let w = build(&[
+            ("prompt_tokens", ParamValue::Int(5)),
+            ("attention", ParamValue::Str("sliced:max".into())),
+        ]);
+        assert_eq!(w.prompt_tokens, 5);
         assert_eq!(
-            call(&mut w).counters["dit_samples"],
-            2,
-            "guidance 1 is no CFG"
+            w.attention,
+            AttentionImpl::Sdpa,
+            "slicing is a no-op on Z-Image"
         );
-        let mut w = build(&[("guidance", ParamValue::Float(4.0))]);
-        let m = call(&mut w);
-        assert_eq!((m.counters["dit_evals"], m.counters["dit_samples"]), (2, 4));
+        // Never more caption than the encoder produced.
+        let w = build(&[("prompt_tokens", ParamValue::Int(4000))]);
+        assert_eq!(w.prompt_tokens, w.text_tokens);
+        let w = build(&[("attention", ParamValue::Str("math".into()))]);
+        assert_eq!(
+            w.attention,
+            AttentionImpl::Math,
+            "an explicit kernel is kept"
+        );
     }
 
     #[test]
