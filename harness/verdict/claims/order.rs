@@ -92,8 +92,8 @@ pub fn judge_step(
     }
 }
 
-/// `order`: every step holds → confirmed; any step reversed → refuted; otherwise
-/// inconclusive.
+/// `order`: every step holds → confirmed; any step reversed → refuted; a step judged and
+/// undecided → inconclusive; otherwise a step could not be judged (insufficient replication).
 pub fn judge_order(
     samples: &[(&str, &NestedSample)],
     relations: &[Relation],
@@ -136,13 +136,25 @@ pub fn judge_order(
         }
     } else if let Some(open) = steps
         .iter()
-        .find(|s| s.verdict != ClaimVerdictKind::Confirmed)
+        .find(|s| s.verdict == ClaimVerdictKind::Inconclusive)
     {
         Judgement {
             observed: None,
             verdict: ClaimVerdictKind::Inconclusive,
             effect: None,
             reason: format!("undecided: {}", describe(open)),
+        }
+    } else if let Some(unjudged) = steps
+        .iter()
+        .find(|s| s.verdict != ClaimVerdictKind::Confirmed)
+    {
+        // Too few processes for a step: the ordering was not judged, which is not the same as
+        // judged and undecided (and, unlike that, never fails CI).
+        Judgement {
+            observed: None,
+            verdict: unjudged.verdict,
+            effect: None,
+            reason: describe(unjudged),
         }
     } else {
         Judgement {

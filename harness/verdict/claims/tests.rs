@@ -103,6 +103,20 @@ fn change_with_too_few_processes_is_insufficient_replication() {
         judge_difference(&one, &b, Dimension::Time, &ms("5ms.."), &cfg()).verdict,
         ClaimVerdictKind::InsufficientReplication
     );
+    // An ordering with an unjudged step is unjudged, not undecided.
+    let (j, _) = judge_order(
+        &[("one", &one), ("b", &b)],
+        &[Relation::Less],
+        Dimension::Time,
+        &cfg(),
+    );
+    assert_eq!(
+        j.verdict,
+        ClaimVerdictKind::InsufficientReplication,
+        "{}",
+        j.reason
+    );
+    assert!(j.reason.contains("1 vs 3 processes"), "{}", j.reason);
 }
 
 #[test]
