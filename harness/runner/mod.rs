@@ -365,6 +365,10 @@ fn run_job(
         }),
     };
     let mut samples = Vec::new();
+    let mut calls = JobProgress::new(
+        progress,
+        u64::from(variant.warmup) + u64::from(variant.repetitions),
+    );
     let started = Instant::now();
     let request = WorkerJob {
         protocol: PROTOCOL_VERSION,
@@ -396,6 +400,16 @@ fn run_job(
         .stderr(Stdio::piped())
         .process_group(0);
     die_with_parent(&mut command);
+    // The log exists before the worker does: a run that cannot write it starts no worker that
+    // would then run unobserved.
+    let mut log = match std::fs::File::create(run_path.join(&log_file)) {
+        Ok(log) => log,
+        Err(e) => {
+            record.status = Status::SpawnFailed;
+            record.message = Some(format!("cannot create the worker's log {log_file}: {e}"));
+            return Ok((record, samples));
+        }
+    };
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -430,8 +444,6 @@ fn run_job(
     let stderr = child.stderr.take().context("worker stderr")?;
     let err_thread = {
         let (tail, keep) = (tail.clone(), launcher.stderr_tail_lines);
-        let mut log = std::fs::File::create(run_path.join(&log_file))
-            .with_context(|| format!("cannot create {log_file}"))?;
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
                 let _ = writeln!(log, "{line}");
@@ -461,7 +473,7 @@ fn run_job(
             Ok(Event::Line(line)) => match serde_json::from_str::<Message>(&line) {
                 Ok(Message::Hello(h)) => record.hello = Some((*h).into()),
                 Ok(Message::Sample(s)) => {
-                    progress.inc(1);
+                    calls.call();
                     record.samples += u32::from(!s.warmup);
                     samples.push(SampleRow {
                         suite: plan.suite.clone(),
@@ -557,4 +569,74 @@ pub fn progress_bar(total_calls: u64, quiet: bool) -> ProgressBar {
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
+}
+
+/// Keeps the bar's length equal to the calls that really run. A job is counted in advance at
+/// `warmup + repetitions` calls; a settling warm-up and precision stopping may run more (each
+/// extra call lengthens the bar as it arrives), a failed or stopped worker fewer (the remainder
+/// is taken off when the job ends), so the count never passes its total and the ETA, which
+/// indicatif derives from the remaining count, does not sit at zero while work remains.
+struct JobProgress<'a> {
+    bar: &'a ProgressBar,
+    planned: u64,
+    seen: u64,
+}
+
+impl<'a> JobProgress<'a> {
+    fn new(bar: &'a ProgressBar, planned: u64) -> Self {
+        JobProgress {
+            bar,
+            planned,
+            seen: 0,
+        }
+    }
+
+    fn call(&mut self) {
+        self.seen += 1;
+        if self.seen > self.planned {
+            self.bar.inc_length(1);
+        }
+        self.bar.inc(1);
+    }
+}
+
+impl Drop for JobProgress<'_> {
+    fn drop(&mut self) {
+        let unused = self.planned.saturating_sub(self.seen);
+        if let (true, Some(len)) = (unused > 0, self.bar.length()) {
+            self.bar.set_length(len.saturating_sub(unused));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_counts_the_calls_that_really_run() {
+        // Two jobs planned at 4 calls each: one runs 6 (settling, precision), one fails after 1.
+        let bar = progress_bar(8, true);
+        {
+            let mut job = JobProgress::new(&bar, 4);
+            for _ in 0..6 {
+                job.call();
+                assert!(bar.position() <= bar.length().unwrap());
+            }
+        }
+        assert_eq!((bar.position(), bar.length()), (6, Some(10)));
+        {
+            let mut job = JobProgress::new(&bar, 4);
+            job.call();
+        }
+        assert_eq!(
+            (bar.position(), bar.length()),
+            (7, Some(7)),
+            "complete at the end"
+        );
+        // A worker that never started takes its calls off too.
+        let bar = progress_bar(3, true);
+        drop(JobProgress::new(&bar, 3));
+        assert_eq!(bar.length(), Some(0));
+    }
 }
