@@ -416,3 +416,33 @@ fn the_example_user_pipeline_runs() {
         assert!(r["stage_denoise_ms"].parse::<f64>().unwrap() > 0.0);
     }
 }
+
+#[test]
+fn a_python_without_torch_is_an_error_that_says_what_to_set() {
+    let sandbox = Sandbox::new();
+    // A `torch` that cannot be imported shadows the real one.
+    let fake = sandbox.path().join("no-torch/torch");
+    std::fs::create_dir_all(&fake).unwrap();
+    std::fs::write(
+        fake.join("__init__.py"),
+        "raise ImportError('no torch here')\n",
+    )
+    .unwrap();
+    let manifest = sandbox.manifest(
+        "sleep.toml",
+        "[suite]\nname = \"s\"\nworkload = \"python\"\n[params]\nentry = \"claimbench.reference:Sleep\"\n",
+    );
+    let out = sandbox
+        .cmd()
+        .env("PYTHONPATH", sandbox.path().join("no-torch"))
+        .args(["run", "--quiet", &manifest])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let run = sandbox.run_json();
+    let p = process(&run, "s", "default");
+    assert_eq!(p["status"], "error", "{p}");
+    let message = p["message"].as_str().unwrap();
+    assert!(message.contains("cannot import torch"), "{message}");
+    assert!(message.contains("CLAIMBENCH_PYTHON"), "{message}");
+}

@@ -3,8 +3,17 @@ measurement definitions as the Rust worker, and adapters for the notes' librarie
 
 A user pipeline is a class with ``setup(params, ctx)`` (once, untimed) and ``call(ctx)`` (one
 measured call); see :class:`claimbench.context.Context` for what ``ctx`` offers.
+
+Nothing here imports torch at package import, so that the worker can report a Python without
+torch as an outcome rather than die before it can speak.
 """
 
-from claimbench.context import Context, Pipeline
-
 __all__ = ["Context", "Pipeline"]
+
+
+def __getattr__(name):
+    if name in __all__:
+        from claimbench import context
+
+        return getattr(context, name)
+    raise AttributeError(f"module 'claimbench' has no attribute {name!r}")

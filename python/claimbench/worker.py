@@ -588,7 +588,11 @@ def main() -> int:
     try:
         worker = Worker(job, protocol)
     except ImportError as e:
-        return protocol.finish("error", f"cannot import torch in {sys.executable}: {e}")
+        return protocol.finish(
+            "error",
+            f"cannot import torch in {sys.executable}: {e}; set CLAIMBENCH_PYTHON to a Python "
+            "that has torch (and, for the adapters, python/requirements.txt)",
+        )
     try:
         return worker.run()
     except BaseException as e:  # noqa: BLE001 - every failure becomes an outcome
