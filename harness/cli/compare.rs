@@ -230,6 +230,9 @@ fn load_baselines(path: &Path) -> Result<Vec<Baseline>, ExpectedError> {
 
 /// Prints the gate table and stores `compare.json` in the run folder.
 pub fn print_gate(dir: &Path, report: &GateReport) -> anyhow::Result<()> {
-    print!("{}", crate::report::terminal::gate_table(report));
+    print!(
+        "{}",
+        crate::text::fit(&crate::report::terminal::gate_table(report))
+    );
     store::write_compare(dir, report)
 }

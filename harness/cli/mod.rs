@@ -33,6 +33,9 @@ type Outcome = Result<i32, ExpectedError>;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print terminal lines at full length instead of wrapping them to 120 columns
+    #[arg(long, global = true)]
+    wide: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,6 +204,7 @@ pub fn main() -> i32 {
             };
         }
     };
+    crate::text::set_wide(cli.wide);
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {

@@ -8,6 +8,7 @@ use super::Outcome;
 use crate::report::model::{self, Report};
 use crate::report::{self as render, Format};
 use crate::store::{history, Results, RunRecord, SampleRow};
+use crate::text::fit;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
@@ -28,9 +29,9 @@ pub fn report(
     let gated = gate_with(dir, record, samples, results, options, explicit)?;
     let out = out.unwrap_or(dir);
     if format == Format::Terminal {
-        print!("{}", render::terminal::summary(record, samples));
+        print!("{}", fit(&render::terminal::summary(record, samples)));
         if let Some(g) = &gated {
-            print!("{}", render::terminal::gate_table(&g.report));
+            print!("{}", fit(&render::terminal::gate_table(&g.report)));
         }
         let report = write_report(dir, record, samples, gated, shift, out)?;
         return Ok(report_exit_code(&report, shift));
@@ -94,10 +95,10 @@ pub fn write_report(
 ) -> Result<Report> {
     let report = build_report(dir, run, samples, gated, shift);
     let written = render::write_files(out, &report)?;
-    anstream::print!("{}", render::terminal::claims_table(&report.claims));
-    print!("{}", render::fidelity::terminal(&report.fidelity));
-    print!("{}", render::shifts::terminal(&report.shifts));
-    print!("{}", render::terminal::quality_line(&report.quality));
+    anstream::print!("{}", fit(&render::terminal::claims_table(&report.claims)));
+    print!("{}", fit(&render::fidelity::terminal(&report.fidelity)));
+    print!("{}", fit(&render::shifts::terminal(&report.shifts)));
+    print!("{}", fit(&render::terminal::quality_line(&report.quality)));
     eprintln!("wrote {} report files to {}", written.len(), out.display());
     Ok(report)
 }

@@ -98,10 +98,11 @@ pub fn run(options: RunOptions) -> Outcome {
     let plans = plan_all(&paths, &profile, filter.as_deref(), cuda_present)?;
     let (jobs, shard_info) = shard_jobs(&plans, &scale)?;
     if !cuda_present {
-        eprintln!(
+        let note = format!(
             "note: no CUDA device found; running on CPU with profiles {} (reduced sizes: CPU numbers check correctness, not GPU performance)",
             plans.iter().map(|(p, _)| format!("{}:{}", p.suite, p.profile)).collect::<Vec<_>>().join(", ")
         );
+        eprintln!("{}", crate::text::fit(&note));
     }
     let mut run = results.new_run(Fingerprint::at_start(gpu), std::env::args().collect())?;
     eprintln!("recording to {}", run.path.display());
@@ -155,7 +156,7 @@ pub(super) fn conclude(
 ) -> Outcome {
     print!(
         "{}",
-        crate::report::terminal::summary(&run.record, &run.samples)
+        crate::text::fit(&crate::report::terminal::summary(&run.record, &run.samples))
     );
     eprintln!(
         "recorded {} samples in {}",

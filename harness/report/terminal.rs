@@ -110,11 +110,21 @@ pub fn gate_table(report: &crate::verdict::gate::GateReport) -> String {
             report.mismatches.join(", ")
         );
     }
-    let _ = writeln!(
-        out,
-        "{:<14} {:<36} {:<20} {:>14} {:>14} {:>8} {:>19} {:>8}  reason",
-        "verdict", "variant", "metric", "baseline", "candidate", "change", "95% CI", "p (adj)"
-    );
+    // 120 columns: the adjusted p-value only with `--wide`, the reason on its own line.
+    let wide = crate::text::is_wide();
+    let _ = if wide {
+        writeln!(
+            out,
+            "{:<14} {:<36} {:<20} {:>14} {:>14} {:>8} {:>19} {:>8}  reason",
+            "verdict", "variant", "metric", "baseline", "candidate", "change", "95% CI", "p (adj)"
+        )
+    } else {
+        writeln!(
+            out,
+            "{:<14} {:<32} {:<18} {:>12} {:>12} {:>8} {:>17}",
+            "verdict", "variant", "metric", "baseline", "candidate", "change", "95% CI"
+        )
+    };
     let rank = |v: GateVerdict| match v {
         GateVerdict::Regression => 0,
         GateVerdict::Inconclusive => 1,
@@ -134,19 +144,32 @@ pub fn gate_table(report: &crate::verdict::gate::GateReport) -> String {
             .p_adjusted
             .map(|p| format!("{p:.3}"))
             .unwrap_or_else(|| "–".into());
-        let _ = writeln!(
-            out,
-            "{:<14} {:<36} {:<20} {:>14} {:>14} {:>8} {:>19} {:>8}  {}",
-            e.verdict.name(),
-            format!("{}/{}", e.suite, e.variant),
-            e.metric,
+        let variant = format!("{}/{}", e.suite, e.variant);
+        let (base, cand) = (
             fmt_value(&e.metric, e.baseline_median),
             fmt_value(&e.metric, e.candidate_median),
-            fmt_pct(e.relative_change),
-            ci,
-            p,
-            printable(&e.reason)
         );
+        let change = fmt_pct(e.relative_change);
+        let reason = printable(&e.reason);
+        let _ = if wide {
+            writeln!(
+                out,
+                "{:<14} {variant:<36} {:<20} {base:>14} {cand:>14} {change:>8} {ci:>19} {p:>8}  {reason}",
+                e.verdict.name(),
+                e.metric,
+            )
+        } else {
+            writeln!(
+                out,
+                "{:<14} {variant:<32} {:<18} {base:>12} {cand:>12} {change:>8} {ci:>17}",
+                e.verdict.name(),
+                e.metric,
+            )
+            .and_then(|()| match reason.is_empty() {
+                true => Ok(()),
+                false => writeln!(out, "{:<14} {reason} (adjusted p {p})", ""),
+            })
+        };
         if !e.config_changes.is_empty() {
             let _ = writeln!(
                 out,

@@ -200,6 +200,7 @@ fn store_result(
             .map(|m| format!(" — {}", first_line(m)))
             .unwrap_or_default()
     );
+    let line = crate::text::fit(&line);
     if progress.is_hidden() {
         eprintln!("{line}");
     } else {
