@@ -18,6 +18,17 @@ pub fn attention_param(p: Params) -> Result<AttentionImpl> {
     AttentionImpl::parse(text).ok_or_else(|| anyhow!("unknown attention implementation `{text}`"))
 }
 
+/// The attention a component runs when the manifest asks for `attention`: diffusers'
+/// `enable_attention_slicing` reaches only components with `set_attention_slice` (UNets), so
+/// DiTs, ViT encoders, VAEs and SAM 3D's networks keep fused attention under `sliced:*`, as
+/// in the real pipelines; an explicit kernel (`math`, `sdpa`) applies everywhere.
+pub fn beyond_slicing(attention: AttentionImpl) -> AttentionImpl {
+    match attention {
+        AttentionImpl::Sliced(_) => AttentionImpl::Sdpa,
+        other => other,
+    }
+}
+
 /// The model shapes of the shape pipeline for a preset.
 struct ShapeModels {
     vit: VitConfig,
@@ -114,7 +125,8 @@ impl ShapePipeline {
 
     /// One image → occupancy grid → surface; returns the surface-crossing edge count.
     pub fn run(&mut self, stages: &mut Stages) -> Result<i64> {
-        let (attention, loading) = (self.attention, self.loading);
+        // No component of the shape pipeline is a UNet: slicing does not reach any of them.
+        let (attention, loading) = (beyond_slicing(self.attention), self.loading);
         let image = self.image.shallow_clone();
         let cond = with_model(
             stages,
@@ -190,5 +202,21 @@ impl Hunyuan3dShape {
 impl Workload for Hunyuan3dShape {
     fn call(&mut self, stages: &mut Stages) -> Result<()> {
         self.pipeline.run(stages).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::beyond_slicing;
+    use crate::models::AttentionImpl;
+
+    #[test]
+    fn slicing_does_not_reach_components_without_set_attention_slice() {
+        for text in ["sliced:auto", "sliced:max", "sliced:4"] {
+            let sliced = AttentionImpl::parse(text).unwrap();
+            assert_eq!(beyond_slicing(sliced), AttentionImpl::Sdpa, "{text}");
+        }
+        assert_eq!(beyond_slicing(AttentionImpl::Math), AttentionImpl::Math);
+        assert_eq!(beyond_slicing(AttentionImpl::Sdpa), AttentionImpl::Sdpa);
     }
 }

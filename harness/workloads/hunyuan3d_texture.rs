@@ -17,7 +17,7 @@
 //! stage and freed after it (the note's scenario 3); so are the shape models, since the note's
 //! scenario keeps only what the current stage needs on the card.
 
-use super::hunyuan3d::{attention_param, ShapePipeline};
+use super::hunyuan3d::{attention_param, beyond_slicing, ShapePipeline};
 use super::pipeline::{self, with_model, Loading, Offload, Slot};
 use super::{Setup, Workload};
 use crate::measure::Stages;
@@ -250,7 +250,9 @@ impl Workload for Hunyuan3dTexture {
                             class_labels: None,
                             reference: None,
                         };
-                        unet.forward_recording(&input, attention, 1).1
+                        // `unet_dual` keeps its processors when the pipeline is sliced.
+                        unet.forward_recording(&input, beyond_slicing(attention), 1)
+                            .1
                     },
                 )?;
                 stages.count("reference_unet_evals", 1);

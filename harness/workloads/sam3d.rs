@@ -20,7 +20,7 @@
 //! `sequential` creates each just before its stage and frees it after (`unload_*`), so DINO
 //! is loaded twice per call. Counters: `ss_flow_evals`, `slat_flow_evals` (backbone passes).
 
-use super::hunyuan3d::attention_param;
+use super::hunyuan3d::{attention_param, beyond_slicing};
 use super::pipeline::{self, held, with_model, Held, Loading, Offload};
 use super::{Setup, Workload};
 use crate::measure::Stages;
@@ -274,7 +274,7 @@ impl Sam3d {
         };
         let image = views(&self.image);
         let mask = views(&self.mask.repeat([1, 3, 1, 1]));
-        let imp = self.attention;
+        let imp = beyond_slicing(self.attention);
         with_model(stages, &mut self.dino, self.loading, stage, |m| {
             let parts: Vec<Tensor> = [image, mask]
                 .iter()
@@ -292,7 +292,9 @@ impl Sam3d {
         if self.loading == Loading::AllAtOnce {
             self.reload_all(stages);
         }
-        let (imp, loading, kind, device) = (self.attention, self.loading, self.kind, self.device);
+        // SAM 3D has no UNet: attention slicing reaches none of its networks.
+        let imp = beyond_slicing(self.attention);
+        let (loading, kind, device) = (self.loading, self.kind, self.device);
         let image = self.image.shallow_clone();
         let depth = with_model(stages, &mut self.moge, loading, "depth", |m| {
             m.model.forward(&m.weights, &image, imp)

@@ -18,7 +18,7 @@
 //! diffusers it only reaches components with `set_attention_slice` (UNets); none of Z-Image's
 //! has one, so the replica keeps fused attention, as the real pipeline does.
 
-use super::hunyuan3d::attention_param;
+use super::hunyuan3d::{attention_param, beyond_slicing};
 use super::pipeline::{self, held, with_model, Held, Loading, Offload, Slot};
 use super::{Setup, Workload};
 use crate::measure::Stages;
@@ -90,11 +90,8 @@ impl T2iDit {
             text_encoder: held("text_encoder", on, te_cfg, TextEncoder::new),
             transformer: held("transformer", on, dit_cfg, ZImageTransformer::new),
             vae: Slot::vae("vae", on, vae_cfg.clone()),
-            attention: match attention_param(p)? {
-                // No Z-Image component takes diffusers' attention slicing.
-                AttentionImpl::Sliced(_) => AttentionImpl::Sdpa,
-                other => other,
-            },
+            // No Z-Image component takes diffusers' attention slicing.
+            attention: beyond_slicing(attention_param(p)?),
             vae_options: VaeOptions {
                 slicing: p.bool("vae_slicing")?,
                 tiling: p.bool("vae_tiling")?,
