@@ -141,3 +141,32 @@ fn workflow_commands_use_flags_the_cli_has() {
     }
     assert!(checked >= 5, "only {checked} commands found");
 }
+
+/// Every action is pinned to a full commit SHA (a tag can be moved to other code; the runner
+/// holds a GPU and the repository's secrets), with the version it stands for in a comment.
+#[test]
+fn actions_are_pinned_to_commit_shas() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pinned = 0;
+    for file in [
+        ".github/workflows/nightly.yml",
+        ".github/workflows/pr.yml",
+        "recipes/github/sharded-nightly.yml",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for line in text.lines().filter(|l| l.contains("uses:")) {
+            let target = line.split("uses:").nth(1).unwrap().trim();
+            let (_, rest) = target
+                .split_once('@')
+                .unwrap_or_else(|| panic!("{file}: {line}"));
+            let sha = rest.split_whitespace().next().unwrap();
+            assert!(
+                sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit()),
+                "{file}: `{line}` is not pinned to a commit"
+            );
+            assert!(rest.contains("# v"), "{file}: `{line}` names no version");
+            pinned += 1;
+        }
+    }
+    assert!(pinned >= 9, "{pinned} actions found");
+}
