@@ -16,6 +16,7 @@
 //!
 //! On CPU the same steps run without events, allocator statistics or telemetry.
 
+pub mod host;
 pub mod nvml;
 pub mod rss;
 

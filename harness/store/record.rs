@@ -317,6 +317,10 @@ pub struct StopInfo {
     pub reason: String,
     /// Relative width of the 95 % interval of the median when the rule was checked.
     pub relative_ci: Option<f64>,
+    /// CPU time, context switches and CPUs of the process over its measured calls (absent in
+    /// records written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<crate::measure::host::HostUsage>,
 }
 
 impl From<protocol::StopInfo> for StopInfo {
@@ -324,10 +328,12 @@ impl From<protocol::StopInfo> for StopInfo {
         let protocol::StopInfo {
             reason,
             relative_ci,
+            host,
         } = s;
         StopInfo {
             reason,
             relative_ci,
+            host,
         }
     }
 }

@@ -420,18 +420,21 @@ fn run(job: &WorkerJob) -> i32 {
             .map(|r| r.with_min_units(variant.repetitions as usize))
     });
     let mut times: Vec<f64> = Vec::new();
-    let stop = loop {
+    let host_before = crate::measure::host::snapshot();
+    let mut stop = loop {
         let n = times.len() as u32;
         if n >= variant.repetitions && rule.is_none() {
             break StopInfo {
                 reason: "fixed".into(),
                 relative_ci: None,
+                host: None,
             };
         }
         if n >= variant.repetitions_max {
             break StopInfo {
                 reason: "max".into(),
                 relative_ci: None,
+                host: None,
             };
         }
         if let (Some(rule), true) = (&rule, n >= variant.repetitions) {
@@ -445,6 +448,7 @@ fn run(job: &WorkerJob) -> i32 {
                     break StopInfo {
                         reason: reason.into(),
                         relative_ci: Some(decision.relative_width),
+                        host: None,
                     };
                 }
             }
@@ -454,6 +458,7 @@ fn run(job: &WorkerJob) -> i32 {
             Err(e) => return classify_failure(e, budget_bytes, n),
         }
     };
+    stop.host = host_before.and_then(crate::measure::host::usage_since);
     emit(&Message::Measured(stop));
     finish(Status::Ok, None, None)
 }

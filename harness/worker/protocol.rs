@@ -51,6 +51,9 @@ pub struct StopInfo {
     pub reason: String,
     /// Relative width of the 95 % interval of the median when the rule was checked.
     pub relative_ci: Option<f64>,
+    /// CPU time, context switches and CPUs of the process over its measured calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<crate::measure::host::HostUsage>,
 }
 
 /// Why a sample's timing may not be representative.

@@ -235,6 +235,39 @@ class Telemetry:
         self._thread.join(timeout=1.0)
 
 
+def cpu_ranges(cpus: List[int]) -> str:
+    """``[0, 1, 2, 5]`` → ``0-2,5``, as the Rust worker writes CPU lists."""
+    parts, i, cpus = [], 0, sorted(cpus)
+    while i < len(cpus):
+        start = cpus[i]
+        while i + 1 < len(cpus) and cpus[i + 1] == cpus[i] + 1:
+            i += 1
+        parts.append(str(start) if cpus[i] == start else f"{start}-{cpus[i]}")
+        i += 1
+    return ",".join(parts)
+
+
+def host_usage_since(before: "resource.struct_rusage") -> dict:
+    """CPU time, context switches and CPUs of this process since ``before`` (the Rust
+    worker's ``measure::host`` method: ``getrusage(RUSAGE_SELF)`` deltas)."""
+    now = resource.getrusage(resource.RUSAGE_SELF)
+    last_cpu = None
+    try:
+        with open("/proc/self/stat") as f:
+            # Field 39 (processor), counted after the command name's closing parenthesis.
+            last_cpu = int(f.read().rsplit(")", 1)[1].split()[36])
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "user_ms": (now.ru_utime - before.ru_utime) * 1e3,
+        "system_ms": (now.ru_stime - before.ru_stime) * 1e3,
+        "voluntary_switches": max(0, now.ru_nvcsw - before.ru_nvcsw),
+        "involuntary_switches": max(0, now.ru_nivcsw - before.ru_nivcsw),
+        "allowed_cpus": cpu_ranges(list(os.sched_getaffinity(0))),
+        "last_cpu": last_cpu,
+    }
+
+
 def peak_rss_bytes() -> int:
     """``getrusage(RUSAGE_SELF).ru_maxrss`` (KiB on Linux), as the Rust worker reads it."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -539,6 +572,7 @@ class Worker:
 
         target = v.get("target_rel_ci")
         times: List[float] = []
+        host_before = resource.getrusage(resource.RUSAGE_SELF)
         while True:
             n = len(times)
             if n >= v["repetitions"] and target is None:
@@ -555,6 +589,7 @@ class Worker:
             self.completed_calls = n
             times.append(one(False)["wall_ms"])
         self.completed_calls = len(times)
+        stop["host"] = host_usage_since(host_before)
         p.emit({"kind": "measured", **stop})
         return p.finish("ok")
 
