@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from typing import Any, Callable, Dict, TypeVar
+from typing import Any, Callable, Dict, Iterable, TypeVar
 
 T = TypeVar("T")
 
@@ -46,3 +46,23 @@ def int_param(adapter: str, params: Dict[str, Any], name: str, default: int, lo:
         extra = f", a multiple of {multiple}" if multiple > 1 else ""
         raise bad_param(adapter, name, f"an integer in {lo}..{hi}{extra}", v)
     return v
+
+
+def reject_unknown(adapter: str, params: Dict[str, Any], known: Iterable[str],
+                   also_allowed: Iterable[str] = ()) -> None:
+    """Raises for a parameter the adapter does not know. ``entry`` (the manifest's name for the
+    class) is allowed, so a caller may pass a manifest's parameters whole."""
+    known = list(known)
+    allowed = set(known) | set(also_allowed) | {"entry"}
+    for key in params:
+        if key not in allowed:
+            raise ValueError(f"{adapter}: unknown parameter `{key}` (known: {', '.join(known)})")
+
+
+def preset_param(adapter: str, params: Dict[str, Any], default: str,
+                 presets: Dict[str, Any]) -> str:
+    """``params["preset"]`` (else ``default``), one of ``presets``' keys."""
+    preset = params.get("preset", default)
+    if not isinstance(preset, str) or preset not in presets:
+        raise bad_param(adapter, "preset", f"one of {sorted(presets)}", preset)
+    return preset

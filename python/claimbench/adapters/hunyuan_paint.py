@@ -65,7 +65,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from claimbench.adapters.common import bad_param, import_without_package_init, int_param
+from claimbench.adapters.common import (
+    bad_param,
+    import_without_package_init,
+    int_param,
+    preset_param,
+    reject_unknown,
+)
 from claimbench.build import fast_build
 
 # The fixed view set of Hunyuan3DTexGenConfig (2.0); fewer views take the first ones.
@@ -280,12 +286,8 @@ def _int(params: Dict[str, Any], name: str, default: int, lo: int, hi: int, mult
 
 def parse_params(params: Dict[str, Any]) -> SimpleNamespace:
     """Validated parameters with defaults; raises ValueError naming the offending parameter."""
-    for key in params:
-        if key not in PARAMS and key != "entry":  # `entry` names this class in the manifest
-            raise ValueError(f"hunyuan_paint: unknown parameter `{key}` (known: {', '.join(PARAMS)})")
-    preset = params.get("preset", COMMON_DEFAULTS["preset"])
-    if preset not in PRESETS:
-        raise _bad("preset", f"one of {sorted(PRESETS)}", preset)
+    reject_unknown("hunyuan_paint", params, PARAMS)
+    preset = preset_param("hunyuan_paint", params, COMMON_DEFAULTS["preset"], PRESETS)
     stages = params.get("stages", COMMON_DEFAULTS["stages"])
     if stages not in STAGES:
         raise _bad("stages", f"one of {list(STAGES)}", stages)

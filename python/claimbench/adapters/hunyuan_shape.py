@@ -84,7 +84,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from claimbench.adapters.common import bad_param, import_without_package_init, int_param
+from claimbench.adapters.common import (
+    bad_param,
+    import_without_package_init,
+    int_param,
+    preset_param,
+    reject_unknown,
+)
 from claimbench.build import fast_build
 
 # hy3dgen's v2-0 scale factor of the ShapeVAE latents.
@@ -284,12 +290,8 @@ def _int(params: Dict[str, Any], name: str, default: int, lo: int, hi: int, mult
 
 def parse_params(params: Dict[str, Any]) -> SimpleNamespace:
     """Validated parameters with defaults; raises ValueError naming the offending parameter."""
-    for key in params:
-        if key not in PARAMS and key != "entry":  # `entry` names this class in the manifest
-            raise ValueError(f"hunyuan_shape: unknown parameter `{key}` (known: {', '.join(PARAMS)})")
-    preset = params.get("preset", COMMON_DEFAULTS["preset"])
-    if not isinstance(preset, str) or preset not in PRESETS:
-        raise _bad("preset", f"one of {sorted(PRESETS)}", preset)
+    reject_unknown("hunyuan_shape", params, PARAMS)
+    preset = preset_param("hunyuan_shape", params, COMMON_DEFAULTS["preset"], PRESETS)
     d = PRESETS[preset]["defaults"]
     guidance = params.get("guidance", COMMON_DEFAULTS["guidance"])
     if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) \

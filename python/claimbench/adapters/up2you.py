@@ -127,7 +127,12 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from claimbench.adapters.common import bad_param, int_param  # noqa: E402
+from claimbench.adapters.common import (  # noqa: E402
+    bad_param,
+    int_param,
+    preset_param,
+    reject_unknown,
+)
 from claimbench.build import fast_build  # noqa: E402
 
 # UP2You's fixed settings (inference_low_gpu.py stage 4 and the pipeline's defaults).
@@ -511,15 +516,9 @@ def _int(params: Dict[str, Any], name: str, default: int, lo: int, hi: int, mult
 def parse_params(params: Dict[str, Any]) -> Tuple[SimpleNamespace, List[Tuple[str, str]]]:
     """Validated parameters with defaults, and the replica-only parameters that were set (with
     why they do nothing here). Raises ValueError naming the offending parameter."""
-    ignored = []
-    for key in params:
-        if key in REPLICA_ONLY:
-            ignored.append((key, REPLICA_ONLY[key]))
-        elif key not in PARAMS and key != "entry":  # `entry` names this class in the manifest
-            raise ValueError(f"up2you: unknown parameter `{key}` (known: {', '.join(PARAMS)})")
-    preset = params.get("preset", COMMON_DEFAULTS["preset"])
-    if preset not in PRESETS:
-        raise _bad("preset", f"one of {sorted(PRESETS)}", preset)
+    reject_unknown("up2you", params, PARAMS, also_allowed=REPLICA_ONLY)
+    ignored = [(key, REPLICA_ONLY[key]) for key in params if key in REPLICA_ONLY]
+    preset = preset_param("up2you", params, COMMON_DEFAULTS["preset"], PRESETS)
     d = PRESETS[preset]["defaults"]
     guidance = params.get("guidance", COMMON_DEFAULTS["guidance"])
     if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) \
