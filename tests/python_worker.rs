@@ -99,6 +99,9 @@ fn both_workers_measure_a_reference_op_alike() {
         assert!(host["voluntary_switches"].as_u64().unwrap() >= 16, "{host}");
         assert!(host["user_ms"].as_f64().unwrap() >= 0.0, "{host}");
         assert!(host["last_cpu"].is_u64(), "{host}");
+        // The host CPU probe ran (before and after the measured calls) and took some time.
+        let probe = host["cpu_probe_ms"].as_f64().unwrap();
+        assert!(probe > 0.0 && probe < 1000.0, "{host}");
     }
     assert_eq!(
         r["stop"]["host"]["allowed_cpus"],

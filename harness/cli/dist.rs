@@ -13,9 +13,9 @@ const README: &str = "claimbench, packed for a machine with PyTorch 2.11 (no Rus
     libtorch is found through CLAIMBENCH_LIBTORCH (a torch/lib folder), else the torch\n\
     package of `python3` (or CLAIMBENCH_PYTHON).\n\n\
     Suites with `workload = \"python\"` run python/claimbench/worker.py under that Python. The\n\
-    adapters need diffusers and hy3dgen; where they are missing and there is no network,\n\
-    install the wheels packed here (when wheels/ exists):\n\
-    python3 -m pip install --no-index --no-deps --target pylib wheels/*.whl\n\
+    adapters need diffusers, hy3dgen and sam3d (with a few small packages); where they are\n\
+    missing and there is no network, install the wheels packed here (when wheels/ exists):\n\
+    python3 -m pip install --no-index --no-deps --find-links wheels --target pylib -r wheels/requirements.txt\n\
     export PYTHONPATH=$PWD/pylib\n";
 
 /// What a dist folder holds; only these are replaced in an existing one.

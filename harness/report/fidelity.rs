@@ -3,7 +3,7 @@
 //! that both suites define, side by side: real ÷ replica for the median wall time, peak
 //! allocated and peak reserved memory, and every stage both report. Drift in either shows.
 
-use super::escape::{html as esc, markdown_cell as cell};
+use super::section;
 use crate::text::printable;
 use serde::Serialize;
 use std::fmt::Write;
@@ -125,36 +125,26 @@ pub fn terminal(rows: &[FidelityRow]) -> String {
 
 /// The Markdown section's head and one table row per pair.
 pub fn markdown(rows: &[FidelityRow]) -> (String, Vec<String>) {
-    let head = format!(
-        "\n### Replica vs real code\n\n{INTRO}.\n\n| {} |\n|---|---|---:|---:|---:|---|\n",
-        COLUMNS.join(" | ")
+    let head = section::markdown_head(
+        "Replica vs real code",
+        INTRO,
+        &COLUMNS,
+        "---|---|---:|---:|---:|---",
     );
     let rows = rows
         .iter()
-        .map(|r| format!("| {} |\n", fields(r).map(|f| cell(&f)).join(" | ")))
+        .map(|r| section::markdown_row(&fields(r)))
         .collect();
     (head, rows)
 }
 
 /// The HTML section; empty when there is no pair.
 pub fn html(rows: &[FidelityRow]) -> String {
-    let mut out = String::new();
     if rows.is_empty() {
-        return out;
+        return String::new();
     }
-    let _ = writeln!(out, "<h2 id=\"fidelity\">Replica vs real code</h2>");
-    let _ = writeln!(out, "<p>{}.</p>", esc(INTRO));
-    let head: Vec<String> = COLUMNS.iter().map(|c| format!("<th>{c}</th>")).collect();
-    let _ = writeln!(out, "<table><tr>{}</tr>", head.join(""));
-    for r in rows {
-        let cells: Vec<String> = fields(r)
-            .iter()
-            .map(|f| format!("<td>{}</td>", esc(f)))
-            .collect();
-        let _ = writeln!(out, "<tr>{}</tr>", cells.join(""));
-    }
-    let _ = writeln!(out, "</table>");
-    out
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| fields(r).to_vec()).collect();
+    section::html("fidelity", "Replica vs real code", INTRO, &COLUMNS, &rows)
 }
 
 #[cfg(test)]

@@ -251,6 +251,14 @@ fn blocks(report: &Report) -> Vec<Block> {
             tail: String::new(),
         });
     }
+    if !report.slow_processes.is_empty() {
+        let (head, rows) = super::slow::markdown(&report.slow_processes);
+        blocks.push(Block {
+            head,
+            rows,
+            tail: String::new(),
+        });
+    }
     if !report.shifts.is_empty() {
         let (head, rows) = super::shifts::markdown(&report.shifts);
         let tail = String::new();

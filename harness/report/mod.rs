@@ -13,7 +13,9 @@ pub mod junit;
 pub mod markdown;
 pub mod model;
 pub mod plots;
+pub mod section;
 pub mod shifts;
+pub mod slow;
 pub mod terminal;
 #[cfg(test)]
 mod tests;

@@ -29,6 +29,9 @@ pub struct Report {
     /// Configurations run both by a replica and by the real code, side by side.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fidelity: Vec<super::fidelity::FidelityRow>,
+    /// Processes that ran clearly slower than others of their variant, and what their host did.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slow_processes: Vec<super::slow::SlowProcess>,
 }
 
 /// Where and when the run was measured.
@@ -317,6 +320,7 @@ impl Report {
             trends,
             shifts: Vec::new(),
             fidelity,
+            slow_processes: super::slow::slow_processes(run, samples),
         }
     }
 

@@ -735,3 +735,88 @@ fn a_refuted_time_claim_fails_ci_only_at_the_family_wise_level() {
         .unwrap();
     assert_eq!(memory.fails_ci, memory.verdict == ClaimVerdictKind::Refuted);
 }
+
+/// A process that ran 1.4× slower with a slower host CPU probe is read as host-side; one that
+/// ran 1.3× slower with a normal probe is not; one without a probe says so; the rest are not
+/// listed.
+#[test]
+fn slow_processes_are_listed_with_what_their_host_did() {
+    use super::slow::{slow_processes, SlowCause};
+    use crate::measure::host::HostUsage;
+    use crate::store::StopInfo;
+    let (mut record, mut samples) = run("20250102T030405Z-nvidia-h100-testhost", 1.0);
+    for s in samples.iter_mut() {
+        if s.variant == "cudnn-off" && s.process == 2 {
+            s.measurement.wall_ms *= 1.4;
+        }
+        if (s.variant == "fp16" && s.process == 3) || (s.variant == "cudnn-on" && s.process == 4) {
+            s.measurement.wall_ms *= 1.3;
+        }
+    }
+    for p in record.suites[0].processes.iter_mut() {
+        let probe = if p.variant == "cudnn-off" && p.process == 2 {
+            0.65
+        } else {
+            0.5
+        };
+        if p.variant == "cudnn-on" && p.process == 4 {
+            continue; // a record written before probes: no host usage
+        }
+        p.stop = Some(StopInfo {
+            reason: "fixed".into(),
+            relative_ci: None,
+            host: Some(HostUsage {
+                user_ms: 10.0,
+                system_ms: 1.0,
+                voluntary_switches: 3,
+                involuntary_switches: 7,
+                allowed_cpus: "0-15".into(),
+                last_cpu: Some(3),
+                cpu_probe_ms: Some(probe),
+            }),
+        });
+    }
+    let rows = slow_processes(&record, &samples);
+    let found: Vec<(&str, u32, SlowCause)> = rows
+        .iter()
+        .map(|r| (r.variant.as_str(), r.process, r.cause))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("cudnn-on", 4, SlowCause::Unknown),
+            ("cudnn-off", 2, SlowCause::HostCpu),
+            ("fp16", 3, SlowCause::NotHostSpeed),
+        ]
+    );
+    let host_slow = &rows[1];
+    // Process medians: 1.4 × (1 + 0.004·2 + 0.0015) against (1 + 0.0015) for process 0.
+    let expected = 1.4 * 1.0095 / 1.0015;
+    assert!(
+        (host_slow.time_ratio - expected).abs() < 1e-9,
+        "{host_slow:?}"
+    );
+    assert!((host_slow.probe_ratio.unwrap() - 1.3).abs() < 1e-9);
+    assert_eq!(rows[0].probe_ratio, None);
+
+    let report = Report::build(&record, &samples, None, None, Vec::new());
+    assert_eq!(report.slow_processes, rows);
+    let md = super::markdown::render(&report);
+    assert!(md.contains("### Slow processes"), "{md}");
+    assert!(
+        md.contains("| texture/cudnn-off | 2 | 1.41× | 1.30× | 7 | host CPU ran slower |"),
+        "{md}"
+    );
+    let html = super::html::render(&report);
+    assert!(html.contains("<td>host CPU at usual speed</td>"));
+    let term = super::slow::terminal(&report.slow_processes);
+    assert!(term.contains("no host CPU probe recorded"), "{term}");
+    assert!(serde_json::to_string(&report)
+        .unwrap()
+        .contains("\"cause\":\"host_cpu\""));
+    // Without slow processes the section is absent everywhere.
+    let (plain, plain_samples) = run("20250102T030405Z-nvidia-h100-testhost", 1.0);
+    let quiet = Report::build(&plain, &plain_samples, None, None, Vec::new());
+    assert!(quiet.slow_processes.is_empty());
+    assert!(!super::markdown::render(&quiet).contains("Slow processes"));
+}

@@ -123,18 +123,27 @@ pub fn write_samples(rows: &[SampleRow]) -> Result<Vec<u8>> {
 
 /// Reads `samples.csv` back into rows (telemetry fields other than those stored are absent).
 pub fn read_samples(path: &Path) -> Result<Vec<SampleRow>, super::StoreError> {
-    let file = std::fs::File::open(path).map_err(|source| super::StoreError::OpenSamples {
+    let bytes = std::fs::read(path).map_err(|source| super::StoreError::OpenSamples {
         path: path.to_path_buf(),
         source,
     })?;
-    parse_samples(path, csv::Reader::from_reader(file)).map_err(super::StoreError::Samples)
+    // Every row claimbench writes ends with a line end: a file that does not was cut off
+    // mid-row, and its last cell may be a truncated number that would still parse.
+    if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+        return Err(super::StoreError::Samples(anyhow::anyhow!(
+            "{}: the last row has no line end: the file was cut off while being written",
+            path.display()
+        )));
+    }
+    parse_samples(path, csv::Reader::from_reader(bytes.as_slice()))
+        .map_err(super::StoreError::Samples)
 }
 
 /// Columns every `samples.csv` written by claimbench has, and without which rows would be
 /// merged or miscounted.
 const REQUIRED_COLUMNS: &[&str] = &["suite", "variant", "process", "call", "warmup", "wall_ms"];
 
-fn parse_samples(path: &Path, mut r: csv::Reader<std::fs::File>) -> Result<Vec<SampleRow>> {
+fn parse_samples<R: std::io::Read>(path: &Path, mut r: csv::Reader<R>) -> Result<Vec<SampleRow>> {
     let file = path.display();
     let headers = r
         .headers()

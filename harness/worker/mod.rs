@@ -420,6 +420,9 @@ fn run(job: &WorkerJob) -> i32 {
             .map(|r| r.with_min_units(variant.repetitions as usize))
     });
     let mut times: Vec<f64> = Vec::new();
+    // Host CPU speed, probed outside the timed calls (before the first and after the last).
+    let mut probe = crate::measure::host::CpuProbe::new();
+    probe.run();
     let host_before = crate::measure::host::snapshot();
     let mut stop = loop {
         let n = times.len() as u32;
@@ -459,6 +462,10 @@ fn run(job: &WorkerJob) -> i32 {
         }
     };
     stop.host = host_before.and_then(crate::measure::host::usage_since);
+    probe.run();
+    if let Some(host) = &mut stop.host {
+        host.cpu_probe_ms = probe.median_ms();
+    }
     emit(&Message::Measured(stop));
     finish(Status::Ok, None, None)
 }

@@ -80,9 +80,9 @@ def _restore_computed_buffers(model: nn.Module, factory: Callable[[], nn.Module]
                 b.copy_(ref.to(device=b.device, dtype=b.dtype))
 
 
-def _buffers_of(factory: Callable[[], nn.Module]) -> dict:
-    """Buffers a module computes at construction, without materialising its parameters:
-    parameters are created on meta (``torch.nn.utils.init`` skipped), buffers on the CPU."""
+def parameters_on_meta(factory: Callable[[], M]) -> M:
+    """``factory()`` with every parameter created on meta (``torch.nn.utils.init`` skipped) and
+    every other tensor (buffers, plain attributes) on the CPU."""
     original = nn.Module.register_parameter
 
     def register_on_meta(self, name, param):  # type: ignore[no-untyped-def]
@@ -93,7 +93,12 @@ def _buffers_of(factory: Callable[[], nn.Module]) -> dict:
     nn.Module.register_parameter = register_on_meta  # type: ignore[assignment]
     try:
         with torch.device("cpu"):
-            copy = factory()
+            return factory()
     finally:
         nn.Module.register_parameter = original  # type: ignore[assignment]
+
+
+def _buffers_of(factory: Callable[[], nn.Module]) -> dict:
+    """Buffers a module computes at construction, without materialising its parameters."""
+    copy = parameters_on_meta(factory)
     return {k: v for k, v in copy.named_buffers() if v.device.type != "meta"}

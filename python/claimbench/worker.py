@@ -31,6 +31,7 @@ import math
 import os
 import re
 import resource
+import statistics
 import sys
 import threading
 import time
@@ -266,6 +267,45 @@ def host_usage_since(before: "resource.struct_rusage") -> dict:
         "allowed_cpus": cpu_ranges(list(os.sched_getaffinity(0))),
         "last_cpu": last_cpu,
     }
+
+
+class CpuProbe:
+    """How fast the host CPU ran for this process (the Rust worker's ``measure::host::CpuProbe``,
+    in Python, so it times the interpreter that runs the pipeline's host code): a dependent
+    pointer chase through a fixed cyclic permutation of 65,536 entries, 50,000 steps, timed on
+    the host clock, run ``REPEATS`` times before the first measured call and again after the
+    last, outside every timed region. The record keeps the median (``stop.host.cpu_probe_ms``).
+    Comparable between processes of the Python worker, not with the Rust worker's."""
+
+    ENTRIES = 1 << 16
+    STEPS = 50_000
+    REPEATS = 5
+
+    def __init__(self) -> None:
+        # Sattolo's shuffle (a single cycle) driven by a fixed 64-bit xorshift.
+        nxt = list(range(self.ENTRIES))
+        state = 0x9E3779B97F4A7C15
+        mask = (1 << 64) - 1
+        for i in range(self.ENTRIES - 1, 0, -1):
+            state ^= (state << 13) & mask
+            state ^= state >> 7
+            state ^= (state << 17) & mask
+            j = state % i
+            nxt[i], nxt[j] = nxt[j], nxt[i]
+        self.next = nxt
+        self.times_ms: List[float] = []
+
+    def run(self) -> None:
+        nxt = self.next
+        for _ in range(self.REPEATS):
+            start = time.perf_counter()
+            at = 0
+            for _ in range(self.STEPS):
+                at = nxt[at]
+            self.times_ms.append((time.perf_counter() - start) * 1e3)
+
+    def median_ms(self) -> Optional[float]:
+        return statistics.median(self.times_ms) if self.times_ms else None
 
 
 def peak_rss_bytes() -> int:
@@ -572,6 +612,8 @@ class Worker:
 
         target = v.get("target_rel_ci")
         times: List[float] = []
+        probe = CpuProbe()
+        probe.run()
         host_before = resource.getrusage(resource.RUSAGE_SELF)
         while True:
             n = len(times)
@@ -590,6 +632,8 @@ class Worker:
             times.append(one(False)["wall_ms"])
         self.completed_calls = len(times)
         stop["host"] = host_usage_since(host_before)
+        probe.run()
+        stop["host"]["cpu_probe_ms"] = probe.median_ms()
         p.emit({"kind": "measured", **stop})
         return p.finish("ok")
 
