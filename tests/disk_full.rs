@@ -353,6 +353,11 @@ fn check_attempt(
             stderr.contains("error: ") && stderr.contains(os_error),
             "{context}: no error saying `{os_error}`"
         );
+        // A failed atomic write names the record it was writing, not only its temporary file.
+        assert!(
+            !stderr.contains("/.tmp") || stderr.contains("cannot write "),
+            "{context}: the error names only a temporary file"
+        );
     }
     let leftovers = temporary_files(dir);
     assert!(

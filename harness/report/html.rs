@@ -21,6 +21,8 @@ th { background: #f5f5f5; } td.num { text-align: right; font-variant-numeric: ta
 .confirmed, .unchanged, .improvement { color: #2e7d32; } .refuted, .regression { color: #c62828; }
 .inconclusive { color: #e68c00; } .not-applicable, .not-compared { color: #757575; }
 figure { margin: 1rem 0; } figure svg { max-width: 100%; height: auto; }
+.scroll { overflow-x: auto; } p, li { overflow-wrap: anywhere; }
+@media (max-width: 600px) { body { margin: 1rem auto; padding: 0 .5rem; } table { font-size: .8rem; } .scroll > table { width: max-content; } td, th { max-width: 15rem; } }
 tr.plot-row td { border-top: none; padding: 0 .5rem; } tr.plot-row figure { margin: 0; }
 code { background: #f5f5f5; padding: 0 .2rem; border-radius: 3px; }
 ";
@@ -152,7 +154,7 @@ pub fn render(report: &Report) -> String {
         }
         let _ = writeln!(
             out,
-            "<table><tr><th>verdict</th><th>variant</th><th>metric</th><th>baseline</th><th>candidate</th><th>change</th><th>95 % CI</th><th>p (adj.)</th><th>reason</th></tr>"
+            "<div class=\"scroll\"><table><tr><th>verdict</th><th>variant</th><th>metric</th><th>baseline</th><th>candidate</th><th>change</th><th>95 % CI</th><th>p (adj.)</th><th>reason</th></tr>"
         );
         let mut entries: Vec<_> = gate.entries.iter().collect();
         entries.sort_by_key(|e| e.verdict != GateVerdict::Regression);
@@ -185,7 +187,7 @@ pub fn render(report: &Report) -> String {
                 esc(&e.reason)
             );
         }
-        let _ = writeln!(out, "</table>");
+        let _ = writeln!(out, "</table></div>");
     }
 
     if !report.claims.is_empty() {
@@ -196,7 +198,7 @@ pub fn render(report: &Report) -> String {
         );
         let _ = writeln!(
             out,
-            "<table><tr><th>claim</th><th>verdict</th><th>measured</th><th>claimed</th></tr>"
+            "<div class=\"scroll\"><table><tr><th>claim</th><th>verdict</th><th>measured</th><th>claimed</th></tr>"
         );
         let mut claims: Vec<_> = report.claims.iter().enumerate().collect();
         claims.sort_by_key(|(_, c)| c.verdict);
@@ -250,7 +252,7 @@ pub fn render(report: &Report) -> String {
                 );
             }
         }
-        let _ = writeln!(out, "</table>");
+        let _ = writeln!(out, "</table></div>");
     }
 
     for suite in &report.suites {
@@ -272,12 +274,12 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(out, "<p class=\"meta\">{}</p>", about.join(" · "));
         let _ = writeln!(
             out,
-            "<table><tr><th>variant</th><th>outcomes</th><th>calls</th><th>flagged</th><th>wall</th><th>95 % CI or range</th><th>peak allocated</th><th>peak reserved</th><th>budget</th></tr>"
+            "<div class=\"scroll\"><table><tr><th>variant</th><th>outcomes</th><th>calls</th><th>flagged</th><th>wall</th><th>95 % CI or range</th><th>peak allocated</th><th>peak reserved</th><th>budget</th></tr>"
         );
         for v in &suite.variants {
             variant_row(&mut out, &suite.suite, v);
         }
-        let _ = writeln!(out, "</table>");
+        let _ = writeln!(out, "</table></div>");
         figure(
             &mut out,
             &format!("plot-distribution-{id}"),

@@ -25,7 +25,11 @@ pub fn html(id: &str, title: &str, intro: &str, columns: &[&str], rows: &[Vec<St
     let _ = writeln!(out, "<h2 id=\"{id}\">{}</h2>", esc(title));
     let _ = writeln!(out, "<p>{}.</p>", esc(intro));
     let head: Vec<String> = columns.iter().map(|c| format!("<th>{c}</th>")).collect();
-    let _ = writeln!(out, "<table><tr>{}</tr>", head.join(""));
+    let _ = writeln!(
+        out,
+        "<div class=\"scroll\"><table><tr>{}</tr>",
+        head.join("")
+    );
     for fields in rows {
         let cells: Vec<String> = fields
             .iter()
@@ -33,6 +37,6 @@ pub fn html(id: &str, title: &str, intro: &str, columns: &[&str], rows: &[Vec<St
             .collect();
         let _ = writeln!(out, "<tr>{}</tr>", cells.join(""));
     }
-    let _ = writeln!(out, "</table>");
+    let _ = writeln!(out, "</table></div>");
     out
 }

@@ -86,7 +86,7 @@ pub fn html(shifts: &[Shift]) -> String {
     let _ = writeln!(out, "<p>{}.</p>", esc(INTRO));
     let _ = writeln!(
         out,
-        "<table><tr><th>variant</th><th>metric</th><th>change</th><th>between runs (commits)</th><th>when</th></tr>"
+        "<div class=\"scroll\"><table><tr><th>variant</th><th>metric</th><th>change</th><th>between runs (commits)</th><th>when</th></tr>"
     );
     for s in ordered(shifts) {
         let class = if s.recent_worsening {
@@ -100,7 +100,7 @@ pub fn html(shifts: &[Shift]) -> String {
             .collect();
         let _ = writeln!(out, "<tr{class}>{}</tr>", cells.join(""));
     }
-    let _ = writeln!(out, "</table>");
+    let _ = writeln!(out, "</table></div>");
     out
 }
 

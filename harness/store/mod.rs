@@ -74,13 +74,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().context("path without parent directory")?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
+    // Errors name the file being written, not only the temporary one (a full disk fails here).
+    let writing = || format!("cannot write {}", path.display());
+    tmp.write_all(bytes).with_context(writing)?;
     // Temporary files are created private (0600); records are meant to be shared.
     tmp.as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .with_context(writing)?;
+    tmp.as_file().sync_all().with_context(writing)?;
+    tmp.persist(path).with_context(writing)?;
     Ok(())
 }
 
