@@ -15,18 +15,15 @@ use std::ops::Range;
 type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 type Drawn = Result<(), String>;
 
-/// Whether a chart's series labels are drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Legend {
-    Show,
-    Hide,
-}
-
 const WIDTH: u32 = 900;
 const ROW: u32 = 34;
 const FONT: &str = "sans-serif";
 /// Longest variant name drawn in full.
 const LABEL_CHARS: usize = 44;
+/// Width kept free right of a plot for its legend, so the legend never covers data.
+const LEGEND_SPACE: u32 = 210;
+/// Longest series label drawn in full in that space (15 px font).
+const LEGEND_CHARS: usize = 18;
 
 /// Colour of a claim verdict, shared with the HTML table.
 pub fn verdict_colour(v: ClaimVerdictKind) -> RGBColor {
@@ -52,6 +49,64 @@ fn label(name: &str) -> String {
     }
 }
 
+/// A series label shortened to fit [`LEGEND_SPACE`].
+fn legend_label(name: &str) -> String {
+    if name.chars().count() <= LEGEND_CHARS {
+        name.to_string()
+    } else {
+        let head: String = name.chars().take(LEGEND_CHARS - 1).collect();
+        format!("{head}…")
+    }
+}
+
+/// How a series is marked in a legend.
+#[derive(Debug, Clone, Copy)]
+enum Mark {
+    Bar(RGBColor),
+    Line(RGBColor),
+}
+
+/// One legend row: the mark and the series label.
+type LegendEntry = (Mark, String);
+
+/// Draws `entries` as a legend box in the space kept right of the plotting area
+/// ([`LEGEND_SPACE`]; plotters' own series labels are clipped to the plotting area, where they
+/// would cover data).
+fn legend_beside_plot<'a, 'b: 'a>(
+    root: &DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    chart: &Chart<'a, 'b>,
+    entries: &[LegendEntry],
+) -> Drawn {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let (x_range, y_range) = chart.plotting_area().get_pixel_range();
+    let (x, y) = (x_range.end + 14, y_range.start);
+    let (w, h) = (LEGEND_SPACE as i32 - 24, 10 + 22 * entries.len() as i32);
+    root.draw(&Rectangle::new([(x, y), (x + w, y + h)], WHITE.filled()))
+        .map_err(error)?;
+    root.draw(&Rectangle::new([(x, y), (x + w, y + h)], BLACK))
+        .map_err(error)?;
+    let style = TextStyle::from((FONT, 15).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    for (i, (mark, text)) in entries.iter().enumerate() {
+        let row = y + 16 + 22 * i as i32;
+        match *mark {
+            Mark::Bar(c) => root.draw(&Rectangle::new(
+                [(x + 8, row - 5), (x + 18, row + 5)],
+                c.filled(),
+            )),
+            Mark::Line(c) => root.draw(&PathElement::new(
+                vec![(x + 6, row), (x + 20, row)],
+                c.stroke_width(2),
+            )),
+        }
+        .map_err(error)?;
+        root.draw(&Text::new(legend_label(text), (x + 28, row), &style))
+            .map_err(error)?;
+    }
+    Ok(())
+}
+
 /// `[lo, hi]` widened by `fraction` of its span (or of its magnitude when it is a point).
 fn padded(lo: f64, hi: f64, fraction: f64) -> Range<f64> {
     let span = hi - lo;
@@ -69,7 +124,8 @@ fn rows_chart(
     names: &[String],
     x: Range<f64>,
     x_desc: &str,
-    draw: impl FnOnce(&mut Chart<'_, '_>, &dyn Fn(usize) -> f64) -> Result<Legend, String>,
+    legend: &[LegendEntry],
+    draw: impl FnOnce(&mut Chart<'_, '_>, &dyn Fn(usize) -> f64) -> Drawn,
 ) -> Result<String, String> {
     let n = names.len();
     let height = 80 + ROW * n as u32 + 50;
@@ -83,6 +139,7 @@ fn rows_chart(
         let mut chart = ChartBuilder::on(&root)
             .caption(title, (FONT, 20))
             .margin(12)
+            .margin_right(12 + if legend.is_empty() { 0 } else { LEGEND_SPACE })
             .x_label_area_size(44)
             .y_label_area_size(left)
             .build_cartesian_2d(x, -0.5..(n as f64 - 0.5))
@@ -103,16 +160,8 @@ fn rows_chart(
             root.draw(&Text::new(label(name), (px - 8, py), &style))
                 .map_err(error)?;
         }
-        if draw(&mut chart, &row)? == Legend::Show {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font((FONT, 15))
-                .draw()
-                .map_err(error)?;
-        }
+        draw(&mut chart, &row)?;
+        legend_beside_plot(&root, &chart, legend)?;
         root.present().map_err(error)?;
     }
     Ok(svg)
@@ -153,6 +202,7 @@ pub fn distributions(suite: &SuiteSummary) -> Option<Result<String, String>> {
         &names,
         padded(lo, hi, 0.05),
         "wall time (ms)",
+        &[],
         |chart, row| {
             for (i, v) in variants.iter().enumerate() {
                 let y = row(i);
@@ -204,7 +254,7 @@ pub fn distributions(suite: &SuiteSummary) -> Option<Result<String, String>> {
                 });
                 chart.draw_series(medians).map_err(error)?;
             }
-            Ok(Legend::Hide)
+            Ok(())
         },
     ))
 }
@@ -244,11 +294,22 @@ pub fn stages(suite: &SuiteSummary) -> Option<Result<String, String>> {
         .map(|v| v.stages.iter().map(|(_, ms)| ms).sum::<f64>())
         .fold(0.0, f64::max);
     let rows: Vec<String> = variants.iter().map(|v| v.name.clone()).collect();
+    let legend: Vec<LegendEntry> = names
+        .iter()
+        .enumerate()
+        .map(|(s, stage)| {
+            (
+                Mark::Bar(STAGE_COLOURS[s % STAGE_COLOURS.len()]),
+                stage.clone(),
+            )
+        })
+        .collect();
     Some(rows_chart(
         &format!("{}: median time per stage", suite.suite),
         &rows,
         0.0..(total * 1.05).max(1e-6),
         "time (ms), stages stacked in workload order",
+        &legend,
         |chart, row| {
             for (s, stage) in names.iter().enumerate() {
                 let colour = STAGE_COLOURS[s % STAGE_COLOURS.len()];
@@ -261,15 +322,9 @@ pub fn stages(suite: &SuiteSummary) -> Option<Result<String, String>> {
                         colour.filled(),
                     ))
                 });
-                chart
-                    .draw_series(bars)
-                    .map_err(error)?
-                    .label(stage.as_str())
-                    .legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled())
-                    });
+                chart.draw_series(bars).map_err(error)?;
             }
-            Ok(Legend::Show)
+            Ok(())
         },
     ))
 }
@@ -308,6 +363,10 @@ pub fn memory(suite: &SuiteSummary) -> Option<Result<String, String>> {
         &rows,
         0.0..(top / scale * 1.08).max(1e-6),
         &format!("peak memory ({unit}); red lines: emulated card budgets"),
+        &[
+            (Mark::Bar(reserved), "peak reserved".to_string()),
+            (Mark::Bar(allocated), "peak allocated".to_string()),
+        ],
         |chart, row| {
             let bar = |value: Option<f64>, i: usize, h: f64, colour: RGBColor| {
                 value.map(|b| {
@@ -322,11 +381,7 @@ pub fn memory(suite: &SuiteSummary) -> Option<Result<String, String>> {
                         .enumerate()
                         .filter_map(|(i, v)| bar(v.peak_reserved_bytes, i, 0.32, reserved)),
                 )
-                .map_err(error)?
-                .label("peak reserved")
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], reserved.filled())
-                });
+                .map_err(error)?;
             chart
                 .draw_series(
                     variants
@@ -334,11 +389,7 @@ pub fn memory(suite: &SuiteSummary) -> Option<Result<String, String>> {
                         .enumerate()
                         .filter_map(|(i, v)| bar(v.peak_allocated_bytes, i, 0.16, allocated)),
                 )
-                .map_err(error)?
-                .label("peak allocated")
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], allocated.filled())
-                });
+                .map_err(error)?;
             let n = variants.len() as f64;
             for b in &budgets {
                 let x = b / scale;
@@ -358,7 +409,7 @@ pub fn memory(suite: &SuiteSummary) -> Option<Result<String, String>> {
                     )])
                     .map_err(error)?;
             }
-            Ok(Legend::Show)
+            Ok(())
         },
     ))
 }
@@ -475,6 +526,7 @@ pub fn trend(suite: &str, series: &[&TrendSeries]) -> Option<Result<String, Stri
             .margin(12)
             .x_label_area_size(44)
             .y_label_area_size(70)
+            .margin_right(12 + LEGEND_SPACE)
             .build_cartesian_2d(-0.3..(runs.len() as f64 - 0.7), padded(lo, hi, 0.1))
             .map_err(error)?;
         // Run ids start with their UTC start time; the date and time are label enough.
@@ -508,9 +560,7 @@ pub fn trend(suite: &str, series: &[&TrendSeries]) -> Option<Result<String, Stri
                 .collect();
             chart
                 .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
-                .map_err(error)?
-                .label(s.variant.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], colour));
+                .map_err(error)?;
             chart
                 .draw_series(
                     points
@@ -519,14 +569,17 @@ pub fn trend(suite: &str, series: &[&TrendSeries]) -> Option<Result<String, Stri
                 )
                 .map_err(error)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 15))
-            .draw()
-            .map_err(error)?;
+        let legend: Vec<LegendEntry> = series
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                (
+                    Mark::Line(STAGE_COLOURS[k % STAGE_COLOURS.len()]),
+                    s.variant.clone(),
+                )
+            })
+            .collect();
+        legend_beside_plot(&root, &chart, &legend)?;
         root.present().map_err(error)
     })();
     Some(drawn.map(|()| svg))

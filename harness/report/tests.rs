@@ -820,3 +820,67 @@ fn slow_processes_are_listed_with_what_their_host_did() {
     assert!(quiet.slow_processes.is_empty());
     assert!(!super::markdown::render(&quiet).contains("Slow processes"));
 }
+
+/// Every legend sits in the space kept right of its plotting area: no data element reaches
+/// into that space, and every series label and swatch lies inside it.
+#[test]
+fn plot_legends_are_beside_the_data_not_over_it() {
+    use super::plots;
+    let report = fixture();
+    let suite = &report.suites[0];
+    let series: Vec<&super::model::TrendSeries> = report.trends.iter().collect();
+    // Attribute `name` of an SVG element's text.
+    fn attr(element: &str, name: &str) -> Option<f64> {
+        let at = element.find(&format!(" {name}=\""))? + name.len() + 3;
+        element[at..].split('"').next()?.parse().ok()
+    }
+    let plots = [
+        ("stages", plots::stages(suite), vec!["unet", "vae"]),
+        (
+            "memory",
+            plots::memory(suite),
+            vec!["peak reserved", "peak allocated"],
+        ),
+        (
+            "trend",
+            plots::trend(&suite.suite, &series),
+            vec!["cudnn-on", "cudnn-off"],
+        ),
+    ];
+    for (name, svg, labels) in plots {
+        let svg = svg.expect(name).expect(name);
+        let width = attr(&svg[svg.find("<svg").unwrap()..], "width").unwrap();
+        // The plotting area ends where the legend space begins (the chart's right margin).
+        let legend_from = width - 12.0 - 210.0;
+        let mut labels_seen = 0;
+        for text in svg.split("<text").skip(1) {
+            let content = text
+                .split('>')
+                .nth(1)
+                .unwrap_or("")
+                .split('<')
+                .next()
+                .unwrap_or("")
+                .trim();
+            if labels.contains(&content) {
+                labels_seen += 1;
+                let x = attr(text, "x").unwrap();
+                assert!(
+                    x > legend_from,
+                    "{name}: label `{content}` at x {x} is over the data"
+                );
+            }
+        }
+        assert_eq!(labels_seen, labels.len(), "{name}: legend labels drawn");
+        for rect in svg.split("<rect").skip(1) {
+            let (Some(x), Some(w)) = (attr(rect, "x"), attr(rect, "width")) else {
+                continue;
+            };
+            // Either wholly in the plot (or its labels), or wholly in the legend space.
+            assert!(
+                x + w <= legend_from + 1.0 || x >= legend_from || w >= width - 1.0,
+                "{name}: a rectangle spans the plot and the legend: x {x}, width {w}"
+            );
+        }
+    }
+}
