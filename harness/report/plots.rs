@@ -40,23 +40,23 @@ fn error<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
 }
 
-fn label(name: &str) -> String {
-    if name.chars().count() <= LABEL_CHARS {
+/// `name` cut to `max` characters, the last one an ellipsis when it was longer.
+fn shortened(name: &str, max: usize) -> String {
+    if name.chars().count() <= max {
         name.to_string()
     } else {
-        let head: String = name.chars().take(LABEL_CHARS - 1).collect();
+        let head: String = name.chars().take(max - 1).collect();
         format!("{head}…")
     }
 }
 
+fn label(name: &str) -> String {
+    shortened(name, LABEL_CHARS)
+}
+
 /// A series label shortened to fit [`LEGEND_SPACE`].
 fn legend_label(name: &str) -> String {
-    if name.chars().count() <= LEGEND_CHARS {
-        name.to_string()
-    } else {
-        let head: String = name.chars().take(LEGEND_CHARS - 1).collect();
-        format!("{head}…")
-    }
+    shortened(name, LEGEND_CHARS)
 }
 
 /// How a series is marked in a legend.
