@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::Sandbox;
+use common::{only_run, Sandbox};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -481,16 +481,6 @@ fn check_attempt(
         }
     }
     phase
-}
-
-/// The run folder of the single run under `results`.
-fn only_run(results: &Path) -> PathBuf {
-    let runs: Vec<PathBuf> = std::fs::read_dir(results.join("runs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    runs.into_iter().next().unwrap()
 }
 
 /// Sizes of a complete run's files, and of run.json and samples.csv as they were once the

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{sleep_claims, sleep_suite, Sandbox};
+use common::{only_run, sleep_claims, sleep_suite, Sandbox};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -14,16 +14,6 @@ fn read_json(path: &Path) -> Value {
 
 fn write_json(path: &Path, value: &Value) {
     std::fs::write(path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
-}
-
-/// The only run folder under `results`.
-fn only_run(results: &Path) -> PathBuf {
-    let runs: Vec<PathBuf> = std::fs::read_dir(results.join("runs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    runs.into_iter().next().unwrap()
 }
 
 /// Runs `manifest` as shard `i`/`n` into `results-shard-i`; returns the run folder.

@@ -37,12 +37,7 @@ impl Sandbox {
 
     /// The single run directory under results/runs.
     pub fn run_dir(&self) -> PathBuf {
-        let runs: Vec<_> = std::fs::read_dir(self.path().join("results/runs"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        assert_eq!(runs.len(), 1, "expected one run directory, found {runs:?}");
-        runs.into_iter().next().unwrap()
+        only_run(&self.path().join("results"))
     }
 
     /// `claimbench run --quiet MANIFEST`, which must succeed; returns the new run's folder.
@@ -127,4 +122,14 @@ change = "40%..60%"
 baseline = "a"
 candidate = "b"
 "#
+}
+
+/// The single run folder under `results/runs`.
+pub fn only_run(results: &Path) -> PathBuf {
+    let runs: Vec<PathBuf> = std::fs::read_dir(results.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1, "expected one run directory, found {runs:?}");
+    runs.into_iter().next().unwrap()
 }
