@@ -177,6 +177,34 @@ pub struct CompareSettings {
         skip_serializing_if = "is_default_reserved_abs_tolerance_bytes"
     )]
     pub reserved_abs_tolerance_bytes: u64,
+    /// The same for the host's peak resident set (`host_peak_rss_bytes`), which moves with
+    /// page-cache and library loading, not only with the pipeline's own buffers.
+    #[serde(
+        default = "default_host_rss_rel_tolerance",
+        skip_serializing_if = "is_default_host_rss_rel_tolerance"
+    )]
+    pub host_rss_rel_tolerance: f64,
+    #[serde(
+        default = "default_host_rss_abs_tolerance_bytes",
+        skip_serializing_if = "is_default_host_rss_abs_tolerance_bytes"
+    )]
+    pub host_rss_abs_tolerance_bytes: u64,
+}
+
+fn default_host_rss_rel_tolerance() -> f64 {
+    CompareSettings::DEFAULT_HOST_RSS_REL_TOLERANCE
+}
+
+fn default_host_rss_abs_tolerance_bytes() -> u64 {
+    CompareSettings::DEFAULT_HOST_RSS_ABS_TOLERANCE_BYTES
+}
+
+fn is_default_host_rss_rel_tolerance(value: &f64) -> bool {
+    *value == CompareSettings::DEFAULT_HOST_RSS_REL_TOLERANCE
+}
+
+fn is_default_host_rss_abs_tolerance_bytes(value: &u64) -> bool {
+    *value == CompareSettings::DEFAULT_HOST_RSS_ABS_TOLERANCE_BYTES
 }
 
 fn default_reserved_rel_tolerance() -> f64 {
@@ -207,6 +235,11 @@ impl CompareSettings {
     /// reservations by tens of MiB: three segments and 2 % are noise, not a regression.
     pub const DEFAULT_RESERVED_REL_TOLERANCE: f64 = 0.02;
     pub const DEFAULT_RESERVED_ABS_TOLERANCE_BYTES: u64 = 64 << 20;
+    /// Processes of one configuration on an H200 differed by up to 4 % in peak RSS (one
+    /// process of six loaded 43 MiB more of the CUDA libraries); a Python worker on CPU by
+    /// under 1 MiB.
+    pub const DEFAULT_HOST_RSS_REL_TOLERANCE: f64 = 0.05;
+    pub const DEFAULT_HOST_RSS_ABS_TOLERANCE_BYTES: u64 = 32 << 20;
 }
 
 impl Default for CompareSettings {
@@ -220,6 +253,8 @@ impl Default for CompareSettings {
             memory_abs_tolerance_bytes: Self::DEFAULT_MEMORY_ABS_TOLERANCE_BYTES,
             reserved_rel_tolerance: Self::DEFAULT_RESERVED_REL_TOLERANCE,
             reserved_abs_tolerance_bytes: Self::DEFAULT_RESERVED_ABS_TOLERANCE_BYTES,
+            host_rss_rel_tolerance: Self::DEFAULT_HOST_RSS_REL_TOLERANCE,
+            host_rss_abs_tolerance_bytes: Self::DEFAULT_HOST_RSS_ABS_TOLERANCE_BYTES,
         }
     }
 }

@@ -175,7 +175,7 @@ fn run_text(v: &VariantPlan, adaptive_budget_s: Option<f64>) -> String {
 }
 
 /// `alpha 0.05 (holm), time threshold 3 % (gpu_ms 5 %), memory tolerance max(1 %, 16 MiB),
-/// reserved max(2 %, 64 MiB)`
+/// reserved max(2 %, 64 MiB), host RSS max(5 %, 32 MiB)`
 fn compare_text(compare: &CompareSettings) -> String {
     let mut time = format!("time threshold {} %", percent(compare.time_threshold));
     if !compare.metric_thresholds.is_empty() {
@@ -187,7 +187,8 @@ fn compare_text(compare: &CompareSettings) -> String {
         let _ = write!(time, " ({})", metrics.join(", "));
     }
     format!(
-        "alpha {} ({}), {time}, memory tolerance max({} %, {} MiB), reserved max({} %, {} MiB)",
+        "alpha {} ({}), {time}, memory tolerance max({} %, {} MiB), reserved max({} %, {} MiB), \
+         host RSS max({} %, {} MiB)",
         compare.alpha,
         compare.correction.name(),
         percent(compare.memory_rel_tolerance),
@@ -198,6 +199,11 @@ fn compare_text(compare: &CompareSettings) -> String {
         percent(compare.reserved_rel_tolerance),
         rounded(
             compare.reserved_abs_tolerance_bytes as f64 / (1024.0 * 1024.0),
+            3
+        ),
+        percent(compare.host_rss_rel_tolerance),
+        rounded(
+            compare.host_rss_abs_tolerance_bytes as f64 / (1024.0 * 1024.0),
             3
         )
     )

@@ -96,6 +96,12 @@ pub(super) fn plan_wide(model: &Model, profile: Option<&Layer>) -> PlanWide {
     defaults.reserved_abs_tolerance_bytes = compare
         .reserved_abs_tolerance_bytes
         .unwrap_or(defaults.reserved_abs_tolerance_bytes);
+    defaults.host_rss_rel_tolerance = compare
+        .host_rss_rel_tolerance
+        .unwrap_or(defaults.host_rss_rel_tolerance);
+    defaults.host_rss_abs_tolerance_bytes = compare
+        .host_rss_abs_tolerance_bytes
+        .unwrap_or(defaults.host_rss_abs_tolerance_bytes);
     defaults.metric_thresholds = compare.thresholds;
     plan
 }

@@ -854,6 +854,8 @@ fn compare_section_and_profile_override() {
         "memory_abs_tolerance_mib = 0.5",
         "reserved_rel_tolerance = 0.05",
         "reserved_abs_tolerance_mib = 100",
+        "host_rss_rel_tolerance = 0.1",
+        "host_rss_abs_tolerance_mib = 256",
         "thresholds = { wall_ms = 0.02, stage_attention_ms = 0.1 }",
         "[profiles.gate]",
         "compare = { correction = \"benjamini-hochberg\", thresholds = { wall_ms = 0.01, gpu_ms = 0.05 } }",
@@ -876,6 +878,8 @@ fn compare_section_and_profile_override() {
         memory_abs_tolerance_bytes: 512 * 1024,
         reserved_rel_tolerance: 0.05,
         reserved_abs_tolerance_bytes: 100 << 20,
+        host_rss_rel_tolerance: 0.1,
+        host_rss_abs_tolerance_bytes: 256 << 20,
     };
     assert_eq!(base.compare, suite);
 

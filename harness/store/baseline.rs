@@ -217,6 +217,9 @@ pub fn metric_values(row: &SampleRow) -> Vec<(String, f64)> {
     if let Some(v) = m.peak_reserved_bytes {
         out.push(("peak_reserved_bytes".into(), v as f64));
     }
+    if let Some(v) = m.host_peak_rss_bytes {
+        out.push(("host_peak_rss_bytes".into(), v as f64));
+    }
     for s in &m.stages {
         out.push((format!("stage_{}_ms", s.name), s.wall_ms));
     }

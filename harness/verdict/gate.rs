@@ -17,7 +17,13 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Metrics every comparison covers; others (stage times) when the manifest sets a threshold.
-pub const DEFAULT_METRICS: &[&str] = &["wall_ms", "peak_allocated_bytes", "peak_reserved_bytes"];
+/// The host's peak RSS is the one memory metric a CPU run has.
+pub const DEFAULT_METRICS: &[&str] = &[
+    "wall_ms",
+    "peak_allocated_bytes",
+    "peak_reserved_bytes",
+    "host_peak_rss_bytes",
+];
 
 /// The verdict of one gate entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -264,7 +270,8 @@ fn gate_suite<'a>(
         for metric in metrics {
             let (b, c) = match (base.metrics.get(&metric), candidate.get(&metric)) {
                 (Some(b), Some(c)) => (b, c),
-                // Allocator peaks exist only on a GPU: absent on both sides, nothing to say.
+                // Allocator peaks exist only on a GPU (RSS only where getrusage answers): absent on
+                // both sides, nothing to say.
                 (None, None) if metric.ends_with("_bytes") => continue,
                 (b, c) => {
                     let missing = match (b, c) {

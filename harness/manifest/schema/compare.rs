@@ -23,6 +23,8 @@ pub(in crate::manifest) struct ComparePatch {
     pub memory_abs_tolerance_bytes: Option<u64>,
     pub reserved_rel_tolerance: Option<f64>,
     pub reserved_abs_tolerance_bytes: Option<u64>,
+    pub host_rss_rel_tolerance: Option<f64>,
+    pub host_rss_abs_tolerance_bytes: Option<u64>,
     pub thresholds: BTreeMap<String, f64>,
 }
 
@@ -50,6 +52,16 @@ impl Patch for ComparePatch {
             "reserved_abs_tolerance_mib",
             mib_as_bytes,
             reserved_abs_tolerance_bytes
+        ),
+        field!(
+            "host_rss_rel_tolerance",
+            fraction(HALF_OPEN_01),
+            host_rss_rel_tolerance
+        ),
+        field!(
+            "host_rss_abs_tolerance_mib",
+            mib_as_bytes,
+            host_rss_abs_tolerance_bytes
         ),
         Field::new(
             "thresholds",
@@ -145,8 +157,8 @@ pub(in crate::manifest) fn check_metric_name(
     }
     let hint = if name.starts_with("peak_") || name.ends_with("_bytes") {
         String::from(
-            "memory metrics are compared with `memory_rel_tolerance` and \
-             `memory_abs_tolerance_mib`, not per-metric thresholds",
+            "memory metrics are compared with `memory_*`, `reserved_*` and \
+             `host_rss_*` tolerances, not per-metric thresholds",
         )
     } else if let Some(metric) = crate::manifest::error::closest(name, FIXED) {
         format!("did you mean `{metric}`?")

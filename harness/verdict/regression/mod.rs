@@ -108,6 +108,7 @@ pub struct Thresholds {
     alpha: f64,
     memory: Tolerance,
     reserved: Tolerance,
+    host_rss: Tolerance,
 }
 
 impl Thresholds {
@@ -135,6 +136,12 @@ impl Thresholds {
                 t.with_reserved_tolerance(
                     settings.reserved_rel_tolerance,
                     settings.reserved_abs_tolerance_bytes as f64,
+                )
+            })
+            .and_then(|t| {
+                t.with_host_rss_tolerance(
+                    settings.host_rss_rel_tolerance,
+                    settings.host_rss_abs_tolerance_bytes as f64,
                 )
             })
             .unwrap_or_default()
@@ -177,6 +184,16 @@ impl Thresholds {
         Ok(self)
     }
 
+    /// Tolerance of the host's peak resident set (`*rss*` metrics); both non-negative.
+    pub fn with_host_rss_tolerance(
+        mut self,
+        relative: f64,
+        absolute_bytes: f64,
+    ) -> Result<Self, StatsError> {
+        self.host_rss = Tolerance::checked(relative, absolute_bytes)?;
+        Ok(self)
+    }
+
     pub fn time_threshold(&self) -> f64 {
         self.time_threshold
     }
@@ -189,6 +206,8 @@ impl Thresholds {
     pub fn tolerance_of(&self, metric: &str) -> Tolerance {
         if metric.contains("reserved") {
             self.reserved
+        } else if metric.contains("rss") {
+            self.host_rss
         } else {
             self.memory
         }
@@ -214,6 +233,10 @@ impl Default for Thresholds {
                 relative: D::DEFAULT_RESERVED_REL_TOLERANCE,
                 absolute_bytes: D::DEFAULT_RESERVED_ABS_TOLERANCE_BYTES as f64,
             },
+            host_rss: Tolerance {
+                relative: D::DEFAULT_HOST_RSS_REL_TOLERANCE,
+                absolute_bytes: D::DEFAULT_HOST_RSS_ABS_TOLERANCE_BYTES as f64,
+            },
         }
     }
 }
@@ -226,6 +249,7 @@ struct ThresholdsSpec {
     alpha: Option<f64>,
     memory: Option<Tolerance>,
     reserved: Option<Tolerance>,
+    host_rss: Option<Tolerance>,
 }
 
 impl TryFrom<ThresholdsSpec> for Thresholds {
@@ -235,10 +259,12 @@ impl TryFrom<ThresholdsSpec> for Thresholds {
         let d = Thresholds::default();
         let memory = spec.memory.unwrap_or(d.memory);
         let reserved = spec.reserved.unwrap_or(d.reserved);
+        let host_rss = spec.host_rss.unwrap_or(d.host_rss);
         d.with_time_threshold(spec.time_threshold.unwrap_or(d.time_threshold))?
             .with_alpha(spec.alpha.unwrap_or(d.alpha))?
             .with_memory_tolerance(memory.relative, memory.absolute_bytes)?
-            .with_reserved_tolerance(reserved.relative, reserved.absolute_bytes)
+            .with_reserved_tolerance(reserved.relative, reserved.absolute_bytes)?
+            .with_host_rss_tolerance(host_rss.relative, host_rss.absolute_bytes)
     }
 }
 

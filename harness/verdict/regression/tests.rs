@@ -68,6 +68,15 @@ fn thresholds_validate_and_deserialize_with_defaults() {
         t.tolerance_of("peak_reserved_bytes").bytes(8192.0 * MIB),
         0.02 * 8192.0 * MIB
     );
+    assert_eq!(
+        t.tolerance_of("host_peak_rss_bytes").bytes(100.0 * MIB),
+        32.0 * MIB
+    );
+    assert_eq!(
+        t.tolerance_of("host_peak_rss_bytes").bytes(8192.0 * MIB),
+        0.05 * 8192.0 * MIB
+    );
+    assert!(t.with_host_rss_tolerance(f64::INFINITY, 0.0).is_err());
     assert!(t.with_time_threshold(0.0).is_err());
     assert!(t.with_alpha(1.0).is_err());
     assert!(t.with_memory_tolerance(-0.1, 0.0).is_err());
