@@ -3,6 +3,7 @@
 //! `report.json`.
 
 use crate::stats::{MedianInterval, NestedSample};
+use crate::store::baseline::config_hash;
 use crate::store::{RunRecord, SampleRow};
 use crate::verdict::claims::{self, ClaimVerdict, ClaimVerdictKind};
 use crate::verdict::gate::{GateReport, GateVerdict};
@@ -518,44 +519,61 @@ fn variant_summary(
 pub struct RunMedians {
     pub run: String,
     pub started_at: String,
-    /// `(suite, variant, median wall ms)`.
-    pub medians: Vec<(String, String, f64)>,
+    pub medians: Vec<VariantMedian>,
+}
+
+/// The median wall time of one variant in one run, with the hash of what it measured.
+#[derive(Debug, Clone)]
+pub struct VariantMedian {
+    pub suite: String,
+    pub variant: String,
+    /// [`config_hash`]: a point measured with other parameters, knobs or profile sizes is
+    /// another quantity and does not join the line.
+    pub config_sha256: String,
+    pub wall_ms: f64,
 }
 
 /// Median wall time of each variant of each suite in `run`, for trend lines.
-pub fn run_medians(run: &RunRecord, samples: &[SampleRow]) -> Vec<(String, String, f64)> {
+pub fn run_medians(run: &RunRecord, samples: &[SampleRow]) -> Vec<VariantMedian> {
     let mut out = Vec::new();
     for suite in &run.suites {
         let data = claims::variant_data(suite, samples, true);
         for v in &suite.plan.variants {
             if let Some(wall) = data.get(&v.name).and_then(|d| d.metrics.get("wall_ms")) {
-                out.push((
-                    suite.plan.suite.clone(),
-                    v.name.clone(),
-                    wall.median_of_process_medians(),
-                ));
+                out.push(VariantMedian {
+                    suite: suite.plan.suite.clone(),
+                    variant: v.name.clone(),
+                    config_sha256: config_hash(v),
+                    wall_ms: wall.median_of_process_medians(),
+                });
             }
         }
     }
     out
 }
 
-/// Trend series from `runs` (see [`run_medians`]), oldest first;
-/// only suites and variants of `current` are kept, and only series with two points or more.
+/// Trend series from `runs` (see [`run_medians`]), oldest first; only suites and variants of
+/// `current` are kept, each with the runs that measured the same configuration, and only series
+/// with two points or more.
 pub fn trends(current: &RunRecord, runs: &[RunMedians]) -> Vec<TrendSeries> {
     let mut series: Vec<TrendSeries> = Vec::new();
     for suite in &current.suites {
         for v in &suite.plan.variants {
+            let config = config_hash(v);
             let points: Vec<TrendPoint> = runs
                 .iter()
                 .filter_map(|r| {
                     r.medians
                         .iter()
-                        .find(|(s, name, _)| *s == suite.plan.suite && *name == v.name)
-                        .map(|(_, _, median)| TrendPoint {
+                        .find(|m| {
+                            m.suite == suite.plan.suite
+                                && m.variant == v.name
+                                && m.config_sha256 == config
+                        })
+                        .map(|m| TrendPoint {
                             run: r.run.clone(),
                             started_at: r.started_at.clone(),
-                            wall_ms: *median,
+                            wall_ms: m.wall_ms,
                         })
                 })
                 .collect();

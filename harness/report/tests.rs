@@ -696,6 +696,38 @@ fn trend_lines_only_join_runs_on_the_same_hardware() {
     );
 }
 
+/// A run that measured a variant with other parameters (a profile's smaller sizes, an edited
+/// manifest) measured another quantity: its point does not join that variant's line.
+#[test]
+fn trend_lines_only_join_runs_of_the_same_configuration() {
+    let (mut older, older_samples) = run("20241231T030405Z-nvidia-h100-testhost", 1.1);
+    let (current, samples) = run("20250102T030405Z-nvidia-h100-testhost", 1.0);
+    let changed = older.suites[0]
+        .plan
+        .variants
+        .iter_mut()
+        .find(|v| v.name == "cudnn-on")
+        .unwrap();
+    changed
+        .params
+        .insert("resolution".into(), crate::plan::ParamValue::Int(256));
+    let history =
+        [(&older, &older_samples), (&current, &samples)].map(|(r, s)| super::model::RunMedians {
+            run: r.id.clone(),
+            started_at: r.fingerprint.started_at.clone(),
+            medians: super::model::run_medians(r, s),
+        });
+    let series = trends(&current, &history);
+    let points = |variant: &str| {
+        series
+            .iter()
+            .find(|t| t.variant == variant)
+            .map_or(0, |t| t.points.len())
+    };
+    assert_eq!(points("cudnn-on"), 0, "one point left: no line");
+    assert_eq!(points("cudnn-off"), 2);
+}
+
 #[test]
 fn a_refuted_time_claim_fails_ci_only_at_the_family_wise_level() {
     use crate::verdict::claims::{evaluate, ClaimVerdictKind};
