@@ -52,6 +52,9 @@ mod sys {
             torch: *mut c_char,
             len: usize,
         ) -> c_int;
+        pub fn cb_cpu_memory_track() -> c_int;
+        pub fn cb_cpu_memory_stats(current: *mut i64, peak: *mut i64) -> c_int;
+        pub fn cb_cpu_memory_reset_peak() -> c_int;
         pub fn cb_event_create(out: *mut *mut c_void) -> c_int;
         pub fn cb_event_record(event: *mut c_void, device: c_int) -> c_int;
         pub fn cb_event_synchronize(event: *mut c_void) -> c_int;
@@ -196,6 +199,26 @@ pub fn reset_peak_stats(device: usize) -> Result<(), ShimError> {
 pub fn empty_cache() -> Result<(), ShimError> {
     // SAFETY: plain call.
     check(unsafe { sys::cb_empty_cache() })
+}
+
+/// Bytes of CPU tensors allocated while `f` ran, at their peak, beyond those live before it.
+/// Counts every CPU tensor allocation of the process from the first call on (the shim wraps
+/// libtorch's CPU allocator), so concurrent CPU work in other threads is counted too: a test
+/// helper for the memory behaviour of models on machines without a GPU.
+pub fn cpu_peak_bytes_of<T>(f: impl FnOnce() -> T) -> Result<(T, i64), ShimError> {
+    let stats = || -> Result<(i64, i64), ShimError> {
+        let (mut current, mut peak) = (0i64, 0i64);
+        // SAFETY: valid out-pointers.
+        check(unsafe { sys::cb_cpu_memory_stats(&mut current, &mut peak) })?;
+        Ok((current, peak))
+    };
+    // SAFETY: plain calls.
+    check(unsafe { sys::cb_cpu_memory_track() })?;
+    check(unsafe { sys::cb_cpu_memory_reset_peak() })?;
+    let (before, _) = stats()?;
+    let out = f();
+    let (_, peak) = stats()?;
+    Ok((out, peak - before))
 }
 
 /// `(free, total)` device bytes as `cudaMemGetInfo` reports them.

@@ -11,6 +11,7 @@
 #include <ATen/DeviceAccelerator.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/core/CPUAllocator.h>
 #include <c10/core/Event.h>
 #include <torch/version.h>
 
@@ -18,9 +19,12 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include <algorithm>
+#include <mutex>
 #include <cstring>
 #include <exception>
 #include <string>
+#include <unordered_map>
 
 namespace {
 thread_local std::string last_error;
@@ -118,6 +122,96 @@ int cb_memory_stats_get(int device, cb_memory_stats* out) {
 
 int cb_reset_peak_stats(int device) {
   return guarded([&] { cuda_allocator()->resetPeakStats(static_cast<c10::DeviceIndex>(device)); });
+}
+
+namespace {
+// Counts the bytes of live CPU tensors, like the CUDA caching allocator's "allocated" statistic
+// (no caching on the CPU, so allocated is also what is held). Its pointers are "simple" (data
+// and context are the same pointer), as oneDNN's raw allocations require; sizes are kept in a
+// table until the block is freed through the wrapped allocator's own deleter.
+struct CountingCpuAllocator final : c10::Allocator {
+  CountingCpuAllocator(c10::Allocator* base, c10::DeleterFnPtr base_deleter)
+      : base(base), base_deleter(base_deleter) {}
+
+  static void release(void* ptr);
+
+  c10::DataPtr allocate(size_t n) override {
+    c10::DataPtr inner = base->allocate(n);
+    void* data = inner.get();
+    if (data == nullptr || inner.get_context() != data || inner.get_deleter() != base_deleter) {
+      return inner;  // not a plain block of the wrapped allocator: passed through uncounted
+    }
+    inner.release_context();
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      sizes[data] = n;
+      current += static_cast<int64_t>(n);
+      peak = std::max(peak, current);
+    }
+    return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
+  }
+
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
+
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+
+  c10::Allocator* base;
+  c10::DeleterFnPtr base_deleter;
+  std::mutex mutex;
+  std::unordered_map<void*, size_t> sizes;
+  int64_t current = 0;
+  int64_t peak = 0;
+};
+
+CountingCpuAllocator* installed = nullptr;
+
+void CountingCpuAllocator::release(void* ptr) {
+  auto* self = installed;
+  {
+    std::lock_guard<std::mutex> lock(self->mutex);
+    auto it = self->sizes.find(ptr);
+    if (it != self->sizes.end()) {
+      self->current -= static_cast<int64_t>(it->second);
+      self->sizes.erase(it);
+    }
+  }
+  self->base_deleter(ptr);
+}
+
+CountingCpuAllocator* counting_cpu_allocator() {
+  // Never destroyed: tensors may outlive any scope, and their deleters point here.
+  static auto* counting = [] {
+    c10::Allocator* base = c10::GetCPUAllocator();
+    TORCH_CHECK(base->raw_deleter() != nullptr, "the CPU allocator has no raw deleter");
+    installed = new CountingCpuAllocator(base, base->raw_deleter());
+    c10::SetCPUAllocator(installed, /*priority=*/100);
+    return installed;
+  }();
+  return counting;
+}
+}  // namespace
+
+int cb_cpu_memory_track(void) {
+  return guarded([&] { counting_cpu_allocator(); });
+}
+
+int cb_cpu_memory_stats(int64_t* current, int64_t* peak) {
+  return guarded([&] {
+    auto* a = counting_cpu_allocator();
+    std::lock_guard<std::mutex> lock(a->mutex);
+    *current = a->current;
+    *peak = a->peak;
+  });
+}
+
+int cb_cpu_memory_reset_peak(void) {
+  return guarded([&] {
+    auto* a = counting_cpu_allocator();
+    std::lock_guard<std::mutex> lock(a->mutex);
+    a->peak = a->current;
+  });
 }
 
 int cb_empty_cache(void) {

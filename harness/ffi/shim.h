@@ -51,6 +51,12 @@ int cb_get_memory_fraction(int device, double* out);
 int cb_versions(long* cudnn, long* cudart, char* torch_version, size_t torch_version_len);
 
 // CUDA events on the current stream of `device`, created with timing enabled.
+// CPU tensor memory: the first call installs a counting wrapper around libtorch's CPU allocator
+// (for memory tests on machines without a GPU); later allocations are counted, earlier ones not.
+int cb_cpu_memory_track(void);
+int cb_cpu_memory_stats(int64_t* current, int64_t* peak);
+int cb_cpu_memory_reset_peak(void);
+
 int cb_event_create(void** out);
 int cb_event_record(void* event, int device);
 int cb_event_synchronize(void* event);

@@ -90,29 +90,29 @@ pub fn masked_attention(
     let (batch, heads, lq, d) = q.size4().expect("q is [batch, heads, tokens, head_dim]");
     let scale = 1.0 / (d as f64).sqrt();
     let lk = k.size()[2];
+    // diffusers' `get_attention_scores` then `bmm`, with its release points: the raw scores
+    // are freed (`del attention_scores`) before the probabilities are cast back, so at most two
+    // score-sized tensors are alive at any time (matmul output and scaled copy, which stand for
+    // `baddbmm`'s empty input and output; then scores and probabilities).
     let explicit = |q: &Tensor, k: &Tensor, v: &Tensor| -> Tensor {
         let kind = q.kind();
-        let (q, k) = if upcast {
-            (q.to_kind(Kind::Float), k.to_kind(Kind::Float))
-        } else {
-            (q.shallow_clone(), k.shallow_clone())
+        let probs = {
+            let (q, k) = if upcast {
+                (q.to_kind(Kind::Float), k.to_kind(Kind::Float))
+            } else {
+                (q.shallow_clone(), k.shallow_clone())
+            };
+            let scores = q.matmul(&k.transpose(-1, -2)) * scale;
+            let scores = match mask {
+                Mask::None => scores,
+                Mask::Causal => {
+                    let future = Tensor::ones([lq, lk], (Kind::Bool, q.device())).triu(1);
+                    scores.masked_fill(&future, f64::NEG_INFINITY)
+                }
+            };
+            scores.softmax(-1, scores.kind())
         };
-        let scores = q.matmul(&k.transpose(-1, -2)) * scale;
-        match mask {
-            Mask::None => {
-                let probs = scores.softmax(-1, scores.kind()).to_kind(kind);
-                probs.matmul(v)
-            }
-            // The mask and the masked scores live until the output exists.
-            Mask::Causal => {
-                let future = Tensor::ones([lq, lk], (Kind::Bool, q.device())).triu(1);
-                scores
-                    .masked_fill(&future, f64::NEG_INFINITY)
-                    .softmax(-1, scores.kind())
-                    .to_kind(kind)
-                    .matmul(v)
-            }
-        }
+        probs.to_kind(kind).matmul(v)
     };
     match imp {
         AttentionImpl::Sdpa => Tensor::scaled_dot_product_attention(
@@ -136,18 +136,19 @@ pub fn masked_attention(
             let q = q.reshape([rows, lq, d]);
             let k = k.reshape([rows, lk, d]);
             let v = v.reshape([rows, lk, v.size()[3]]);
-            let parts: Vec<Tensor> = (0..rows)
-                .step_by(slice as usize)
-                .map(|start| {
-                    let len = slice.min(rows - start);
-                    explicit(
-                        &q.narrow(0, start, len),
-                        &k.narrow(0, start, len),
-                        &v.narrow(0, start, len),
-                    )
-                })
-                .collect();
-            Tensor::cat(&parts, 0).reshape([batch, heads, lq, -1])
+            // diffusers' `SlicedAttnProcessor`: one output buffer, each slice written into it
+            // and released before the next is computed.
+            let out = Tensor::zeros([rows, lq, v.size()[2]], (q.kind(), q.device()));
+            for start in (0..rows).step_by(slice as usize) {
+                let len = slice.min(rows - start);
+                let part = explicit(
+                    &q.narrow(0, start, len),
+                    &k.narrow(0, start, len),
+                    &v.narrow(0, start, len),
+                );
+                out.narrow(0, start, len).copy_(&part);
+            }
+            out.reshape([batch, heads, lq, -1])
         }
     }
 }

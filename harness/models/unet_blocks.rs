@@ -23,6 +23,9 @@ use super::layers::{Conv2d, GroupNorm, LayerNorm, Linear};
 use super::weights::{Builder, Weights};
 use tch::Tensor;
 
+/// `output_scale_factor` of every ResnetBlock2D in the SD and Hunyuan paint configs.
+const OUTPUT_SCALE_FACTOR: f64 = 1.0;
+
 /// `ResnetBlock2D` (`time_embedding_norm="default"`, output scale 1): GroupNorm → SiLU → 3×3
 /// conv, plus a projection of the (SiLU-activated) time embedding added per channel, then
 /// GroupNorm → SiLU → 3×3 conv; a 1×1 shortcut when the channel count changes. VAEs build it
@@ -67,17 +70,27 @@ impl ResnetBlock2D {
 
     /// `x`: `[B, C_in, H, W]`; `temb`: `[B, T]` (the raw time embedding; the block applies
     /// SiLU itself, as diffusers does).
+    /// diffusers' `ResnetBlock2D.forward` statement by statement, releasing each intermediate
+    /// where Python's rebinding of `hidden_states` does (a shadowed Rust binding would live to
+    /// the end of the function), so the block's peak memory is the real one.
     pub fn forward(&self, w: &Weights, x: &Tensor, temb: Option<&Tensor>) -> Tensor {
-        let h = self.conv1.forward(w, &self.norm1.forward(w, x).silu());
-        let h = match (&self.time_emb_proj, temb) {
-            (Some(proj), Some(t)) => h + proj.forward(w, &t.silu()).unsqueeze(-1).unsqueeze(-1),
-            _ => h,
-        };
-        let h = self.conv2.forward(w, &self.norm2.forward(w, &h).silu());
-        match &self.conv_shortcut {
-            Some(s) => s.forward(w, x) + h,
-            None => x + h,
+        let mut h = self.norm1.forward(w, x);
+        h = h.silu();
+        h = self.conv1.forward(w, &h);
+        if let (Some(proj), Some(t)) = (&self.time_emb_proj, temb) {
+            let t = proj.forward(w, &t.silu()).unsqueeze(-1).unsqueeze(-1);
+            h = h + t;
         }
+        h = self.norm2.forward(w, &h);
+        h = h.silu();
+        h = self.conv2.forward(w, &h);
+        let shortcut = match &self.conv_shortcut {
+            Some(s) => s.forward(w, x),
+            None => x.shallow_clone(),
+        };
+        // `(input_tensor + hidden_states) / output_scale_factor`: diffusers divides even by
+        // 1.0, which allocates one more output-sized tensor at the block's end.
+        (shortcut + h) / OUTPUT_SCALE_FACTOR
     }
 }
 

@@ -383,8 +383,10 @@ impl Decoder {
                 h = u.forward(w, &h, None);
             }
         }
-        self.conv_out
-            .forward(w, &self.norm_out.forward(w, &h).silu())
+        // `conv_norm_out`, `conv_act`, `conv_out`, each result replacing the last.
+        h = self.norm_out.forward(w, &h);
+        h = h.silu();
+        self.conv_out.forward(w, &h)
     }
 }
 
