@@ -79,7 +79,8 @@ impl ResnetBlock2D {
         h = self.conv1.forward(w, &h);
         if let (Some(proj), Some(t)) = (&self.time_emb_proj, temb) {
             let t = proj.forward(w, &t.silu()).unsqueeze(-1).unsqueeze(-1);
-            h = h + t;
+            // Out of place, as in diffusers (`+=` would add in place and save a tensor).
+            h = &h + &t;
         }
         h = self.norm2.forward(w, &h);
         h = h.silu();
