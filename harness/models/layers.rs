@@ -15,8 +15,8 @@ impl Linear {
     pub fn new(b: &mut Builder, name: &str, in_dim: i64, out_dim: i64, bias: bool) -> Linear {
         let b = &mut b.scope(name);
         Linear {
-            weight: b.param("weight", &[out_dim, in_dim], Init::FanIn(in_dim)),
-            bias: bias.then(|| b.param("bias", &[out_dim], Init::Zeros)),
+            weight: b.layer_param("weight", &[out_dim, in_dim], Init::FanIn(in_dim)),
+            bias: bias.then(|| b.layer_param("bias", &[out_dim], Init::Zeros)),
         }
     }
 
@@ -57,8 +57,8 @@ impl<const D: usize> Conv<D> {
         let mut shape = vec![out_ch, in_ch];
         shape.extend([kernel; D]);
         Conv {
-            weight: b.param("weight", &shape, Init::FanIn(in_ch * kernel.pow(D as u32))),
-            bias: bias.then(|| b.param("bias", &[out_ch], Init::Zeros)),
+            weight: b.layer_param("weight", &shape, Init::FanIn(in_ch * kernel.pow(D as u32))),
+            bias: bias.then(|| b.layer_param("bias", &[out_ch], Init::Zeros)),
             stride,
             padding,
         }
@@ -200,7 +200,8 @@ impl MultiHeadRmsNorm {
         }
     }
 
-    /// `x`: `[batch, heads, tokens, head_dim]`.
+    /// `x`: `[batch, heads, tokens, head_dim]`. The result has `x`'s dtype even when γ is
+    /// stored in another (an fp16 torso keeps its norms fp32).
     pub fn forward(&self, w: &Weights, x: &Tensor) -> Tensor {
         let norm = x
             .to_kind(Kind::Float)
@@ -209,7 +210,7 @@ impl MultiHeadRmsNorm {
             .sqrt()
             .clamp_min(1e-12)
             .to_kind(x.kind());
-        x / norm * w.get(self.gamma).unsqueeze(1) * self.scale
+        (x / norm * w.get(self.gamma).unsqueeze(1) * self.scale).to_kind(x.kind())
     }
 }
 

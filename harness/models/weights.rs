@@ -8,6 +8,12 @@
 //!
 //! Layers hold [`Param`] handles, not tensors, and fetch them through [`Weights::get`] at
 //! forward time; that indirection is what lets residency change without rebuilding the model.
+//!
+//! Parameters are created in the builder's dtype. A model can keep some of them in another one,
+//! as TRELLIS-derived models do with `use_fp16` (`convert_module_to_f16`: the linear and
+//! convolution layers of the transformer torso become fp16, norms and the input/output layers
+//! stay fp32): layers created inside [`Builder::torso`] are converted by
+//! [`Builder::convert_torso`], one tensor at a time as PyTorch's `p.data = p.data.half()` does.
 
 use std::fmt::{Display, Write};
 use std::ops::{Deref, DerefMut};
@@ -46,6 +52,9 @@ pub struct Weights {
     names: Vec<String>,
     shapes: Vec<Vec<i64>>,
     tensors: Vec<Tensor>,
+    /// Each parameter's dtype (the builder's, or the torso's after a conversion).
+    kinds: Vec<Kind>,
+    /// The dtype parameters are created in.
     kind: Kind,
     storage: Device,
     compute: Device,
@@ -84,13 +93,34 @@ impl Weights {
         self.shapes.iter().map(|s| s.iter().product::<i64>()).sum()
     }
 
-    /// Bytes the parameters occupy in their dtype.
+    /// Bytes the parameters occupy, each in its own dtype.
     pub fn bytes(&self) -> i64 {
-        self.numel() * self.kind.elt_size_in_bytes() as i64
+        self.shapes
+            .iter()
+            .zip(&self.kinds)
+            .map(|(s, k)| s.iter().product::<i64>() * k.elt_size_in_bytes() as i64)
+            .sum()
     }
 
+    /// Number of parameters (elements) stored in `kind`.
+    pub fn numel_of_kind(&self, kind: Kind) -> i64 {
+        self.shapes
+            .iter()
+            .zip(&self.kinds)
+            .filter(|(_, k)| **k == kind)
+            .map(|(s, _)| s.iter().product::<i64>())
+            .sum()
+    }
+
+    /// The dtype parameters were created in (a converted torso keeps its layers in another:
+    /// see [`Weights::kind_of`]).
     pub fn kind(&self) -> Kind {
         self.kind
+    }
+
+    /// The dtype `p` is stored in.
+    pub fn kind_of(&self, p: Param) -> Kind {
+        self.kinds[p.0]
     }
 
     /// Device the forward pass runs on.
@@ -113,6 +143,14 @@ impl Weights {
             .iter()
             .map(String::as_str)
             .zip(self.shapes.iter().map(Vec::as_slice))
+    }
+
+    /// Parameter names and dtypes, in creation order.
+    pub fn kinds(&self) -> impl Iterator<Item = (&str, Kind)> + '_ {
+        self.names
+            .iter()
+            .map(String::as_str)
+            .zip(self.kinds.iter().copied())
     }
 
     /// Moves every weight to `device` and computes there (whole-model offload moves a model
@@ -152,6 +190,37 @@ pub struct Builder {
     pool: NoisePool,
     /// What [`Builder::scope`] puts before every parameter name: `"a.b."`, or empty.
     prefix: String,
+    /// Inside [`Builder::torso`]: layer parameters are marked for [`Builder::convert_torso`].
+    in_torso: bool,
+    /// Parameters marked for conversion and not converted yet, in creation order.
+    torso: Vec<usize>,
+}
+
+/// A [`Builder`] inside a model's torso (see [`Builder::torso`]); the torso ends when it is
+/// dropped.
+pub struct Torso<'a> {
+    builder: &'a mut Builder,
+    outer: bool,
+}
+
+impl Deref for Torso<'_> {
+    type Target = Builder;
+
+    fn deref(&self) -> &Builder {
+        self.builder
+    }
+}
+
+impl DerefMut for Torso<'_> {
+    fn deref_mut(&mut self) -> &mut Builder {
+        self.builder
+    }
+}
+
+impl Drop for Torso<'_> {
+    fn drop(&mut self) {
+        self.builder.in_torso = self.outer;
+    }
 }
 
 /// A [`Builder`] whose parameter names are prefixed with a scope (see [`Builder::scope`]);
@@ -218,6 +287,7 @@ fn push(w: &mut Weights, name: &str, shape: &[i64], tensor: Tensor) -> Param {
     w.names.push(name.to_string());
     w.shapes.push(shape.to_vec());
     w.tensors.push(tensor);
+    w.kinds.push(w.kind);
     Param(w.tensors.len() - 1)
 }
 
@@ -229,6 +299,7 @@ impl Builder {
                 names: Vec::new(),
                 shapes: Vec::new(),
                 tensors: Vec::new(),
+                kinds: Vec::new(),
                 kind,
                 storage: device,
                 compute: device,
@@ -241,6 +312,8 @@ impl Builder {
                 offset: 0,
             },
             prefix: String::new(),
+            in_torso: false,
+            torso: Vec::new(),
         }
     }
 
@@ -308,6 +381,41 @@ impl Builder {
         push(w, name, shape, tensor)
     }
 
+    /// A parameter of a linear or convolution layer: as [`Builder::param`], and marked for
+    /// [`Builder::convert_torso`] when created inside a [`Builder::torso`] (the layer types
+    /// TRELLIS' `convert_module_to_f16` converts; norms and embeddings are not).
+    pub fn layer_param(&mut self, name: &str, shape: &[i64], init: Init) -> Param {
+        let p = self.param(name, shape, init);
+        if self.in_torso {
+            self.torso.push(p.0);
+        }
+        p
+    }
+
+    /// Layer parameters created through the returned builder belong to the model's torso:
+    /// [`Builder::convert_torso`] converts them.
+    pub fn torso(&mut self) -> Torso<'_> {
+        let outer = std::mem::replace(&mut self.in_torso, true);
+        Torso {
+            builder: self,
+            outer,
+        }
+    }
+
+    /// Converts the torso's layer parameters to `kind`, one tensor at a time in creation order
+    /// (each conversion allocates the new tensor before the old one is freed, as
+    /// `p.data = p.data.to(kind)` does), as a TRELLIS model's constructor does last with
+    /// `use_fp16`.
+    pub fn convert_torso(&mut self, kind: Kind) {
+        let w = &mut self.weights;
+        for i in std::mem::take(&mut self.torso) {
+            if !w.counting {
+                w.tensors[i] = w.tensors[i].to_kind(kind);
+            }
+            w.kinds[i] = kind;
+        }
+    }
+
     pub fn finish(self) -> Weights {
         self.weights
     }
@@ -350,6 +458,41 @@ mod tests {
                 "top"
             ]
         );
+    }
+
+    #[test]
+    fn torso_conversion_reaches_only_layer_parameters_inside_the_torso() {
+        for counting in [false, true] {
+            let mut b = if counting {
+                Builder::counting()
+            } else {
+                Builder::new(Kind::Float, Device::Cpu)
+            };
+            let io = b.layer_param("input.weight", &[4, 2], Init::FanIn(2));
+            let (layer, norm) = {
+                let b = &mut b.torso();
+                let layer = b.layer_param("blocks.0.weight", &[4, 4], Init::FanIn(4));
+                (layer, b.param("blocks.0.norm.weight", &[4], Init::Ones))
+            };
+            let out = b.layer_param("out.weight", &[2, 4], Init::FanIn(4));
+            b.convert_torso(Kind::Half);
+            let w = b.finish();
+            let kinds: Vec<Kind> = [io, layer, norm, out]
+                .iter()
+                .map(|&p| w.kind_of(p))
+                .collect();
+            assert_eq!(kinds, [Kind::Float, Kind::Half, Kind::Float, Kind::Float]);
+            assert_eq!(w.kind(), Kind::Float, "the builder's dtype");
+            assert_eq!(
+                (w.numel_of_kind(Kind::Half), w.numel_of_kind(Kind::Float)),
+                (16, 20)
+            );
+            assert_eq!(w.bytes(), 16 * 2 + 20 * 4);
+            if !counting {
+                assert_eq!(w.get(layer).kind(), Kind::Half);
+                assert_eq!(w.get(norm).kind(), Kind::Float);
+            }
+        }
     }
 
     #[test]

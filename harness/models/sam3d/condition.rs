@@ -290,9 +290,11 @@ impl ConditionEmbedder {
         (x - mean.view([1, 3, 1, 1])) / std.view([1, 3, 1, 1])
     }
 
+    /// One DINO call; the tokens come back in the input's dtype (`tokens.to(x.dtype)`).
     fn dino(&self, w: &Weights, vit: &Vit, x: &Tensor, imp: AttentionImpl) -> Tensor {
+        let kind = x.kind();
         let x = self.preprocess(x);
-        if self.config.prenorm_features {
+        let tokens = if self.config.prenorm_features {
             let (h, _) = vit.forward_blocks(w, &x, 0, imp);
             let dim = self.config.vit.dim;
             h.to_kind(Kind::Float)
@@ -303,7 +305,8 @@ impl ConditionEmbedder {
             let regs = self.config.vit.registers;
             let n = h.size()[1];
             Tensor::cat(&[h.narrow(1, 0, 1), h.narrow(1, 1 + regs, n - 1 - regs)], 1)
-        }
+        };
+        tokens.to_kind(kind)
     }
 
     /// Context tokens `[b, tokens, out_dim]` for the cropped and full views.
@@ -330,7 +333,11 @@ impl ConditionEmbedder {
                     }
                 };
                 let idx = w.get(self.idx_emb).narrow(0, g as i64, 1).unsqueeze(0);
-                tokens.push(proj.forward(w, &t) + idx);
+                // In place, as the reference adds it (`cond_token += idx_emb[…]`): the tokens
+                // keep the projection's dtype (fp16 under autocast).
+                let mut t = proj.forward(w, &t);
+                t += idx;
+                tokens.push(t);
             }
         }
         Tensor::cat(&tokens, 1)

@@ -33,14 +33,29 @@
 //!   heads, Swin attention in 8³ windows). The sparse 3-D windows are approximated by
 //!   attention within consecutive runs of `window_tokens` tokens, shifted by half a window
 //!   on odd blocks. The mesh decoder's two sparse subdivision blocks (768 → 192 → 96, each
-//!   voxel split into 8) use the same convolution stand-in.
+//!   voxel split into 8) use the same convolution stand-in; its surface extraction
+//!   ([`flexicubes`]) keeps a dense 384³ index grid resident (~5 GB) and works on dense grids
+//!   of that size in every call.
+//!
+//! Precision, as the released configs set it (`use_fp16: true`): the flows' and the SLAT
+//! decoders' torsos (transformer blocks; the SLAT flow's and mesh decoder's sparse-conv blocks
+//! too) store their linear and convolution layers in fp16 and run in fp16, casting their
+//! inputs on the way in and back on the way out; their norms, embedders and input/output
+//! layers stay fp32, as do the structure decoder, the condition embedders and MoGe (built with
+//! an fp32 [`Builder`], converted by [`Builder::convert_torso`]). The pipeline's `dtype` is an
+//! autocast dtype over these weights, applied by the workload around its stages.
 //!
 //! One file per network: [`condition`], [`ss_flow`], [`slat_flow`], [`ss_decoder`],
-//! [`slat_decoder`]; the transformer blocks both flows share in [`blocks`], the sparse-conv
-//! stand-ins in [`sparse`], and here the TRELLIS helpers they all use.
+//! [`slat_decoder`] with its mesh extraction [`flexicubes`]; the transformer blocks both flows
+//! share in [`blocks`], the sparse-conv stand-ins in [`sparse`], and here the TRELLIS helpers
+//! they all use.
+//!
+//! [`Builder`]: crate::models::Builder
+//! [`Builder::convert_torso`]: crate::models::weights::Builder::convert_torso
 
 pub mod blocks;
 pub mod condition;
+pub mod flexicubes;
 pub mod slat_decoder;
 pub mod slat_flow;
 pub mod sparse;
@@ -52,6 +67,7 @@ pub use condition::{
     llama3_hidden, ConditionEmbedder, ConditionEmbedderConfig, ConditionView, PointPatchEmbed,
     PointPatchEmbedConfig, Projection,
 };
+pub use flexicubes::{DenseGrid, Mesh};
 pub use slat_decoder::{DecoderOutput, SlatDecoder, SlatDecoderConfig, WindowBlock};
 pub use slat_flow::{CrossBlock, SlatFlow, SlatFlowConfig};
 pub use sparse::{Resample, SparseConvStandIn, SparseResBlock, SubdivideBlock};

@@ -2,13 +2,14 @@
 //! transformers over the active voxels (see the module docs of [`super`]).
 
 use super::blocks::{mlp, SelfAttention};
+use super::flexicubes::{self, DenseGrid, Mesh};
 use super::sparse::SubdivideBlock;
 use super::{grid_coords, layer_norm32, sincos_position_embedding};
 use crate::models::attention::AttentionImpl;
 use crate::models::feed_forward::FeedForward;
 use crate::models::layers::{LayerNorm, Linear};
 use crate::models::weights::{Builder, Weights};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 /// What a structured-latent decoder outputs per voxel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +26,7 @@ impl DecoderOutput {
     pub fn channels(&self) -> i64 {
         match *self {
             DecoderOutput::Gaussians(n) => 14 * n,
-            DecoderOutput::Mesh { use_color } => 8 + 24 + 21 + if use_color { 48 } else { 0 },
+            DecoderOutput::Mesh { use_color } => flexicubes::feature_channels(use_color),
         }
     }
 }
@@ -45,6 +46,12 @@ pub struct SlatDecoderConfig {
     /// Side of the voxel grid (for the position embedding).
     pub resolution: i64,
     pub output: DecoderOutput,
+    /// `use_fp16`: the blocks (and the mesh decoder's subdivision blocks) store their linear
+    /// and convolution layers in fp16 and run in fp16.
+    pub use_fp16: bool,
+    /// Cubes per side of the mesh decoder's dense FlexiCubes grid: 4 × its configured
+    /// resolution (4 · 96 = 384), built with the model and resident while it is loaded.
+    pub grid_resolution: i64,
 }
 
 impl SlatDecoderConfig {
@@ -59,6 +66,8 @@ impl SlatDecoderConfig {
             window_tokens: 128,
             resolution: 64,
             output: DecoderOutput::Gaussians(32),
+            use_fp16: true,
+            grid_resolution: 4 * 96,
         }
     }
 
@@ -78,7 +87,7 @@ impl SlatDecoderConfig {
         }
     }
 
-    /// Tiny versions of the above (CPU tests).
+    /// Tiny versions of the above (CPU tests), all fp32.
     pub fn tiny(output: DecoderOutput) -> SlatDecoderConfig {
         SlatDecoderConfig {
             dim: 32,
@@ -87,6 +96,8 @@ impl SlatDecoderConfig {
             window_tokens: 4,
             resolution: 4,
             output,
+            use_fp16: false,
+            grid_resolution: 4 * 4,
             ..SlatDecoderConfig::gaussian()
         }
     }
@@ -158,42 +169,60 @@ pub struct SlatDecoder {
     pub blocks: Vec<WindowBlock>,
     pub subdivide: Vec<SubdivideBlock>,
     pub out_layer: Linear,
+    /// The mesh decoder's dense FlexiCubes grid (not built by a counting builder).
+    pub grid: Option<DenseGrid>,
 }
 
 impl SlatDecoder {
+    /// In the reference's order: input layer, blocks, (mesh: the dense grid, then the
+    /// subdivision blocks), output layer, then the torso's conversion to fp16.
     pub fn new(b: &mut Builder, name: &str, config: SlatDecoderConfig) -> SlatDecoder {
         let b = &mut b.scope(name);
         let c = config;
+        let input_layer = Linear::new(b, "input_layer", c.latent_channels, c.dim, true);
         let blocks = (0..c.blocks)
-            .map(|i| WindowBlock::new(b, &format!("blocks.{i}"), &c))
+            .map(|i| WindowBlock::new(&mut b.torso(), &format!("blocks.{i}"), &c))
             .collect();
-        let (subdivide, last) = match c.output {
-            DecoderOutput::Gaussians(_) => (Vec::new(), c.dim),
-            DecoderOutput::Mesh { .. } => (
+        let mesh = matches!(c.output, DecoderOutput::Mesh { .. });
+        let grid =
+            (mesh && !b.is_counting()).then(|| DenseGrid::new(c.grid_resolution, b.device()));
+        let (subdivide, last) = if mesh {
+            let b = &mut b.torso();
+            (
                 vec![
                     SubdivideBlock::new(b, "upsample.0", c.dim, c.dim / 4),
                     SubdivideBlock::new(b, "upsample.1", c.dim / 4, c.dim / 8),
                 ],
                 c.dim / 8,
-            ),
+            )
+        } else {
+            (Vec::new(), c.dim)
         };
+        let out_layer = Linear::new(b, "out_layer", last, c.output.channels(), true);
+        if c.use_fp16 {
+            b.convert_torso(Kind::Half);
+        }
         SlatDecoder {
             config,
-            input_layer: Linear::new(b, "input_layer", c.latent_channels, c.dim, true),
+            input_layer,
             blocks,
             subdivide,
-            out_layer: Linear::new(b, "out_layer", last, c.output.channels(), true),
+            out_layer,
+            grid,
         }
     }
 
     /// `x`: `[b, voxels, latent_channels]` → `[b, voxels, channels]` (Gaussians) or
-    /// `[b, 64·voxels, channels]` (mesh).
+    /// `[b, 64·voxels, channels]` (mesh), in `x`'s dtype (the torso runs in fp16 with
+    /// `use_fp16`; an enclosing autocast decides the output layer's dtype).
     pub fn forward(&self, w: &Weights, x: &Tensor, imp: AttentionImpl) -> Tensor {
         let c = &self.config;
         let n = x.size()[1];
         let coords = grid_coords(n, c.resolution, x.device());
-        let mut h = self.input_layer.forward(w, x)
+        let torso = if c.use_fp16 { Kind::Half } else { w.kind() };
+        let h = self.input_layer.forward(w, x)
             + sincos_position_embedding(&coords, c.dim).to_kind(w.kind());
+        let mut h = h.to_kind(torso);
         for (i, block) in self.blocks.iter().enumerate() {
             let shift = if i % 2 == 1 { c.window_tokens / 2 } else { 0 };
             let a = block.attn.forward_windowed(
@@ -210,7 +239,48 @@ impl SlatDecoder {
         for block in &self.subdivide {
             h = block.forward(w, &h);
         }
-        self.out_layer.forward(w, &h)
+        let h = h.to_kind(x.kind());
+        match c.output {
+            // The Gaussian decoder normalises (no affine) before its output layer.
+            DecoderOutput::Gaussians(_) => {
+                let dim = h.size()[2];
+                self.out_layer.forward(
+                    w,
+                    &h.layer_norm([dim], None::<Tensor>, None::<Tensor>, 1e-5, true),
+                )
+            }
+            DecoderOutput::Mesh { .. } => self.out_layer.forward(w, &h),
+        }
+    }
+
+    /// Coordinates in the FlexiCubes grid of the `64·voxels` cubes the mesh decoder's two
+    /// subdivisions make of `voxels` active voxels (the voxels in raster order of the
+    /// `resolution`³ grid, each split into 4×4×4 cubes): `[64·voxels, 3]` int32.
+    pub fn cube_coords(&self, voxels: i64, device: tch::Device) -> Tensor {
+        let side = self.config.resolution;
+        assert!(
+            voxels <= side.pow(3) && 4 * side <= self.config.grid_resolution,
+            "{voxels} active voxels do not fit the {side}³ voxel grid inside the mesh grid"
+        );
+        let v = grid_coords(voxels, side, device) * 4;
+        let children = grid_coords(64, 4, device);
+        (v.unsqueeze(1) + children.unsqueeze(0))
+            .reshape([-1, 3])
+            .to_kind(Kind::Int)
+    }
+
+    /// The mesh decoder's surface extraction over its output `feats` (`[1, 64·voxels, C]`).
+    pub fn extract_mesh(&self, feats: &Tensor) -> Mesh {
+        let grid = self
+            .grid
+            .as_ref()
+            .expect("a mesh decoder built with its grid");
+        let DecoderOutput::Mesh { use_color } = self.config.output else {
+            panic!("only the mesh decoder extracts meshes")
+        };
+        let cubes = feats.size()[1];
+        let coords = self.cube_coords(cubes / 64, feats.device());
+        flexicubes::extract(grid, &coords, &feats.squeeze_dim(0), use_color)
     }
 }
 

@@ -54,6 +54,9 @@ pub struct SlatFlowConfig {
     /// Side of the coarse grid the transformer tokens live on (64 / patch size 2).
     pub token_grid: i64,
     pub time_scale: f64,
+    /// `use_fp16`: the input blocks, blocks and output blocks store their linear and
+    /// convolution layers in fp16 and run in fp16.
+    pub use_fp16: bool,
 }
 
 impl SlatFlowConfig {
@@ -67,15 +70,18 @@ impl SlatFlowConfig {
             io_res_blocks: 2,
             token_grid: 32,
             time_scale: 1000.0,
+            use_fp16: true,
         }
     }
 
+    /// A tiny version of the same code (CPU tests), all fp32.
     pub fn tiny() -> SlatFlowConfig {
         SlatFlowConfig {
             block: SsFlowConfig::tiny().block,
             blocks: 2,
             io_channels: 8,
             token_grid: 4,
+            use_fp16: false,
             ..SlatFlowConfig::sam3d()
         }
     }
@@ -99,27 +105,37 @@ impl SlatFlow {
         let c = config;
         let (io, dim, last) = (c.io_channels, c.block.dim, c.io_res_blocks - 1);
         let res = |b: &mut Builder, n: &str, ch, out, r| SparseResBlock::new(b, n, ch, dim, out, r);
-        let mut input_blocks: Vec<SparseResBlock> = (0..last)
-            .map(|i| res(b, &format!("input_blocks.{i}"), io, io, Resample::None))
-            .collect();
-        input_blocks.push(res(
-            b,
-            &format!("input_blocks.{last}"),
-            io,
-            dim,
-            Resample::Down,
-        ));
+        // In the reference's order; the input, transformer and output blocks form the torso.
         let t_embedder = MlpEmbedder::new(b, "t_embedder", 256, dim);
         let input_layer = Linear::new(b, "input_layer", c.in_channels, io, true);
-        let blocks = (0..c.blocks)
-            .map(|i| CrossBlock::new(b, &format!("blocks.{i}"), &c.block))
-            .collect();
-        // Each output block sees its input concatenated with the matching input block's output.
-        let mut out_blocks = vec![res(b, "out_blocks.0", 2 * dim, io, Resample::Up)];
-        out_blocks.extend(
-            (1..c.io_res_blocks)
-                .map(|i| res(b, &format!("out_blocks.{i}"), 2 * io, io, Resample::None)),
-        );
+        let (input_blocks, blocks, out_blocks) = {
+            let b = &mut b.torso();
+            let mut input_blocks: Vec<SparseResBlock> = (0..last)
+                .map(|i| res(b, &format!("input_blocks.{i}"), io, io, Resample::None))
+                .collect();
+            input_blocks.push(res(
+                b,
+                &format!("input_blocks.{last}"),
+                io,
+                dim,
+                Resample::Down,
+            ));
+            let blocks: Vec<CrossBlock> = (0..c.blocks)
+                .map(|i| CrossBlock::new(b, &format!("blocks.{i}"), &c.block))
+                .collect();
+            // Each output block sees its input concatenated with the matching input block's
+            // output.
+            let mut out_blocks = vec![res(b, "out_blocks.0", 2 * dim, io, Resample::Up)];
+            out_blocks.extend(
+                (1..c.io_res_blocks)
+                    .map(|i| res(b, &format!("out_blocks.{i}"), 2 * io, io, Resample::None)),
+            );
+            (input_blocks, blocks, out_blocks)
+        };
+        let out_layer = Linear::new(b, "out_layer", io, c.in_channels, true);
+        if c.use_fp16 {
+            b.convert_torso(Kind::Half);
+        }
         SlatFlow {
             config,
             t_embedder,
@@ -127,7 +143,16 @@ impl SlatFlow {
             input_blocks,
             blocks,
             out_blocks,
-            out_layer: Linear::new(b, "out_layer", io, c.in_channels, true),
+            out_layer,
+        }
+    }
+
+    /// The dtype the torso runs in: fp16 with `use_fp16`, else the weights' own.
+    pub fn torso_kind(&self, w: &Weights) -> Kind {
+        if self.config.use_fp16 {
+            Kind::Half
+        } else {
+            w.kind()
         }
     }
 
@@ -144,8 +169,10 @@ impl SlatFlow {
     ) -> Tensor {
         let c = &self.config;
         let voxels = x.size()[1];
-        let t_emb = embed_time(w, &self.t_embedder, &(t * c.time_scale));
-        let mut h = self.input_layer.forward(w, x);
+        let torso = self.torso_kind(w);
+        let t_emb = embed_time(w, &self.t_embedder, &(t * c.time_scale)).to_kind(torso);
+        let cond = &cond.to_kind(torso);
+        let mut h = self.input_layer.forward(w, x).to_kind(torso);
         let mut skips = Vec::with_capacity(self.input_blocks.len());
         for block in &self.input_blocks {
             let n = if block.resample == Resample::Down {
@@ -157,7 +184,7 @@ impl SlatFlow {
             skips.push(h.shallow_clone());
         }
         let coords = grid_coords(tokens, c.token_grid, x.device());
-        h += sincos_position_embedding(&coords, c.block.dim).to_kind(w.kind());
+        h += sincos_position_embedding(&coords, c.block.dim).to_kind(torso);
         for block in &self.blocks {
             h = block.forward(w, &h, &t_emb, cond, imp);
         }
@@ -174,7 +201,7 @@ impl SlatFlow {
             .to_kind(Kind::Float)
             .layer_norm([io], None::<Tensor>, None::<Tensor>, 1e-5, true)
             .to_kind(h.kind());
-        self.out_layer.forward(w, &h)
+        self.out_layer.forward(w, &h.to_kind(x.kind()))
     }
 }
 

@@ -22,12 +22,12 @@ impl SparseConvStandIn {
     fn new(b: &mut Builder, name: &str, in_channels: i64, out_channels: i64) -> SparseConvStandIn {
         let b = &mut b.scope(name);
         SparseConvStandIn {
-            weight: b.param(
+            weight: b.layer_param(
                 "weight",
                 &[out_channels, 3, 3, 3, in_channels],
                 Init::FanIn(27 * in_channels),
             ),
-            bias: b.param("bias", &[out_channels], Init::Zeros),
+            bias: b.layer_param("bias", &[out_channels], Init::Zeros),
             in_channels,
             out_channels,
         }

@@ -115,6 +115,9 @@ pub struct SsFlowConfig {
     pub shortcut: bool,
     /// Model time = `time_scale · t`.
     pub time_scale: f64,
+    /// `use_fp16`: the blocks' linear layers are stored in fp16 and the blocks run in fp16
+    /// (inputs, time embedding and context cast on the way in, back after).
+    pub use_fp16: bool,
 }
 
 impl SsFlowConfig {
@@ -134,9 +137,11 @@ impl SsFlowConfig {
             blocks: 24,
             shortcut: true,
             time_scale: 1000.0,
+            use_fp16: true,
         }
     }
 
+    /// A tiny version of the same code (CPU tests), all fp32.
     pub fn tiny() -> SsFlowConfig {
         SsFlowConfig {
             resolution: 3,
@@ -148,6 +153,7 @@ impl SsFlowConfig {
                 qk_rms_norm: true,
             },
             blocks: 2,
+            use_fp16: false,
             ..SsFlowConfig::sam3d()
         }
     }
@@ -182,24 +188,46 @@ impl SsFlow {
         let b = &mut b.scope(name);
         let c = &config;
         let dim = c.block.dim;
-        SsFlow {
-            t_embedder: MlpEmbedder::new(b, "t_embedder", 256, dim),
-            d_embedder: c
-                .shortcut
-                .then(|| MlpEmbedder::new(b, "d_embedder", 256, dim)),
-            shape: LatentMapping::new(b, "latent_mapping.shape", c.shape_channels, dim, false),
-            pose: c
-                .pose_channels
-                .iter()
-                .enumerate()
-                .map(|(i, &ch)| {
-                    LatentMapping::new(b, &format!("latent_mapping.pose{i}"), ch, dim, true)
-                })
-                .collect(),
-            blocks: (0..c.blocks)
+        // In the reference's order: hydra builds the latent mappings (nested config nodes)
+        // before the model, whose constructor converts its blocks last.
+        let shape = LatentMapping::new(b, "latent_mapping.shape", c.shape_channels, dim, false);
+        let pose = c
+            .pose_channels
+            .iter()
+            .enumerate()
+            .map(|(i, &ch)| {
+                LatentMapping::new(b, &format!("latent_mapping.pose{i}"), ch, dim, true)
+            })
+            .collect();
+        let t_embedder = MlpEmbedder::new(b, "t_embedder", 256, dim);
+        let d_embedder = c
+            .shortcut
+            .then(|| MlpEmbedder::new(b, "d_embedder", 256, dim));
+        let blocks = {
+            let b = &mut b.torso();
+            (0..c.blocks)
                 .map(|i| MotBlock::new(b, &format!("blocks.{i}"), &c.block))
-                .collect(),
+                .collect()
+        };
+        if c.use_fp16 {
+            b.convert_torso(Kind::Half);
+        }
+        SsFlow {
+            t_embedder,
+            d_embedder,
+            shape,
+            pose,
+            blocks,
             config,
+        }
+    }
+
+    /// The dtype the blocks run in: fp16 with `use_fp16`, else the weights' own.
+    pub fn torso_kind(&self, w: &Weights) -> Kind {
+        if self.config.use_fp16 {
+            Kind::Half
+        } else {
+            w.kind()
         }
     }
 
@@ -223,17 +251,22 @@ impl SsFlow {
         }
         let coords = grid_coords(c.shape_tokens(), c.resolution, shape.device());
         let pos = sincos_position_embedding(&coords, c.block.dim).to_kind(w.kind());
-        let mut hs = self.shape.input_layer.forward(w, shape) + pos;
+        let hs = self.shape.input_layer.forward(w, shape) + pos;
         let pose_in: Vec<Tensor> = self
             .pose
             .iter()
             .zip(pose)
             .map(|(m, x)| m.input_layer.forward(w, x) + w.get(m.pos_emb.expect("learned")))
             .collect();
-        let mut hp = Tensor::cat(&pose_in, 1);
+        let hp = Tensor::cat(&pose_in, 1);
+        // The torso's dtype on the way in, the inputs' on the way out.
+        let (torso, input) = (self.torso_kind(w), hs.kind());
+        let (mut hs, mut hp) = (hs.to_kind(torso), hp.to_kind(torso));
+        let (t_emb, cond) = (t_emb.to_kind(torso), cond.to_kind(torso));
         for block in &self.blocks {
-            (hs, hp) = block.forward(w, &hs, &hp, &t_emb, cond, imp);
+            (hs, hp) = block.forward(w, &hs, &hp, &t_emb, &cond, imp);
         }
+        let (hs, hp) = (hs.to_kind(input), hp.to_kind(input));
         let pose_out = self
             .pose
             .iter()
