@@ -172,6 +172,7 @@ impl Workload for Hunyuan3dTexture {
                     encoder_hidden_states: &context,
                     class_labels: None,
                     reference: None,
+                    down_residuals: None,
                 };
                 x = &x - unet.forward(&input, attention) / steps.len() as f64;
             }
@@ -249,6 +250,7 @@ impl Workload for Hunyuan3dTexture {
                             encoder_hidden_states: &ref_context,
                             class_labels: None,
                             reference: None,
+                            down_residuals: None,
                         };
                         // `unet_dual` keeps its processors when the pipeline is sliced.
                         unet.forward_recording(&input, beyond_slicing(attention), 1)
@@ -278,6 +280,7 @@ impl Workload for Hunyuan3dTexture {
                         encoder_hidden_states: &mv_context,
                         class_labels: Some(&labels),
                         reference: tokens.as_ref(),
+                        down_residuals: None,
                     };
                     let eps = unet.forward(&input, attention);
                     let eps = if cfg {

@@ -194,6 +194,7 @@ impl Up2You {
                     encoder_hidden_states: &ctx,
                     class_labels: None,
                     reference: Some(reference),
+                    down_residuals: None,
                 };
                 let eps = unet.forward(&input, attention);
                 let eps = if guide {
@@ -260,6 +261,7 @@ impl Workload for Up2You {
                     encoder_hidden_states: &ref_context,
                     class_labels: None,
                     reference: None,
+                    down_residuals: None,
                 };
                 unet.forward_recording(&input, attention, images).1
             },
