@@ -427,7 +427,7 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
     },
     WorkloadSpec {
         id: "up2you",
-        summary: "UP2You: segmentation, DINOv2 features, multiview RGB and normal diffusion with a guidance interval, VAE decode, reconstruction",
+        summary: "UP2You: segmentation, DINOv2 features, multiview RGB and normal diffusion (text encoder, T2I-Adapter, a reference pass of the same UNet) with a guidance interval, VAE decode, reconstruction; each stage's models loaded before it and freed after it",
         test_only: false,
         open_params: false,
         params: &[
