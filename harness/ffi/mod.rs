@@ -151,6 +151,40 @@ pub fn backend_flags() -> Result<BackendFlags, ShimError> {
     })
 }
 
+/// Runs `f` under `torch.autocast(device_type, dtype)` of `mode` on `device`'s type, on the
+/// calling thread, as a `with torch.autocast(...)` block around part of a pipeline does; the
+/// autocast state in force before comes back afterwards, also when `f` panics. The other
+/// backend flags are left as they are.
+pub fn with_autocast<T>(
+    device: tch::Device,
+    mode: Autocast,
+    f: impl FnOnce() -> T,
+) -> Result<T, ShimError> {
+    fn set_autocast(cpu: Autocast, cuda: Autocast) -> Result<(), ShimError> {
+        set_backend_flags(&BackendFlags {
+            autocast_cpu: cpu,
+            autocast_cuda: cuda,
+            ..backend_flags()?
+        })
+    }
+    struct Restore(Autocast, Autocast);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // Flags just read from libtorch are written back as they were.
+            let _ = set_autocast(self.0, self.1);
+        }
+    }
+    let before = backend_flags()?;
+    let (cpu, cuda) = (before.autocast_cpu, before.autocast_cuda);
+    if device.is_cuda() {
+        set_autocast(cpu, mode)?;
+    } else {
+        set_autocast(mode, cuda)?;
+    }
+    let _restore = Restore(cpu, cuda);
+    Ok(f())
+}
+
 /// CUDA devices libtorch can use (0 without CUDA).
 pub fn cuda_device_count() -> Result<usize, ShimError> {
     let mut n: c_int = 0;
@@ -382,6 +416,25 @@ mod tests {
             assert_eq!(a.matmul(&a).kind(), kind, "autocast {mode:?}");
         }
         set_backend_flags(&before).unwrap();
+    }
+
+    #[test]
+    fn a_scoped_autocast_ends_with_its_block_even_on_a_panic() {
+        let autocast = || {
+            let f = backend_flags().unwrap();
+            (f.autocast_cpu, f.autocast_cuda)
+        };
+        let before = autocast();
+        let a = tch::Tensor::ones([4, 4], (tch::Kind::Float, tch::Device::Cpu));
+        let inside = with_autocast(tch::Device::Cpu, Autocast::Fp16, || a.matmul(&a).kind());
+        assert_eq!(inside.unwrap(), tch::Kind::Half);
+        assert_eq!(autocast(), before);
+        assert_eq!(a.matmul(&a).kind(), tch::Kind::Float);
+        let panicked = std::panic::catch_unwind(|| {
+            with_autocast(tch::Device::Cpu, Autocast::Bf16, || panic!("inside")).unwrap()
+        });
+        assert!(panicked.is_err());
+        assert_eq!(autocast(), before);
     }
 
     #[test]

@@ -546,7 +546,7 @@ fn description_lists_variants_knobs_and_jobs() {
         "order:    shuffled (seed 7)\n\
          compare:  alpha 0.01 (benjamini-hochberg), time threshold 5 % (gpu_ms 4 %, \
          stage_attention_ms 10 %, wall_ms 2 %), memory tolerance max(1 %, 32 MiB), \
-         reserved max(2 %, 64 MiB)\n\
+         reserved max(2 %, 64 MiB), host RSS max(5 %, 32 MiB)\n\
          adaptive budget: 30m of worker time for extra processes\n",
         "variant cudnn-off/resolution=256,dtype=bf16\n\
          \x20 about:   cuDNN disabled: native convolution kernels\n\
@@ -575,7 +575,7 @@ fn description_lists_variants_knobs_and_jobs() {
         plain.contains(
             "order:    interleaved\n\
              compare:  alpha 0.01 (holm), time threshold 3 %, memory tolerance max(1 %, 16 MiB), \
-             reserved max(2 %, 64 MiB)\n\
+             reserved max(2 %, 64 MiB), host RSS max(5 %, 32 MiB)\n\
              \n"
         ),
         "{plain}"
@@ -926,7 +926,7 @@ fn compare_section_and_profile_override() {
         text.contains(
             "compare:  alpha 0.1 (benjamini-hochberg), time threshold 4 % (gpu_ms 5 %, \
              stage_attention_ms 10 %, wall_ms 1 %), memory tolerance max(0 %, 0.5 MiB), \
-             reserved max(5 %, 100 MiB)\n"
+             reserved max(5 %, 100 MiB), host RSS max(10 %, 256 MiB)\n"
         ),
         "{text}"
     );
@@ -1102,7 +1102,7 @@ fn adaptive_and_compare_errors() {
         ),
         (
             with_suite(&["[compare]", "thresholds = { peak_allocated_bytes = 0.05 }"]),
-            "scenarios/x.toml:5:16: invalid metric name `peak_allocated_bytes` in `compare.thresholds`\n  hint: memory metrics are compared with `memory_rel_tolerance` and `memory_abs_tolerance_mib`, not per-metric thresholds",
+            "scenarios/x.toml:5:16: invalid metric name `peak_allocated_bytes` in `compare.thresholds`\n  hint: memory metrics are compared with `memory_*`, `reserved_*` and `host_rss_*` tolerances, not per-metric thresholds",
         ),
         (
             with_suite(&["[compare]", "thresholds = { gpu_ms = 0 }"]),

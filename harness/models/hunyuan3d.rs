@@ -17,8 +17,9 @@
 //! them to 1024, runs one residual cross-attention block against the latents (its key/value
 //! projection `c_kv` runs on all 3072 latents again for every chunk of queries, as the
 //! reference does with `kv_cache=False`), then `ln_post` and `Linear(1024 → 1)` occupancy.
-//! The grid is `(octree_resolution + 1)³` points in `[-box_v, box_v]³`, decoded `num_chunks`
-//! points at a time.
+//! The grid is `(octree_resolution + 1)³` points in `[-box_v, box_v]³`, built on the host in
+//! fp32 and copied whole to the device in the model dtype, decoded `num_chunks` points at a
+//! time; the logits stay in the model dtype until the concatenated grid is cast to fp32.
 
 use super::attention::{attention, AttentionImpl, QkNorm, QkNormKind};
 use super::dit::{DitBlockConfig, DoubleStreamBlock, FinalLayer, MlpEmbedder, SingleStreamBlock};
@@ -350,12 +351,22 @@ impl GeoDecoder {
     }
 }
 
-/// The `(resolution + 1)³` grid points in `[-box_v, box_v]³`, `[points, 3]` in fp32, x slowest
-/// (`meshgrid(…, indexing="ij")`).
-pub fn dense_grid(resolution: i64, box_v: f64, device: Device) -> Tensor {
-    let axis = Tensor::linspace(-box_v, box_v, resolution + 1, (Kind::Float, device));
+/// The `(resolution + 1)³` grid points in `[-box_v, box_v]³`, `[points, 3]`, x slowest
+/// (`meshgrid(…, indexing="ij")`), on the host in fp32, as hy3dgen builds them with numpy.
+pub fn dense_grid(resolution: i64, box_v: f64) -> Tensor {
+    let axis = Tensor::linspace(-box_v, box_v, resolution + 1, (Kind::Float, Device::Cpu));
     let grids = Tensor::meshgrid_indexing(&[&axis, &axis, &axis], "ij");
     Tensor::stack(&grids, -1).reshape([-1, 3])
+}
+
+/// The grid as `VanillaVolumeDecoder` queries it: `torch.from_numpy(xyz).to(device, dtype)`
+/// with the latents' device and dtype, a blocking copy that converts on the host and then
+/// moves the whole grid, so the device holds `(r+1)³·3` values in the model dtype (fp16 in
+/// the real pipeline) for the whole volume decode, and the fp32 original stays on the host.
+pub fn query_grid(resolution: i64, box_v: f64, latents: &Tensor) -> Tensor {
+    dense_grid(resolution, box_v)
+        .to_kind(latents.kind())
+        .to_device(latents.device())
 }
 
 /// ShapeVAE decoder: latent transformer and volume decoder.
@@ -401,7 +412,8 @@ impl ShapeVae {
     }
 
     /// Occupancy logits for `points` (`[m, 3]`, shared by the batch), `chunk` points at a
-    /// time: `[b, m]` in fp32.
+    /// time: `[b, m]` in the latents' dtype (each chunk's logits kept as the geometry decoder
+    /// returns them, then concatenated, as hy3dgen does).
     pub fn query_points(
         &self,
         w: &Weights,
@@ -425,14 +437,14 @@ impl ShapeVae {
                 self.geo_decoder
                     .forward(w, &p, latents, imp)
                     .squeeze_dim(-1)
-                    .to_kind(Kind::Float)
             })
             .collect();
         Tensor::cat(&parts, 1)
     }
 
-    /// `VanillaVolumeDecoder`: logits on the `(octree_resolution + 1)³` grid, decoded
-    /// `num_chunks` points at a time: `[b, r+1, r+1, r+1]` in fp32.
+    /// `VanillaVolumeDecoder`: logits on the `(octree_resolution + 1)³` grid ([`query_grid`]),
+    /// decoded `num_chunks` points at a time, concatenated, then `.float()`:
+    /// `[b, r+1, r+1, r+1]` in fp32.
     pub fn decode_grid(
         &self,
         w: &Weights,
@@ -441,11 +453,12 @@ impl ShapeVae {
         num_chunks: i64,
         imp: AttentionImpl,
     ) -> Tensor {
-        let grid = dense_grid(octree_resolution, self.config.box_v, latents.device());
+        let grid = query_grid(octree_resolution, self.config.box_v, latents);
         let side = octree_resolution + 1;
         let b = latents.size()[0];
         self.query_points(w, latents, &grid, num_chunks, imp)
             .view([b, side, side, side])
+            .to_kind(Kind::Float)
     }
 }
 
@@ -558,9 +571,13 @@ mod tests {
             let err = max_diff(&chunked, &whole);
             assert!(err < 1e-5, "chunks of {chunk}: {err}");
         }
-        // Grid corners are at ±box_v, x slowest.
-        let grid = dense_grid(r, c.box_v, Device::Cpu);
+        // Grid corners are at ±box_v, x slowest; built on the host in fp32, queried in the
+        // latents' dtype and device.
+        let grid = dense_grid(r, c.box_v);
         assert_eq!(grid.size(), vec![343, 3]);
+        assert_eq!((grid.kind(), grid.device()), (Kind::Float, Device::Cpu));
+        let half = query_grid(r, c.box_v, &latents.to_kind(Kind::Half));
+        assert_eq!((half.kind(), half.size()), (Kind::Half, vec![343, 3]));
         assert!((grid.get(0).get(0).double_value(&[]) + 1.01).abs() < 1e-6);
         assert!((grid.get(342).get(2).double_value(&[]) - 1.01).abs() < 1e-6);
         assert!(

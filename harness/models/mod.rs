@@ -8,6 +8,7 @@
 //! possible (see [`weights`]).
 
 pub mod attention;
+pub mod clip;
 pub mod dit;
 pub mod embeddings;
 pub mod feed_forward;
@@ -15,6 +16,7 @@ pub mod hunyuan3d;
 pub mod layers;
 pub mod moge;
 pub mod sam3d;
+pub mod t2i_adapter;
 #[cfg(test)]
 pub(crate) mod test_util;
 pub mod unet;

@@ -327,8 +327,11 @@ impl BasicTransformerBlock {
             }
         }
         if let Some(attn) = &self.attn_multiview {
-            // As in Hunyuan3D-paint: a single view has nothing to attend across.
-            if self.extra.views > 1 {
+            // As in Hunyuan3D-paint: a single view has nothing to attend across. A recording
+            // pass runs without it, as UP2You's reference pass through its own UNet does
+            // (`use_mv=False`); Hunyuan3D's recording UNet has none.
+            let recording = matches!(st.reference, ReferenceMode::Record { .. });
+            if self.extra.views > 1 && !recording {
                 let (views, imp) = (self.extra.views, st.imp);
                 let mv = |t: &Tensor| attn.forward(w, t, None, imp);
                 x = &x

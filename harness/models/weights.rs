@@ -4,7 +4,10 @@
 //!   full-size parameter counts are checked on a machine that could not hold the weights;
 //! - be offloaded as diffusers/accelerate do it: whole-model (all weights moved to the GPU
 //!   before a stage and back after), sequential (weights stay on the CPU and each one is copied
-//!   to the GPU just before the operation that uses it, then dropped), or unloaded.
+//!   to the GPU just before the operation that uses it, then dropped), or unloaded;
+//! - be loaded from a host-side checkpoint ([`Builder::from_checkpoint`]): every parameter is
+//!   read out of a store in host memory and copied to the device, the work a
+//!   `from_pretrained(...).to("cuda")` does once the file is in the page cache.
 //!
 //! Layers hold [`Param`] handles, not tensors, and fetch them through [`Weights::get`] at
 //! forward time; that indirection is what lets residency change without rebuilding the model.
@@ -194,6 +197,8 @@ pub struct Builder {
     in_torso: bool,
     /// Parameters marked for conversion and not converted yet, in creation order.
     torso: Vec<usize>,
+    /// Where parameters come from instead of a random fill (see [`Builder::from_checkpoint`]).
+    checkpoint: Option<Checkpoint>,
 }
 
 /// A [`Builder`] inside a model's torso (see [`Builder::torso`]); the torso ends when it is
@@ -220,6 +225,42 @@ impl DerefMut for Torso<'_> {
 impl Drop for Torso<'_> {
     fn drop(&mut self) {
         self.builder.in_torso = self.outer;
+    }
+}
+
+/// The parameters of a model as stored in host memory, handed out in creation order.
+struct Checkpoint {
+    names: Vec<String>,
+    shapes: Vec<Vec<i64>>,
+    tensors: Vec<Tensor>,
+    next: usize,
+}
+
+impl Checkpoint {
+    /// The next stored parameter, which must be `name` of `shape`, materialised on `device`:
+    /// copied out of the store into fresh host memory (reading the file into the tensors
+    /// `from_pretrained` creates) and from there to the device (its `.to(device)`, a
+    /// synchronous copy from pageable memory).
+    fn take(&mut self, name: &str, shape: &[i64], device: Device) -> Tensor {
+        let i = self.next;
+        assert!(
+            i < self.tensors.len(),
+            "checkpoint has {} parameters; the model asks for more (`{name}`)",
+            self.tensors.len()
+        );
+        assert!(
+            self.names[i] == name && self.shapes[i] == shape,
+            "checkpoint does not match the model: parameter {i} is `{}` {:?}, the model asks for `{name}` {shape:?}",
+            self.names[i],
+            self.shapes[i]
+        );
+        self.next += 1;
+        let host = self.tensors[i].copy();
+        if device == Device::Cpu {
+            host
+        } else {
+            host.to_device(device)
+        }
     }
 }
 
@@ -314,7 +355,36 @@ impl Builder {
             prefix: String::new(),
             in_torso: false,
             torso: Vec::new(),
+            checkpoint: None,
         }
+    }
+
+    /// A builder that takes every parameter from `checkpoint` (a model of the same
+    /// construction, stored in host memory) instead of drawing it, copying each to `device`.
+    /// The model's constructor must ask for the checkpoint's parameters in its order; it
+    /// panics on the first one that differs.
+    pub fn from_checkpoint(checkpoint: &Weights, device: Device) -> Builder {
+        assert!(
+            !checkpoint.counting && checkpoint.residency != Residency::Unloaded,
+            "a checkpoint needs stored weights"
+        );
+        assert_eq!(
+            checkpoint.storage,
+            Device::Cpu,
+            "a checkpoint lives in host memory"
+        );
+        let mut b = Builder::new(checkpoint.kind, device);
+        b.checkpoint = Some(Checkpoint {
+            names: checkpoint.names.clone(),
+            shapes: checkpoint.shapes.clone(),
+            tensors: checkpoint
+                .tensors
+                .iter()
+                .map(Tensor::shallow_clone)
+                .collect(),
+            next: 0,
+        });
+        b
     }
 
     /// Shapes only: each parameter is a broadcast view of one element, so a full-size model
@@ -362,6 +432,10 @@ impl Builder {
             &scoped
         };
         let w = &mut self.weights;
+        if let Some(checkpoint) = &mut self.checkpoint {
+            let tensor = checkpoint.take(name, shape, w.storage);
+            return push(w, name, shape, tensor);
+        }
         let tensor = if w.counting {
             Tensor::zeros([1], (Kind::Float, Device::Cpu)).expand(shape, false)
         } else {
@@ -417,6 +491,13 @@ impl Builder {
     }
 
     pub fn finish(self) -> Weights {
+        if let Some(checkpoint) = &self.checkpoint {
+            assert_eq!(
+                checkpoint.next,
+                checkpoint.tensors.len(),
+                "the model used fewer parameters than its checkpoint holds"
+            );
+        }
         self.weights
     }
 }
@@ -458,6 +539,40 @@ mod tests {
                 "top"
             ]
         );
+    }
+
+    fn two_params(b: &mut Builder) -> (Param, Param) {
+        let w = b.param("w", &[3, 2], Init::Normal(1.0));
+        let bias = b.param("b", &[2], Init::Zeros);
+        (w, bias)
+    }
+
+    #[test]
+    fn a_checkpoint_build_copies_the_stored_values_into_fresh_memory() {
+        let mut b = Builder::new(Kind::Float, Device::Cpu);
+        let (p, _) = two_params(&mut b);
+        let stored = b.finish();
+        let mut b = Builder::from_checkpoint(&stored, Device::Cpu);
+        let (q, _) = two_params(&mut b);
+        let loaded = b.finish();
+        assert!(loaded.get(q).equal(&stored.get(p)), "same values");
+        assert_ne!(
+            loaded.get(q).data_ptr(),
+            stored.get(p).data_ptr(),
+            "a copy, not a view of the stored tensor"
+        );
+        assert_eq!(loaded.storage_device(), Device::Cpu);
+        assert_eq!(loaded.bytes(), stored.bytes());
+    }
+
+    #[test]
+    #[should_panic(expected = "checkpoint does not match the model")]
+    fn a_checkpoint_of_another_model_is_refused() {
+        let mut b = Builder::new(Kind::Float, Device::Cpu);
+        two_params(&mut b);
+        let stored = b.finish();
+        let mut b = Builder::from_checkpoint(&stored, Device::Cpu);
+        b.param("w", &[2, 3], Init::Zeros);
     }
 
     #[test]

@@ -360,7 +360,7 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
     },
     WorkloadSpec {
         id: "hunyuan3d_texture",
-        summary: "Hunyuan3D-2 texture: delight UNet, UV unwrap, normal/position renders, multiview diffusion with a reference UNet, VAE decode, baking, inpainting (optionally after the shape stage)",
+        summary: "Hunyuan3D-2 texture: delight pipeline (text encoder, VAE, UNet), UV unwrap, normal/position renders, multiview pipeline (VAE encode, diffusion with a reference UNet, VAE decode), baking, inpainting (optionally after the shape stage)",
         test_only: false,
         open_params: false,
         params: &[
@@ -378,7 +378,8 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
             int("render_size", 2048, 64, 8192, "rasterisation size of the normal/position renders and of baking"),
             int("texture_size", 2048, 64, 8192, "UV atlas size for baking and inpainting"),
             int("faces", 40000, 100, 10_000_000, "mesh faces for the UV-unwrap stand-in"),
-            boolean("sequential_load", false, "load the delight and multiview models just before their stages and unload them after"),
+            boolean("sequential_load", false, "load the delight and multiview pipelines from host memory just before their stages and unload them after (the shape models stay resident)"),
+            boolean("diffusion_autocast", false, "fp16 autocast around the delight and multiview stages, as the notes wrap them (the weights are fp16 already at dtype = \"fp16\")"),
             VAE_SLICING,
             VAE_TILING,
             ATTENTION_PARAM,
@@ -426,7 +427,7 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
     },
     WorkloadSpec {
         id: "up2you",
-        summary: "UP2You: segmentation, DINOv2 features, multiview RGB and normal diffusion with a guidance interval, VAE decode, reconstruction",
+        summary: "UP2You: segmentation, DINOv2 features, multiview RGB and normal diffusion (text encoder, T2I-Adapter, a reference pass of the same UNet) with a guidance interval, VAE decode, reconstruction; each stage's models loaded before it and freed after it",
         test_only: false,
         open_params: false,
         params: &[

@@ -2,8 +2,12 @@
 //! (cond and uncond in one batch of 2; uncond context = zeros, as the pipeline does) →
 //! ShapeVAE latent decode → volume decode over `(octree_resolution + 1)³` query points in chunks
 //! → surface extraction on the CPU. Every stage is timed; `dit_evals` counts DiT calls.
+//!
+//! The pipeline holds fp16 weights as hy3dgen loads it (`dtype=torch.float16`; `dtype` sets
+//! it). With `load = "lazy" | "sequential"`, a model loaded inside a call is read out of a
+//! copy kept in host memory and copied to the device (see `Slot::keep_checkpoint`).
 
-use super::pipeline::{self, with_model, Loading, Offload, Slot, WithWeights};
+use super::pipeline::{self, with_model, Component, Loading, Offload, Slot, WithWeights};
 use super::{Params, Setup, Workload};
 use crate::measure::Stages;
 use crate::models::hunyuan3d::{DitConfig, Hunyuan3dDit, ShapeVae, ShapeVaeConfig};
@@ -115,12 +119,25 @@ impl ShapePipeline {
             kind,
             device,
         };
-        if loading == Loading::AllAtOnce {
-            pipeline.conditioner.load();
-            pipeline.dit.load();
-            pipeline.vae.load();
+        // All at once: the models are loaded at set-up. Otherwise each load in a call reads
+        // the weights out of a copy in host memory, as from a checkpoint file.
+        for slot in [
+            &mut pipeline.conditioner as &mut dyn Component,
+            &mut pipeline.dit,
+            &mut pipeline.vae,
+        ] {
+            if loading == Loading::AllAtOnce {
+                slot.load_now();
+            } else {
+                slot.keep_checkpoint_now();
+            }
         }
         Ok(pipeline)
+    }
+
+    /// Whether all three models (conditioner, DiT, ShapeVAE) are loaded.
+    pub fn is_resident(&self) -> bool {
+        self.conditioner.is_loaded() && self.dit.is_loaded() && self.vae.is_loaded()
     }
 
     /// One image → occupancy grid → surface; returns the surface-crossing edge count.

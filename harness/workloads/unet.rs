@@ -209,6 +209,7 @@ impl Reference {
                         encoder_hidden_states: &self.context,
                         class_labels: None,
                         reference: None,
+                        down_residuals: None,
                     };
                     model.forward_recording(&input, imp, self.images).1
                 });
@@ -247,6 +248,7 @@ impl Workload for Unet {
                         encoder_hidden_states: &self.context,
                         class_labels: self.labels.as_ref(),
                         reference,
+                        down_residuals: None,
                     },
                     self.imp,
                 );

@@ -1,25 +1,46 @@
-//! UP2You as a workload. Stages:
-//! - `segmentation`: a convolutional stand-in for BiRefNet at 1024² on the reference photos;
-//! - `features`: DINOv2 ViT-L/14 at 518 px on the reference photos;
-//! - `reference_unet`: the reference photos through the UNet once at t = 0, recording every
-//!   block's tokens for the reference attentions;
-//! - `rgb_multiview`: `steps` steps of the SD 2.1 UNet with row-wise multiview and per-view
-//!   reference attentions over all views; the unconditional branch runs only on every
-//!   `guidance_interval`-th step (THG; 1 = plain CFG), batched with the conditional one;
-//! - `decode_rgb`: VAE decode of the views (slicing when asked);
-//! - `normal_multiview` / `decode_normal`: the same for the normal maps (if `normal_stage`);
+//! UP2You as a workload, stage by stage as its low-memory inference script runs it: each
+//! stage's models are loaded from host memory at the stage's start and freed at its end
+//! (`del` + `empty_cache`), so no earlier stage's model is resident during the multiview
+//! generation. Stages:
+//! - `segmentation`: a convolutional stand-in for BiRefNet at 1024² on the reference photos
+//!   (`load_segmenter` before, `unload_segmenter` after);
+//! - `features`: DINOv2 ViT-L/14 at 518 px on the reference photos (`load_dino`,
+//!   `unload_dino`);
+//! - `load_rgb_pipeline`: the RGB pipeline's models — the SD 2.1 UNet with row-wise multiview
+//!   and per-view reference attentions, its CLIP-H text encoder, the T2I-Adapter that encodes
+//!   the pose renders, and the VAE;
+//! - `reference_unet`: the prompt (and with CFG the empty negative prompt) through the text
+//!   encoder, the reference photos through the VAE encoder, and those latents through the
+//!   **same** UNet once at t = 0 without its multiview and reference branches, recording
+//!   every block's tokens for the reference attentions (no second UNet exists);
+//! - `rgb_multiview`: the T2I-Adapter on the pose renders (doubled with CFG), then `steps`
+//!   steps of the UNet over all views with the adapter's features added at every level; the
+//!   unconditional branch runs only on every `guidance_interval`-th step (THG; 1 = plain CFG),
+//!   batched with the conditional one;
+//! - `decode_rgb`: VAE decode of the views (slicing when asked), then `unload_rgb_pipeline`;
+//! - `normal_multiview` / `decode_normal` (if `normal_stage`): the normal pipeline, a second
+//!   load of the same architecture (`load_normal_pipeline` … `unload_normal_pipeline`),
+//!   run like the RGB stage; it reuses the RGB stage's prompt embeddings and reference tokens
+//!   (the real one encodes its own prompt and references the generated views);
 //! - `reconstruction`: a GPU stand-in for normal-based remeshing (`reconstruction_iterations`
 //!   renders at 1024² with a reduction each).
 //!
 //! Counters: `rgb_multiview_evals` and `normal_multiview_evals` count a stage's conditional and
 //! unconditional UNet evaluations separately (50 steps at interval 3 = 50 + 17 = 67, the note's
-//! figure for one stage); `unet_evals` and `guided_steps` (steps that ran both) sum the stages.
+//! figure for one stage); `unet_evals` and `guided_steps` (steps that ran both) sum the stages;
+//! `ref_unet_evals` counts reference passes, `text_encoder_evals` prompt encodings and
+//! `load_bytes` the parameter bytes loaded in the call.
 
-use super::hunyuan3d::attention_param;
-use super::pipeline::{self, held, with_model, Loading, Offload, Slot, WithWeights};
+use super::hunyuan3d::{attention_param, beyond_slicing};
+use super::pipeline::{
+    self, held, load_together, unload_together, with_model, Component, Held, Loading, Offload,
+    Slot, WithWeights,
+};
 use super::{Setup, Workload};
 use crate::measure::Stages;
+use crate::models::clip::{ClipTextConfig, ClipTextModel};
 use crate::models::layers::Conv2d;
+use crate::models::t2i_adapter::T2iAdapter;
 use crate::models::unet::{UNet2DConditionModel, UNetConfig, UNetInput};
 use crate::models::unet_blocks::{ExtraAttention, ReferenceTokens};
 use crate::models::vae::{AutoencoderKL, VaeOptions};
@@ -29,6 +50,9 @@ use anyhow::{ensure, Result};
 use tch::{Device, Kind, Tensor};
 
 const TEXT_TOKENS: i64 = 77;
+/// Tokens of the prompt "Multi-view Human, Full Body, High Quality, HDR" with its start and
+/// end tokens; the rest of the 77 is padding.
+const PROMPT_TOKENS: i64 = 14;
 
 /// BiRefNet stand-in: strided convolutions from 3 to 64 channels and back to a mask.
 pub struct Segmenter {
@@ -64,16 +88,42 @@ impl Segmenter {
     }
 }
 
+/// The models of UP2You's RGB (and normal) multiview pipeline: `UP2YouI2MVSDPipeline` after
+/// `.to(device, dtype)` and `cond_encoder.to(device, dtype)`.
+struct MultiviewPipeline {
+    unet: Slot<UNet2DConditionModel>,
+    text_encoder: Held<ClipTextModel>,
+    adapter: Held<T2iAdapter>,
+    vae: Slot<AutoencoderKL>,
+}
+
+impl MultiviewPipeline {
+    fn components(&mut self) -> [&mut dyn Component; 4] {
+        [
+            &mut self.unet,
+            &mut self.text_encoder,
+            &mut self.adapter,
+            &mut self.vae,
+        ]
+    }
+}
+
+/// What the reference pass leaves for the denoising loop.
+struct Conditioning {
+    /// `[uncond, cond]` prompt embeddings, each repeated per view (`[2·views, 77, C]`), or the
+    /// conditional half alone without CFG.
+    context: Tensor,
+    tokens: ReferenceTokens,
+}
+
 pub struct Up2You {
     segmenter: Slot<WithWeights<Segmenter>>,
     dino: Slot<WithWeights<Vit>>,
-    unet: Slot<UNet2DConditionModel>,
-    reference: Slot<UNet2DConditionModel>,
-    vae: Slot<AutoencoderKL>,
+    pipeline: MultiviewPipeline,
     attention: AttentionImpl,
     vae_options: VaeOptions,
     views: i64,
-    latent: i64,
+    resolution: i64,
     steps: i64,
     guidance: f64,
     interval: i64,
@@ -83,7 +133,7 @@ pub struct Up2You {
     photo_size: i64,
     dino_size: i64,
     render_size: i64,
-    cross_dim: i64,
+    vocab: i64,
     kind: Kind,
     device: Device,
 }
@@ -107,12 +157,17 @@ impl Up2You {
             },
             ..base.clone()
         };
-        let vit_cfg = if tiny {
-            VitConfig::tiny()
+        let (vit_cfg, text_cfg) = if tiny {
+            (
+                VitConfig::tiny(),
+                ClipTextConfig::tiny(base.cross_attention_dim),
+            )
         } else {
-            VitConfig::vit_l14()
+            (VitConfig::vit_l14(), ClipTextConfig::open_clip_h())
         };
         let seg_width = if tiny { 8 } else { 64 };
+        let widths = base.block_out_channels.clone();
+        let res_blocks = base.layers_per_block;
         tch::manual_seed(p.int("seed")?);
         let on = (kind, device, Offload::None);
         let mut up = Up2You {
@@ -120,16 +175,23 @@ impl Up2You {
                 WithWeights::build(b, |b| Segmenter::new(b, seg_width))
             }),
             dino: held("dino", on, vit_cfg, Vit::new),
-            unet: Slot::unet("unet", on, unet_cfg),
-            reference: Slot::unet("reference_unet", on, base.clone()),
-            vae: Slot::vae("vae", on, vae_cfg),
+            pipeline: MultiviewPipeline {
+                unet: Slot::unet("unet", on, unet_cfg),
+                text_encoder: held("text_encoder", on, text_cfg, ClipTextModel::new),
+                adapter: Slot::new("t2i_adapter", kind, device, Offload::None, move |b| {
+                    WithWeights::build(b, |b| {
+                        T2iAdapter::new(b, "t2i_adapter", 3, &widths, res_blocks, 8)
+                    })
+                }),
+                vae: Slot::vae("vae", on, vae_cfg),
+            },
             attention: attention_param(p)?,
             vae_options: VaeOptions {
                 slicing: p.bool("vae_slicing")?,
                 ..VaeOptions::default()
             },
             views,
-            latent: resolution / 8,
+            resolution,
             steps: p.int("steps")?,
             guidance: p.float("guidance")?,
             interval: p.int("guidance_interval")?,
@@ -139,18 +201,23 @@ impl Up2You {
             photo_size: if tiny { 64 } else { 1024 },
             dino_size: if tiny { 8 * vit_cfg.patch_size } else { 518 },
             render_size: if tiny { 64 } else { 1024 },
-            cross_dim: base.cross_attention_dim,
+            vocab: text_cfg.vocab,
             kind,
             device,
         };
-        for loaded in [
-            &mut up.segmenter as &mut dyn Loadable,
-            &mut up.dino,
-            &mut up.unet,
-            &mut up.reference,
-            &mut up.vae,
-        ] {
-            loaded.load_now();
+        // Every model is read from host memory when its stage starts (the script's
+        // `from_pretrained` per stage); none is loaded at set-up.
+        let Up2You {
+            segmenter,
+            dino,
+            pipeline,
+            ..
+        } = &mut up;
+        for c in [segmenter as &mut dyn Component, dino]
+            .into_iter()
+            .chain(pipeline.components())
+        {
+            c.keep_checkpoint_now();
         }
         Ok(up)
     }
@@ -159,34 +226,115 @@ impl Up2You {
         Tensor::randn(shape, (self.kind, self.device))
     }
 
-    /// One multiview diffusion stage: `steps` steps over all views with THG guidance.
-    fn multiview(
-        &mut self,
-        stages: &mut Stages,
-        stage: &str,
-        tokens: &ReferenceTokens,
-    ) -> Result<Tensor> {
-        let (views, latent, attention, guidance) =
-            (self.views, self.latent, self.attention, self.guidance);
-        let guided = pipeline::guided_steps(self.steps as usize, self.interval as usize);
-        let context = self.randn(&[2 * views, TEXT_TOKENS, self.cross_dim]);
-        let doubled = ReferenceTokens {
-            layers: tokens.layers.iter().map(|t| t.repeat([2, 1, 1])).collect(),
+    fn cfg(&self) -> bool {
+        self.guidance > 1.0
+    }
+
+    /// Token ids `[1, 77]` of the prompt, or of the empty negative prompt: start, tokens, end,
+    /// padding (0); start and end are the vocabulary's last two ids (49406, 49407).
+    fn prompt_ids(&self, tokens: i64) -> Tensor {
+        let mut ids = vec![0i64; TEXT_TOKENS as usize];
+        ids[0] = self.vocab - 2;
+        for (i, id) in ids.iter_mut().enumerate().take(tokens as usize - 1).skip(1) {
+            *id = (1000 + i as i64) % (self.vocab - 2);
+        }
+        ids[tokens as usize - 1] = self.vocab - 1;
+        Tensor::from_slice(&ids)
+            .view([1, TEXT_TOKENS])
+            .to_device(self.device)
+    }
+
+    /// Prompt encoding, VAE encoding of the reference photos and the reference pass through
+    /// the pipeline's UNet at t = 0 (multiview and reference branches off), recording tokens.
+    fn reference_pass(&self) -> (Conditioning, u64) {
+        let p = &self.pipeline;
+        let (unet, te, vae) = (model(&p.unet), model(&p.text_encoder), model(&p.vae));
+        // Text encoders are not reached by attention slicing.
+        let encode = |tokens| {
+            te.model
+                .forward(
+                    &te.weights,
+                    &self.prompt_ids(tokens),
+                    beyond_slicing(self.attention),
+                )
+                .repeat([self.views, 1, 1])
         };
-        let mut latents = self.randn(&[views, 4, latent, latent]);
-        let device = self.device;
+        let cond = encode(PROMPT_TOKENS);
+        let (context, evals) = if self.cfg() {
+            (Tensor::cat(&[encode(2), cond.shallow_clone()], 0), 2)
+        } else {
+            (cond.shallow_clone(), 1)
+        };
+        let side = self.resolution;
+        let photos = self.randn(&[self.reference_images, 3, side, side]);
+        let latents = vae.latents(&vae.encode(&photos, &self.vae_options));
+        let images = self.reference_images;
+        let zero = Tensor::zeros([1], (Kind::Int64, self.device));
+        let prompt = cond.narrow(0, 0, 1).repeat([images, 1, 1]);
+        let input = UNetInput {
+            sample: &latents,
+            timesteps: &zero,
+            encoder_hidden_states: &prompt,
+            class_labels: None,
+            reference: None,
+            down_residuals: None,
+        };
+        let tokens = unet.forward_recording(&input, self.attention, images).1;
+        (Conditioning { context, tokens }, evals)
+    }
+
+    /// One multiview diffusion stage: the T2I-Adapter on the pose renders, then `steps` steps
+    /// over all views with THG guidance.
+    fn multiview(&self, stages: &mut Stages, stage: &str, cond: &Conditioning) -> Tensor {
+        let (views, attention, guidance) = (self.views, self.attention, self.guidance);
+        let p = &self.pipeline;
+        let (unet, adapter) = (model(&p.unet), model(&p.adapter));
+        let guided = pipeline::guided_steps(self.steps as usize, self.interval as usize);
+        let guided: Vec<bool> = guided.into_iter().map(|g| g && self.cfg()).collect();
+        let latent = self.resolution / 8;
         let n = guided.len() as f64;
-        for (i, &guide) in guided.iter().enumerate() {
-            let t = Tensor::from_slice(&[999 - (i as i64) * 1000 / n as i64]).to_device(device);
-            latents = with_model(stages, &mut self.unet, Loading::AllAtOnce, stage, |unet| {
-                let (sample, ctx, reference) = if guide {
+        let latents = stages.stage(stage, || {
+            let mut latents = self.randn(&[views, 4, latent, latent]);
+            let renders = self.randn(&[views, 3, self.resolution, self.resolution]);
+            let renders = if self.cfg() {
+                Tensor::cat(&[&renders, &renders], 0)
+            } else {
+                renders
+            };
+            let state = adapter.model.forward(&adapter.weights, &renders);
+            let halves = |t: &Tensor| {
+                if self.cfg() {
+                    t.narrow(0, views, views)
+                } else {
+                    t.shallow_clone()
+                }
+            };
+            let doubled = ReferenceTokens {
+                layers: cond
+                    .tokens
+                    .layers
+                    .iter()
+                    .map(|t| t.repeat([2, 1, 1]))
+                    .collect(),
+            };
+            for (i, &guide) in guided.iter().enumerate() {
+                let t = Tensor::from_slice(&[999 - (i as i64) * 1000 / n as i64])
+                    .to_device(self.device);
+                // The UNet consumes the adapter's features; the pipeline hands it copies.
+                let (sample, ctx, reference, residuals): (_, _, _, Vec<Tensor>) = if guide {
                     (
                         Tensor::cat(&[&latents, &latents], 0),
-                        context.shallow_clone(),
+                        cond.context.shallow_clone(),
                         &doubled,
+                        state.iter().map(Tensor::copy).collect(),
                     )
                 } else {
-                    (latents.shallow_clone(), context.narrow(0, 0, views), tokens)
+                    (
+                        latents.shallow_clone(),
+                        halves(&cond.context),
+                        &cond.tokens,
+                        state.iter().map(|s| halves(s).copy()).collect(),
+                    )
                 };
                 let input = UNetInput {
                     sample: &sample,
@@ -194,34 +342,61 @@ impl Up2You {
                     encoder_hidden_states: &ctx,
                     class_labels: None,
                     reference: Some(reference),
+                    down_residuals: Some(&residuals),
                 };
                 let eps = unet.forward(&input, attention);
                 let eps = if guide {
                     let parts = eps.chunk(2, 0);
-                    &parts[1] + (&parts[0] - &parts[1]) * guidance
+                    &parts[0] + (&parts[1] - &parts[0]) * guidance
                 } else {
                     eps
                 };
-                &latents - eps / n
-            })?;
-            let evals = if guide { 2 } else { 1 };
-            stages.count(&format!("{stage}_evals"), evals);
-            stages.count("unet_evals", evals);
-            stages.count("guided_steps", u64::from(guide));
-        }
-        Ok(latents)
+                latents = &latents - eps / n;
+            }
+            latents
+        });
+        let guided_count = guided.iter().filter(|g| **g).count() as u64;
+        let evals = self.steps as u64 + guided_count;
+        stages.count(&format!("{stage}_evals"), evals);
+        stages.count("unet_evals", evals);
+        stages.count("guided_steps", guided_count);
+        latents
+    }
+
+    /// The pipeline's denoising stage and its decode, with the pipeline loaded before and
+    /// freed after (`load_<name>` … `unload_<name>`).
+    fn generate(
+        &mut self,
+        stages: &mut Stages,
+        name: &str,
+        stages_of: (&str, &str),
+        cond: Option<&Conditioning>,
+    ) -> Result<Option<Conditioning>> {
+        load_together(stages, name, &mut self.pipeline.components());
+        let fresh = match cond {
+            Some(_) => None,
+            None => {
+                let (cond, evals) = stages.stage("reference_unet", || self.reference_pass());
+                stages.count("ref_unet_evals", 1);
+                stages.count("text_encoder_evals", evals);
+                Some(cond)
+            }
+        };
+        let cond = cond.or(fresh.as_ref()).expect("one of the two exists");
+        let (diffusion, decode) = stages_of;
+        let latents = self.multiview(stages, diffusion, cond);
+        let vae = model(&self.pipeline.vae);
+        let options = self.vae_options;
+        stages.stage(decode, || drop(vae.decode(&latents, &options)));
+        unload_together(stages, name, &mut self.pipeline.components())?;
+        Ok(fresh)
     }
 }
 
-/// Loads a slot of any model type (set-up creates every model, as UP2You's script does).
-trait Loadable {
-    fn load_now(&mut self);
-}
-
-impl<M: pipeline::HasWeights> Loadable for Slot<M> {
-    fn load_now(&mut self) {
-        self.load();
-    }
+/// The model a slot holds; its pipeline was loaded before the stage that uses it.
+fn model<M: pipeline::HasWeights>(slot: &Slot<M>) -> &M {
+    slot.loaded()
+        .unwrap_or_else(|| panic!("`{}` is used before it is loaded", slot.name))
 }
 
 impl Workload for Up2You {
@@ -231,7 +406,7 @@ impl Workload for Up2You {
         with_model(
             stages,
             &mut self.segmenter,
-            Loading::AllAtOnce,
+            Loading::Sequential,
             "segmentation",
             |m| drop(m.model.forward(&m.weights, &photos)),
         )?;
@@ -239,48 +414,24 @@ impl Workload for Up2You {
         with_model(
             stages,
             &mut self.dino,
-            Loading::AllAtOnce,
+            Loading::Sequential,
             "features",
             |m| drop(m.model.forward(&m.weights, &crops, attention)),
         )?;
-        // Reference pass: the photos' latents through the UNet at t = 0, recording tokens.
-        let ref_latents = self.randn(&[self.reference_images, 4, self.latent, self.latent]);
-        let ref_context = self.randn(&[self.reference_images, TEXT_TOKENS, self.cross_dim]);
-        let zero = Tensor::zeros([1], (Kind::Int64, device));
-        let images = self.reference_images;
-        let tokens = with_model(
-            stages,
-            &mut self.reference,
-            Loading::AllAtOnce,
-            "reference_unet",
-            |unet| {
-                let input = UNetInput {
-                    sample: &ref_latents,
-                    timesteps: &zero,
-                    encoder_hidden_states: &ref_context,
-                    class_labels: None,
-                    reference: None,
-                };
-                unet.forward_recording(&input, attention, images).1
-            },
-        )?;
-        let rgb = self.multiview(stages, "rgb_multiview", &tokens)?;
-        let options = self.vae_options;
-        with_model(
-            stages,
-            &mut self.vae,
-            Loading::AllAtOnce,
-            "decode_rgb",
-            |vae| drop(vae.decode(&rgb, &options)),
-        )?;
-        if self.normal_stage {
-            let normals = self.multiview(stages, "normal_multiview", &tokens)?;
-            with_model(
+        let cond = self
+            .generate(
                 stages,
-                &mut self.vae,
-                Loading::AllAtOnce,
-                "decode_normal",
-                |vae| drop(vae.decode(&normals, &options)),
+                "rgb_pipeline",
+                ("rgb_multiview", "decode_rgb"),
+                None,
+            )?
+            .expect("the RGB stage runs its reference pass");
+        if self.normal_stage {
+            self.generate(
+                stages,
+                "normal_pipeline",
+                ("normal_multiview", "decode_normal"),
+                Some(&cond),
             )?;
         }
         let (iterations, size) = (self.iterations, self.render_size);
@@ -298,9 +449,16 @@ impl Workload for Up2You {
 
 #[cfg(test)]
 mod tests {
+    use super::Up2You;
+    use crate::models::clip::{ClipTextConfig, ClipTextModel};
+    use crate::models::t2i_adapter::T2iAdapter;
+    use crate::models::test_util::count;
+    use crate::models::unet::{UNet2DConditionModel, UNetConfig};
+    use crate::models::vae::{AutoencoderKL, VaeConfig};
     use crate::plan::ParamValue;
+    use crate::workloads::pipeline::{Component, LOAD_BYTES};
 
-    fn run(overrides: &[(&str, ParamValue)]) -> crate::measure::Measurement {
+    fn tiny<'a>(overrides: &[(&'a str, ParamValue)]) -> Vec<(&'a str, ParamValue)> {
         let mut all = vec![
             ("preset", ParamValue::Str("tiny".into())),
             ("views", ParamValue::Int(2)),
@@ -310,7 +468,11 @@ mod tests {
             ("normal_stage", ParamValue::Bool(false)),
         ];
         all.extend(overrides.iter().cloned());
-        crate::workloads::run_default_plan("up2you", &all)
+        all
+    }
+
+    fn run(overrides: &[(&str, ParamValue)]) -> crate::measure::Measurement {
+        crate::workloads::run_default_plan("up2you", &tiny(overrides))
     }
 
     #[test]
@@ -341,6 +503,12 @@ mod tests {
         ] {
             assert!(names.contains(&stage), "missing stage {stage}: {names:?}");
         }
+        let unguided = run(&[
+            ("steps", ParamValue::Int(6)),
+            ("guidance", ParamValue::Float(1.0)),
+        ]);
+        assert_eq!(unguided.counters["unet_evals"], 6, "no CFG at guidance 1");
+        assert_eq!(unguided.counters["text_encoder_evals"], 1);
     }
 
     #[test]
@@ -354,5 +522,76 @@ mod tests {
         assert_eq!(m.counters["normal_multiview_evals"], 8);
         assert_eq!(m.counters["unet_evals"], 16);
         assert!(m.stages.iter().any(|s| s.name == "decode_normal"));
+    }
+
+    #[test]
+    fn the_reference_pass_runs_the_pipeline_unet_and_no_second_one_exists() {
+        // Resident during the multiview stage at full size: the UNet with its extra
+        // attentions, CLIP-H, the T2I-Adapter and the VAE (no reference UNet, no DINOv2).
+        let unet = UNet2DConditionModel::parameter_count(&UNetConfig::up2you());
+        let text = count(|b| ClipTextModel::new(b, "te", ClipTextConfig::open_clip_h()));
+        let adapter = count(|b| T2iAdapter::new(b, "a", 3, &[320, 640, 1280, 1280], 2, 8));
+        let vae = AutoencoderKL::parameter_count(&VaeConfig::sd());
+        assert_eq!(
+            (unet, text, adapter),
+            (965_058_884, 340_387_840, 77_369_280)
+        );
+        assert_eq!(
+            unet + text + adapter + vae.encoder + vae.decoder,
+            1_466_469_867
+        );
+
+        let all = tiny(&[
+            ("steps", ParamValue::Int(3)),
+            ("normal_stage", ParamValue::Bool(true)),
+        ]);
+        let mut w = crate::workloads::build_default_plan("up2you", &all, Up2You::new);
+        let m = crate::workloads::measure_once(&mut w);
+        assert_eq!(
+            m.counters["ref_unet_evals"], 1,
+            "one reference pass per call"
+        );
+        assert_eq!(
+            m.counters["text_encoder_evals"], 2,
+            "prompt and negative prompt"
+        );
+        // Every byte loaded in the call: segmenter, DINOv2 and twice the pipeline (RGB, then
+        // normal), which holds exactly one UNet.
+        let mut bytes = |c: &mut dyn Component| {
+            c.load_now();
+            let n = c.loaded_bytes().unwrap();
+            c.unload_now().unwrap();
+            n
+        };
+        let seg = bytes(&mut w.segmenter);
+        let dino = bytes(&mut w.dino);
+        let pipeline: i64 = w.pipeline.components().into_iter().map(&mut bytes).sum();
+        assert_eq!(m.counters[LOAD_BYTES], (seg + dino + 2 * pipeline) as u64);
+    }
+
+    #[test]
+    fn each_stage_frees_its_models_before_the_next_loads() {
+        let all = tiny(&[("normal_stage", ParamValue::Bool(true))]);
+        let mut w = crate::workloads::build_default_plan("up2you", &all, Up2You::new);
+        let m = crate::workloads::measure_once(&mut w);
+        let names: Vec<&str> = m.stages.iter().map(|s| s.name.as_str()).collect();
+        let at = |stage: &str| {
+            names
+                .iter()
+                .position(|n| *n == stage)
+                .unwrap_or_else(|| panic!("{stage} missing: {names:?}"))
+        };
+        assert!(at("unload_segmenter") < at("load_dino"));
+        assert!(at("unload_dino") < at("load_rgb_pipeline"));
+        assert!(at("load_rgb_pipeline") < at("reference_unet"));
+        assert!(at("decode_rgb") < at("unload_rgb_pipeline"));
+        assert!(at("unload_rgb_pipeline") < at("load_normal_pipeline"));
+        assert!(at("unload_normal_pipeline") < at("reconstruction"));
+        let resident = [&w.segmenter as &dyn Component, &w.dino]
+            .into_iter()
+            .chain(w.pipeline.components().map(|c| c as &dyn Component))
+            .filter(|c| c.loaded_bytes().is_some())
+            .count();
+        assert_eq!(resident, 0, "nothing stays loaded after a call");
     }
 }

@@ -14,12 +14,15 @@
 //! - **Hunyuan3D-paint multiview** ([`UNetConfig::hunyuan_paint`]): `conv_in` of 12 channels
 //!   (noisy latent + normal-map latent + position-map latent), a camera class embedding
 //!   `Embedding(5 + 44, 1280)`, and in all 16 transformer blocks a full-sequence multiview
-//!   attention over 6 views and a reference attention over all recorded reference tokens. The
+//!   attention over 6 views and a reference attention over all recorded reference tokens, plus
+//!   the learned prompt embeddings its pipeline conditions on (965,302,340 parameters). The
 //!   reference ("dual") UNet is a plain SD-2.x UNet run in recording mode
 //!   ([`UNet2DConditionModel::forward_recording`]); the SD-2.x geometry of both is [inferred]
 //!   (cross-attention 1024 and time embedding 1280 are hard-coded in that code).
 //! - **UP2You** ([`UNetConfig::up2you`]): SD 2.1 with row-wise multiview attention over 6
-//!   views and a reference attention over `2·HW` selected tokens per view.
+//!   views and a reference attention over `2·HW` selected tokens per view; its reference pass
+//!   is a recording run of the same model, and its T2I-Adapter's features enter through
+//!   [`UNetInput::down_residuals`].
 //! - **tiny** ([`UNetConfig::tiny`]): the same code at `block_out [32, 64]` for CPU tests.
 //!
 //! The attention implementation is chosen per forward call and applies to every attention
@@ -33,7 +36,7 @@ use super::unet_blocks::{
     BlockState, Downsample2D, ExtraAttention, Multiview, Norm, ReferenceMode, ReferenceSelect,
     ReferenceTokens, ResnetBlock2D, Transformer2D, TransformerConfig, Upsample2D,
 };
-use super::weights::{Builder, Weights};
+use super::weights::{Builder, Init, Param, Weights};
 use tch::{Device, Kind, Tensor};
 
 /// Configuration of a [`UNet2DConditionModel`] (field names follow diffusers' config keys).
@@ -62,6 +65,10 @@ pub struct UNetConfig {
     pub class_embeddings: Option<i64>,
     /// Extra attentions of every transformer block.
     pub extra: ExtraAttention,
+    /// Hunyuan3D-paint's learned prompt embeddings (`learned_text_clip_gen` and
+    /// `learned_text_clip_ref`, each `[1, 77, cross_attention_dim]`), which its pipeline uses
+    /// instead of running its text encoder.
+    pub learned_text: bool,
 }
 
 impl UNetConfig {
@@ -84,6 +91,7 @@ impl UNetConfig {
             freq_shift: 0.0,
             class_embeddings: None,
             extra: ExtraAttention::NONE,
+            learned_text: false,
         }
     }
 
@@ -129,6 +137,7 @@ impl UNetConfig {
                 views: Self::MULTIVIEW_VIEWS,
                 reference: Some(ReferenceSelect::All),
             },
+            learned_text: true,
             ..UNetConfig::sd21().with_in_channels(12)
         }
     }
@@ -273,6 +282,10 @@ pub struct UNetInput<'a> {
     pub class_labels: Option<&'a Tensor>,
     /// Tokens for the reference attentions; without them those attentions are skipped.
     pub reference: Option<&'a ReferenceTokens>,
+    /// T2I-Adapter features, one per level (diffusers' `down_intrablock_additional_residuals`):
+    /// each is added to its level's last output, before the downsampler, so the skip
+    /// connection carries it too.
+    pub down_residuals: Option<&'a [Tensor]>,
 }
 
 /// Shape of one transformer block's feature map, in module order.
@@ -297,6 +310,7 @@ pub struct UNet2DConditionModel {
     up: Vec<UpBlock>,
     conv_norm_out: GroupNorm,
     conv_out: Conv2d,
+    learned_text: Option<[Param; 2]>,
     sites: Vec<BlockSite>,
 }
 
@@ -392,6 +406,10 @@ impl UNet2DConditionModel {
 
         let conv_norm_out = GroupNorm::new(b, "conv_norm_out", c.norm_groups, ch[0], c.norm_eps);
         let conv_out = Conv2d::new(b, "conv_out", ch[0], c.out_channels, 3, 1, 1, true);
+        let learned_text = c.learned_text.then(|| {
+            ["learned_text_clip_gen", "learned_text_clip_ref"]
+                .map(|n| b.param(n, &[1, 77, c.cross_attention_dim], Init::Normal(1.0)))
+        });
         let weights = builder.finish();
         UNet2DConditionModel {
             config: c.clone(),
@@ -406,8 +424,16 @@ impl UNet2DConditionModel {
             up,
             conv_norm_out,
             conv_out,
+            learned_text,
             sites,
         }
+    }
+
+    /// The learned prompt embeddings `[1, 77, cross_attention_dim]` of the generated views and
+    /// of the reference pass, if the config has them ([`UNetConfig::learned_text`]).
+    pub fn learned_text(&self) -> Option<(Tensor, Tensor)> {
+        self.learned_text
+            .map(|[gen, reference]| (self.weights.get(gen), self.weights.get(reference)))
     }
 
     /// Number of parameters of `config`, counted without allocating.
@@ -526,13 +552,17 @@ impl UNet2DConditionModel {
         };
         let mut h = self.conv_in.forward(w, sample);
         let mut skips = vec![h.shallow_clone()];
-        for block in &self.down {
+        for (level, block) in self.down.iter().enumerate() {
             for (j, resnet) in block.resnets.iter().enumerate() {
                 h = resnet.forward(w, &h, Some(&emb));
                 if let Some(attn) = block.attentions.get(j) {
                     h = attn.forward(w, &h, &mut st);
                 }
                 skips.push(h.shallow_clone());
+            }
+            if let Some(residual) = input.down_residuals.and_then(|r| r.get(level)) {
+                h = &h + residual;
+                *skips.last_mut().expect("a level records its outputs") = h.shallow_clone();
             }
             if let Some(down) = &block.downsampler {
                 h = down.forward(w, &h);
@@ -576,215 +606,4 @@ pub fn level_size(height: i64, width: i64, level: u32) -> (i64, i64) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::models::attention::SliceSize;
-    use crate::models::test_util::{max_diff, opts};
-    use crate::models::weights::Residency;
-
-    const SD21_PARAMS: i64 = 865_910_724;
-
-    fn tiny_model(config: &UNetConfig, seed: i64) -> UNet2DConditionModel {
-        tch::manual_seed(seed);
-        UNet2DConditionModel::new(config, Builder::new(Kind::Float, Device::Cpu))
-    }
-
-    struct Inputs {
-        sample: Tensor,
-        t: Tensor,
-        ctx: Tensor,
-        labels: Tensor,
-    }
-
-    fn inputs(config: &UNetConfig, batch: i64, h: i64, w: i64) -> Inputs {
-        tch::manual_seed(100);
-        Inputs {
-            sample: Tensor::randn([batch, config.in_channels, h, w], opts()),
-            t: Tensor::from_slice(&[500i64]),
-            ctx: Tensor::randn([batch, 7, config.cross_attention_dim], opts()),
-            labels: Tensor::arange(batch, (Kind::Int64, Device::Cpu)),
-        }
-    }
-
-    impl Inputs {
-        fn copy(&self) -> Inputs {
-            Inputs {
-                sample: self.sample.copy(),
-                t: self.t.copy(),
-                ctx: self.ctx.copy(),
-                labels: self.labels.copy(),
-            }
-        }
-
-        fn unet<'a>(&'a self, reference: Option<&'a ReferenceTokens>) -> UNetInput<'a> {
-            UNetInput {
-                sample: &self.sample,
-                timesteps: &self.t,
-                encoder_hidden_states: &self.ctx,
-                class_labels: Some(&self.labels),
-                reference,
-            }
-        }
-    }
-
-    #[test]
-    fn sd21_parameter_count_is_exact() {
-        assert_eq!(
-            UNet2DConditionModel::parameter_count(&UNetConfig::sd21()),
-            SD21_PARAMS
-        );
-    }
-
-    #[test]
-    fn variant_parameter_counts() {
-        // 8 extra input channels of a 3×3 conv into 320 channels.
-        let delight = UNet2DConditionModel::parameter_count(&UNetConfig::delight());
-        assert_eq!(delight, SD21_PARAMS + 4 * 320 * 9);
-        assert_eq!(delight, 865_922_244);
-
-        // Two attentions of 4·C² + C (q/k/v/out, output bias) in each of the 16 blocks:
-        // 5 at 320 channels, 5 at 640, 6 at 1280 (incl. the mid block).
-        let per = |c: i64| 2 * (4 * c * c + c);
-        let extra = 5 * per(320) + 5 * per(640) + 6 * per(1280);
-        assert_eq!(extra, 99_148_160);
-        let paint = UNet2DConditionModel::parameter_count(&UNetConfig::hunyuan_paint());
-        let expected = SD21_PARAMS + 8 * 320 * 9 + 49 * 1280 + extra;
-        assert_eq!(paint, expected);
-        assert_eq!(paint, 965_144_644);
-        let published = 965.1e6;
-        assert!((paint as f64 - published).abs() / published < 0.01);
-
-        let up2you = UNet2DConditionModel::parameter_count(&UNetConfig::up2you());
-        assert_eq!(up2you, SD21_PARAMS + extra);
-    }
-
-    #[test]
-    fn tiny_shapes_with_odd_latents() {
-        let config = UNetConfig::tiny();
-        let model = tiny_model(&config, 0);
-        assert_eq!(model.block_sites().len(), 2 + 1 + 3);
-        for (h, w) in [(8, 8), (7, 5), (1, 1)] {
-            let x = inputs(&config, 2, h, w);
-            let out = model.forward(&x.unet(None), AttentionImpl::Sdpa);
-            assert_eq!(out.size(), vec![2, 4, h, w]);
-            assert!(bool::try_from(out.isfinite().all()).unwrap());
-        }
-        for in_ch in [8, 12] {
-            let config = UNetConfig::tiny().with_in_channels(in_ch);
-            let x = inputs(&config, 1, 8, 8);
-            let out = tiny_model(&config, 0).forward(&x.unet(None), AttentionImpl::Sdpa);
-            assert_eq!(out.size(), vec![1, 4, 8, 8]);
-        }
-    }
-
-    #[test]
-    fn math_and_sliced_attention_equal_sdpa() {
-        let config = UNetConfig {
-            class_embeddings: Some(49),
-            extra: ExtraAttention {
-                multiview: Multiview::RowWise,
-                views: 2,
-                reference: Some(ReferenceSelect::All),
-            },
-            ..UNetConfig::tiny()
-        };
-        let model = tiny_model(&config, 1);
-        let x = inputs(&config, 4, 8, 8);
-        let refs = model.synthetic_reference(2, 1, 8, 8, Kind::Float, Device::Cpu);
-        let reference = model.forward(&x.unet(Some(&refs)), AttentionImpl::Sdpa);
-        let scale = reference.abs().max().double_value(&[]);
-        for imp in [
-            AttentionImpl::Math,
-            AttentionImpl::Sliced(SliceSize::Auto),
-            AttentionImpl::Sliced(SliceSize::Max),
-            AttentionImpl::Sliced(SliceSize::Fixed(3)),
-        ] {
-            let out = model.forward(&x.unet(Some(&refs)), imp);
-            let err = max_diff(&out, &reference);
-            // fp32 through ~40 layers: a few ulps per op, relative to the output's scale.
-            assert!(err <= 1e-4 * scale.max(1.0), "{imp}: {err} (scale {scale})");
-        }
-    }
-
-    #[test]
-    fn extra_attentions_change_the_output_and_reference_modes_work() {
-        let (views, groups, ref_images) = (3, 2, 2);
-        for extra in [
-            ExtraAttention {
-                multiview: Multiview::Full,
-                views,
-                reference: Some(ReferenceSelect::All),
-            },
-            ExtraAttention {
-                multiview: Multiview::RowWise,
-                views,
-                reference: Some(ReferenceSelect::PerView { ratio: 2.0 }),
-            },
-        ] {
-            let config = UNetConfig {
-                extra,
-                class_embeddings: Some(49),
-                ..UNetConfig::tiny().with_in_channels(12)
-            };
-            let model = tiny_model(&config, 2);
-            let x = inputs(&config, groups * views, 8, 6);
-            // A plain reference UNet records tokens from `ref_images` images per group.
-            let ref_config = UNetConfig::tiny();
-            let ref_model = tiny_model(&ref_config, 3);
-            let rx = inputs(&ref_config, groups * ref_images, 8, 6);
-            let (_, recorded) = ref_model.forward_recording(
-                &UNetInput {
-                    class_labels: None,
-                    ..rx.unet(None)
-                },
-                AttentionImpl::Sdpa,
-                ref_images,
-            );
-            assert_eq!(recorded.layers.len(), model.block_sites().len());
-            let synthetic =
-                model.synthetic_reference(groups, ref_images, 8, 6, Kind::Float, Device::Cpu);
-            for (r, s) in recorded.layers.iter().zip(&synthetic.layers) {
-                assert_eq!(r.size(), s.size());
-            }
-            let with_ref = model.forward(&x.unet(Some(&recorded)), AttentionImpl::Sdpa);
-            let without = model.forward(&x.unet(None), AttentionImpl::Sdpa);
-            assert_eq!(with_ref.size(), vec![groups * views, 4, 8, 6]);
-            assert!(max_diff(&with_ref, &without) > 1e-4, "{extra:?}");
-            // Views of a group interact: changing view 0 changes view 1's output.
-            // A copy of the same inputs, not a second draw: tests run in parallel and share
-            // libtorch's global generator, so a second seeded draw can differ.
-            let other = x.copy();
-            let _ = other.sample.get(0).fill_(0.0);
-            let changed = model.forward(&other.unet(None), AttentionImpl::Sdpa);
-            assert!(
-                max_diff(&changed.get(1), &without.get(1)) > 1e-5,
-                "{extra:?}"
-            );
-            // ... but not the other group's.
-            assert!(
-                max_diff(&changed.get(views), &without.get(views)) < 1e-5,
-                "{extra:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn offloaded_equals_resident() {
-        let config = UNetConfig::tiny();
-        let mut model = tiny_model(&config, 4);
-        let x = inputs(&config, 2, 8, 8);
-        let resident = model.forward(&x.unet(None), AttentionImpl::Sdpa);
-
-        model.weights.move_to(Device::Cpu);
-        assert_eq!(model.weights.residency(), Residency::Resident);
-        let moved = model.forward(&x.unet(None), AttentionImpl::Sdpa);
-        assert!(moved.equal(&resident));
-
-        model.weights.offload_sequential(Device::Cpu);
-        assert_eq!(model.weights.residency(), Residency::Sequential);
-        assert_eq!(model.weights.storage_device(), Device::Cpu);
-        let sequential = model.forward(&x.unet(None), AttentionImpl::Sdpa);
-        assert!(sequential.equal(&resident));
-        assert_eq!(model.weights.storage_device(), Device::Cpu);
-    }
-}
+mod tests;
