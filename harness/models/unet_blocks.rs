@@ -17,7 +17,7 @@
 //! `norm1` output and are added to the residual stream after `attn1`, before the
 //! cross-attention, as both reference implementations do (with their blend scales at 1).
 
-use super::attention::{AttentionConfig, AttentionImpl, MultiHeadAttention, QkNormKind};
+use super::attention::{attention, AttentionConfig, AttentionImpl, MultiHeadAttention, QkNormKind};
 use super::feed_forward::{Activation, FeedForward};
 use super::layers::{Conv2d, GroupNorm, LayerNorm, Linear};
 use super::weights::{Builder, Weights};
@@ -158,8 +158,12 @@ pub enum Multiview {
     /// Every view's tokens attend over all `views·H·W` tokens of its group (Hunyuan3D-paint).
     Full,
     /// A query in row `r` of a view attends over row `r` of every view: `views·W` keys
-    /// (MV-Adapter's row-wise attention, UP2You).
+    /// (MV-Adapter's row-wise attention), all views' queries of a row in one group.
     RowWise,
+    /// The same attention as UP2You's processor computes it: one query group per (view, row),
+    /// the row's keys and values over all views materialised once per view
+    /// (`repeat_interleave`), so that memory grows with `views²`.
+    RowWiseRepeat,
 }
 
 /// Which recorded reference tokens a view's queries attend over.
@@ -206,10 +210,13 @@ pub enum ReferenceMode<'a> {
     },
 }
 
-/// Reference tokens per transformer block, each `[groups, tokens, channels]`.
+/// Reference tokens per transformer block, each `[groups, tokens, channels]`, or, when
+/// `per_view` is set, already selected for every query image (`[batch, k, channels]`, used as
+/// they are: UP2You selects once after its reference pass).
 #[derive(Debug)]
 pub struct ReferenceTokens {
     pub layers: Vec<Tensor>,
+    pub per_view: bool,
 }
 
 /// Per-forward state threaded through the transformer blocks.
@@ -321,7 +328,11 @@ impl BasicTransformerBlock {
                         .layers
                         .get(index)
                         .unwrap_or_else(|| panic!("reference tokens for block {index} missing"));
-                    let keys = reference_keys(layer, select, self.extra.views, &norm);
+                    let keys = if recorded.per_view {
+                        layer.shallow_clone()
+                    } else {
+                        reference_keys(layer, select, self.extra.views, &norm)
+                    };
                     x = &x + attn.forward(w, &norm, Some(&keys), st.imp);
                 }
             }
@@ -337,6 +348,9 @@ impl BasicTransformerBlock {
                 x = &x
                     + match self.extra.multiview {
                         Multiview::RowWise => row_wise(&norm, views, height, width, mv),
+                        Multiview::RowWiseRepeat => {
+                            row_wise_repeat(attn, w, &norm, views, (height, width), imp)
+                        }
                         _ => full_sequence(&norm, views, mv),
                     };
             }
@@ -384,10 +398,52 @@ fn row_wise(
         .reshape([bn, l, c])
 }
 
+/// [`Multiview::RowWiseRepeat`]: UP2You's `row_attention` statement by statement. Queries are
+/// grouped per (view, row) (`[(b n h), w, heads, d]`); the row's keys and values over all views
+/// (`[b, h, n·w, heads, d]`) are repeated for every view before the attention.
+fn row_wise_repeat(
+    attn: &MultiHeadAttention,
+    w: &Weights,
+    x: &Tensor,
+    views: i64,
+    (height, width): (i64, i64),
+    imp: AttentionImpl,
+) -> Tensor {
+    let (bn, l, c) = x.size3().expect("[B, L, C]");
+    assert!(
+        bn % views == 0,
+        "batch {bn} is not a multiple of {views} views"
+    );
+    assert_eq!(l, height * width, "tokens do not match the feature map");
+    let (b, heads, d) = (bn / views, attn.heads, attn.head_dim);
+    let rows_across_views = |t: Tensor| {
+        t.view([b, views, height, width, heads, d])
+            .permute([0, 2, 1, 3, 4, 5])
+            .reshape([b, height, views * width, heads, d])
+    };
+    let query = attn
+        .to_q
+        .forward(w, x)
+        .view([b * views * height, width, heads, d])
+        .transpose(1, 2);
+    let repeated = |t: Tensor| {
+        rows_across_views(t)
+            .repeat_interleave_self_int(views, 0, None)
+            .view([b * views * height, views * width, heads, d])
+            .transpose(1, 2)
+    };
+    let key = repeated(attn.to_k.forward(w, x));
+    let value = repeated(attn.to_v.forward(w, x));
+    let out = attention(&query, &key, &value, imp, attn.upcast)
+        .transpose(1, 2)
+        .reshape([bn, l, c]);
+    attn.to_out.forward(w, &out)
+}
+
 /// Keys for the reference attention of `queries` (`[(b n), L, C]`) from one block's recorded
 /// tokens (`[groups or 1, T, C]`): repeated for every view (materialised, as the reference
 /// implementation's `repeat` does), or a per-view selection.
-fn reference_keys(
+pub fn reference_keys(
     recorded: &Tensor,
     select: ReferenceSelect,
     views: i64,
@@ -555,6 +611,40 @@ mod tests {
             t.shallow_clone()
         });
         assert!(full.equal(&x));
+    }
+
+    /// UP2You's repeat form computes the same attention as the grouped one, and holds the
+    /// row's keys and values once per view: `views` times the grouped form's.
+    #[test]
+    fn row_attention_repeated_per_view_equals_the_grouped_form() {
+        use super::super::attention::{AttentionConfig, QkNormKind};
+        let (views, h, wd, c) = (3, 2, 4, 8);
+        let mut b = Builder::new(Kind::Float, Device::Cpu);
+        let attn = MultiHeadAttention::new(
+            &mut b,
+            "mv",
+            AttentionConfig {
+                query_dim: c,
+                context_dim: c,
+                heads: 2,
+                head_dim: 4,
+                qkv_bias: false,
+                out_bias: true,
+                qk_norm: QkNormKind::None,
+                upcast: false,
+            },
+        );
+        let w = b.finish();
+        let x = Tensor::randn([2 * views, h * wd, c], opts());
+        let grouped = row_wise(&x, views, h, wd, |t| {
+            attn.forward(&w, t, None, AttentionImpl::Sdpa)
+        });
+        let repeated = row_wise_repeat(&attn, &w, &x, views, (h, wd), AttentionImpl::Sdpa);
+        assert!(
+            repeated.allclose(&grouped, 1e-5, 1e-6, false),
+            "max difference {}",
+            (&repeated - &grouped).abs().max().double_value(&[])
+        );
     }
 
     #[test]

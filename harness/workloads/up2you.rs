@@ -42,7 +42,9 @@ use crate::models::clip::{ClipTextConfig, ClipTextModel};
 use crate::models::layers::Conv2d;
 use crate::models::t2i_adapter::T2iAdapter;
 use crate::models::unet::{UNet2DConditionModel, UNetConfig, UNetInput};
-use crate::models::unet_blocks::{ExtraAttention, ReferenceTokens};
+use crate::models::unet_blocks::{
+    reference_keys, ExtraAttention, ReferenceSelect, ReferenceTokens,
+};
 use crate::models::vae::{AutoencoderKL, VaeOptions};
 use crate::models::vit::{Vit, VitConfig};
 use crate::models::AttentionImpl;
@@ -113,7 +115,13 @@ struct Conditioning {
     /// `[uncond, cond]` prompt embeddings, each repeated per view (`[2·views, 77, C]`), or the
     /// conditional half alone without CFG.
     context: Tensor,
+    /// Per block, the tokens each view attends over (`[2·views, k, C]` with CFG, zeros for the
+    /// unconditional half; `[views, k, C]` without).
     tokens: ReferenceTokens,
+    /// What else UP2You keeps for the whole loop: the selected tokens of the cross-attention
+    /// inputs (its processors record `attn2` too; never read) and the copy of the whole dict
+    /// handed to the UNet in `cross_attention_kwargs`. Held for their memory only.
+    _kept: Vec<Tensor>,
 }
 
 pub struct Up2You {
@@ -279,8 +287,22 @@ impl Up2You {
             reference: None,
             down_residuals: None,
         };
-        let tokens = unet.forward_recording(&input, self.attention, images).1;
-        (Conditioning { context, tokens }, evals)
+        let recorded = unet.forward_recording(&input, self.attention, images).1;
+        let select = unet
+            .config
+            .extra
+            .reference
+            .expect("UP2You's UNet has reference attention");
+        let tokens = select_once(recorded, select, self.views, images, self.cfg());
+        let kept = kept_for_the_loop(&tokens);
+        (
+            Conditioning {
+                context,
+                tokens,
+                _kept: kept,
+            },
+            evals,
+        )
     }
 
     /// One multiview diffusion stage: the T2I-Adapter on the pose renders, then `steps` steps
@@ -309,13 +331,10 @@ impl Up2You {
                     t.shallow_clone()
                 }
             };
-            let doubled = ReferenceTokens {
-                layers: cond
-                    .tokens
-                    .layers
-                    .iter()
-                    .map(|t| t.repeat([2, 1, 1]))
-                    .collect(),
+            // Unguided steps read the conditional halves, sliced without copying.
+            let conditional = ReferenceTokens {
+                layers: cond.tokens.layers.iter().map(halves).collect(),
+                per_view: true,
             };
             for (i, &guide) in guided.iter().enumerate() {
                 let t = Tensor::from_slice(&[999 - (i as i64) * 1000 / n as i64])
@@ -325,14 +344,14 @@ impl Up2You {
                     (
                         Tensor::cat(&[&latents, &latents], 0),
                         cond.context.shallow_clone(),
-                        &doubled,
+                        &cond.tokens,
                         state.iter().map(Tensor::copy).collect(),
                     )
                 } else {
                     (
                         latents.shallow_clone(),
                         halves(&cond.context),
-                        &cond.tokens,
+                        &conditional,
                         state.iter().map(|s| halves(s).copy()).collect(),
                     )
                 };
@@ -399,6 +418,50 @@ fn model<M: pipeline::HasWeights>(slot: &Slot<M>) -> &M {
         .unwrap_or_else(|| panic!("`{}` is used before it is loaded", slot.name))
 }
 
+/// UP2You's feature selector, run once per block after the reference pass: each view's
+/// `k` tokens out of the `images` recorded images, and with CFG zeros for the unconditional
+/// half (`cat([zeros, selected])`), so every block's tokens are `[2·views, k, C]`.
+fn select_once(
+    recorded: ReferenceTokens,
+    select: ReferenceSelect,
+    views: i64,
+    images: i64,
+    cfg: bool,
+) -> ReferenceTokens {
+    let layers = recorded
+        .layers
+        .iter()
+        .map(|layer| {
+            let tokens_per_image = layer.size()[1] / images;
+            let queries =
+                Tensor::zeros([views, tokens_per_image, 1], (layer.kind(), layer.device()));
+            let chosen = reference_keys(layer, select, views, &queries);
+            if cfg {
+                Tensor::cat(&[chosen.zeros_like(), chosen], 0)
+            } else {
+                chosen
+            }
+        })
+        .collect();
+    ReferenceTokens {
+        layers,
+        per_view: true,
+    }
+}
+
+/// What else UP2You keeps for the whole loop, for its memory: the selected tokens of every
+/// block's cross-attention input too (its processors record `attn2` as well and never read
+/// it; [inferred] same shapes as `attn1`'s, both being the block's tokens × width), in the
+/// pipeline's dict and in the copy handed to the UNet through `cross_attention_kwargs`, which
+/// also holds a copy of every `attn1` entry.
+fn kept_for_the_loop(tokens: &ReferenceTokens) -> Vec<Tensor> {
+    tokens
+        .layers
+        .iter()
+        .flat_map(|t| [t.copy(), t.copy(), t.copy()])
+        .collect()
+}
+
 impl Workload for Up2You {
     fn call(&mut self, stages: &mut Stages) -> Result<()> {
         let (attention, kind, device) = (self.attention, self.kind, self.device);
@@ -449,14 +512,16 @@ impl Workload for Up2You {
 
 #[cfg(test)]
 mod tests {
-    use super::Up2You;
+    use super::{kept_for_the_loop, select_once, Up2You};
     use crate::models::clip::{ClipTextConfig, ClipTextModel};
     use crate::models::t2i_adapter::T2iAdapter;
     use crate::models::test_util::count;
     use crate::models::unet::{UNet2DConditionModel, UNetConfig};
+    use crate::models::unet_blocks::{ReferenceSelect, ReferenceTokens};
     use crate::models::vae::{AutoencoderKL, VaeConfig};
     use crate::plan::ParamValue;
     use crate::workloads::pipeline::{Component, LOAD_BYTES};
+    use tch::{Device, Kind, Tensor};
 
     fn tiny<'a>(overrides: &[(&'a str, ParamValue)]) -> Vec<(&'a str, ParamValue)> {
         let mut all = vec![
@@ -522,6 +587,32 @@ mod tests {
         assert_eq!(m.counters["normal_multiview_evals"], 8);
         assert_eq!(m.counters["unet_evals"], 16);
         assert!(m.stages.iter().any(|s| s.name == "decode_normal"));
+    }
+
+    #[test]
+    fn reference_tokens_are_selected_once_per_view_and_kept_three_times_over() {
+        let (views, images, hw, c) = (3, 2, 4, 5);
+        let recorded = ReferenceTokens {
+            layers: (0..2)
+                .map(|_| Tensor::randn([1, images * hw, c], (Kind::Float, Device::Cpu)))
+                .collect(),
+            per_view: false,
+        };
+        let select = ReferenceSelect::PerView { ratio: 2.0 };
+        let tokens = select_once(recorded, select, views, images, true);
+        assert!(tokens.per_view);
+        for layer in &tokens.layers {
+            assert_eq!(
+                layer.size(),
+                vec![2 * views, 2 * hw, c],
+                "[2·views, 2·HW, C]"
+            );
+            let unconditional = layer.narrow(0, 0, views);
+            assert_eq!(unconditional.abs().sum(Kind::Float).double_value(&[]), 0.0);
+        }
+        let kept = kept_for_the_loop(&tokens);
+        assert_eq!(kept.len(), 3 * tokens.layers.len());
+        assert!(kept.iter().all(|t| t.size() == tokens.layers[0].size()));
     }
 
     #[test]

@@ -142,12 +142,13 @@ impl UNetConfig {
         }
     }
 
-    /// UP2You's UNet: SD 2.1 with MV-Adapter's row-wise multiview attention and a reference
+    /// UP2You's UNet: SD 2.1 with MV-Adapter's row-wise multiview attention (computed as its
+    /// processor does, keys and values repeated per view) and a reference
     /// attention over `max_select_ratio·HW = 2·HW` tokens per view (capped at `N_ref·HW`).
     pub fn up2you() -> UNetConfig {
         UNetConfig {
             extra: ExtraAttention {
-                multiview: Multiview::RowWise,
+                multiview: Multiview::RowWiseRepeat,
                 views: Self::MULTIVIEW_VIEWS,
                 reference: Some(ReferenceSelect::PerView { ratio: 2.0 }),
             },
@@ -469,6 +470,7 @@ impl UNet2DConditionModel {
                     Tensor::randn([groups, images * h * w, s.channels], (kind, device))
                 })
                 .collect(),
+            per_view: false,
         }
     }
 
@@ -502,7 +504,13 @@ impl UNet2DConditionModel {
             ReferenceMode::Record { tokens, .. } => tokens,
             _ => unreachable!("the mode is returned as given"),
         };
-        (out, ReferenceTokens { layers })
+        (
+            out,
+            ReferenceTokens {
+                layers,
+                per_view: false,
+            },
+        )
     }
 
     fn run<'a>(

@@ -41,7 +41,7 @@ What is reconstructed (written here after the repository's code):
   as the repository does: queries grouped per (view, row), the row's keys and values over all views
   materialised once per view with ``repeat_interleave`` (memory grows with ``views**2``);
   ``"grouped"`` is the same mathematics without the copy (all views' queries of a row together),
-  which is what the Rust replica computes.
+  a lighter variant; the Rust replica computes the repeat form too.
 * Reference attention: a third branch in every ``attn1`` (``to_{q,k,v,out}_ref``) attending over
   tokens selected from a reference pass. The reference pass is the **same UNet** (no second UNet
   is resident), run once per call at t=0 on the VAE-encoded reference photos with the
