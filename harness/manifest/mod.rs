@@ -87,10 +87,7 @@ impl Manifest {
     /// Parses and validates `text`; `path_for_messages` only names the file in errors and in
     /// the plan.
     pub fn from_str(path_for_messages: &Path, text: &str) -> Result<Manifest, ManifestError> {
-        let ctx = Ctx {
-            path: path_for_messages,
-            text,
-        };
+        let ctx = Ctx::new(path_for_messages, text);
         let root = DeTable::parse(text).map_err(|e| syntax_error(&ctx, &e))?;
         let model = schema::parse_model(&ctx, root.get_ref())?;
         expand::check_limits(&ctx, &model)?;

@@ -1168,10 +1168,7 @@ fn limit_errors_carry_the_key_of_the_offending_setting() {
 
     // Defaulted maximums always satisfy their minimum, so the error that points at the
     // minimum instead can only be reached directly.
-    let ctx = spanned::Ctx {
-        path: Path::new("scenarios/x.toml"),
-        text: &text,
-    };
+    let ctx = spanned::Ctx::new(Path::new("scenarios/x.toml"), &text);
     let located = schema::Located {
         value: 30,
         path: "variant[0].run.repetitions".to_string(),
