@@ -72,3 +72,13 @@ fn missing_file_is_an_input_error() {
         .code(2)
         .stderr(predicate::str::contains("manifests/nope.toml"));
 }
+
+/// A key of thousands of dotted parts once gave "invalid TOML: recursion limit" with no place.
+#[test]
+fn a_key_of_thousands_of_dotted_parts_is_located() {
+    let key = vec!["cudnn"; 5000].join(".");
+    assert_rejected(
+        &format!("\n[knobs]\n{key} = true\n"),
+        &["manifests/bad.toml:6:1: key `cudnn.cudnn.cudnn.cudnn.cudnn.cudnn.cudnn.cudnn…` has 5000 dotted parts, more than a manifest key may have (64)"],
+    );
+}

@@ -35,8 +35,11 @@ impl ManifestError {
     }
 
     /// Locates the error at byte `offset` of `text`.
-    pub(super) fn at(mut self, text: &str, offset: usize) -> Self {
-        let (line, column) = line_col(text, offset);
+    pub(super) fn at(self, text: &str, offset: usize) -> Self {
+        self.at_line_col(line_col(text, offset))
+    }
+
+    pub(super) fn at_line_col(mut self, (line, column): (usize, usize)) -> Self {
         self.line = Some(line);
         self.column = Some(column);
         self
@@ -72,15 +75,35 @@ impl fmt::Display for ManifestError {
 
 /// 1-based line and character column of byte `offset` in `text`.
 pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
+    LineIndex::new(text).line_col(text, offset)
+}
+
+/// Where each line of a text starts, so that locating an offset costs a binary search and not
+/// a scan of the text before it (a manifest of 20,000 claims locates each of them).
+#[derive(Debug, Clone)]
+pub(super) struct LineIndex {
+    /// Byte offset of the first character of each line; the first is 0.
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub(super) fn new(text: &str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex { starts }
     }
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before[line_start..].chars().count() + 1;
-    (line, column)
+
+    /// 1-based line and character column of byte `offset` in `text`, the text indexed.
+    pub(super) fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.starts.partition_point(|&start| start <= offset);
+        let column = text[self.starts[line - 1]..offset].chars().count() + 1;
+        (line, column)
+    }
 }
 
 /// The option that `input` most plausibly misspells, if any is close enough to suggest.

@@ -2,7 +2,7 @@
 //! profile < variant < matrix cell. Also the checks that need merged values (`*_max` against
 //! its minimum), which [`check_limits`] runs for every profile when a manifest is loaded.
 
-use super::error::{backticked, choice_hint, closest, line_col, ManifestError};
+use super::error::{backticked, choice_hint, closest, ManifestError};
 use super::schema::{Axis, Cell, Layer, Located, Model, VariantDef, BASE_PROFILE};
 use super::spanned::{join, Ctx};
 use super::ProfileChoice;
@@ -11,6 +11,7 @@ use crate::knobs::Knobs;
 use crate::plan::{
     CompareSettings, Order, Settle, VariantPlan, MAX_JOBS, MAX_PROCESSES, MAX_VARIANTS,
 };
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// `[run]` values that apply when nothing sets them.
@@ -350,7 +351,7 @@ pub(super) fn check_limit(
     );
     let origin = |count: Count<'_>, key: &str| match count.set_by {
         Some(located) => {
-            let (line, _) = line_col(ctx.text, located.offset);
+            let (line, _) = ctx.line_col(located.offset);
             format!(
                 "`{key}` = {} is set by `{}` on line {line}",
                 count.value, located.path
@@ -409,9 +410,10 @@ pub(super) fn check_claims(ctx: &Ctx<'_>, model: &Model) -> Result<(), ManifestE
     }
     let plans = variants(model, None);
     let names: Vec<&str> = plans.iter().map(|v| v.name.as_str()).collect();
+    let known: HashSet<&str> = names.iter().copied().collect();
     for claim in &model.claims {
         for r in &claim.refs {
-            if !names.contains(&r.name.as_str()) {
+            if !known.contains(r.name.as_str()) {
                 let defined = model.variants.iter().any(|d| d.name == r.name);
                 let hint = if defined && !model.axes.is_empty() {
                     let cells: Vec<&str> = names
@@ -445,14 +447,15 @@ pub(super) fn check_claims(ctx: &Ctx<'_>, model: &Model) -> Result<(), ManifestE
     );
     for profile in profiles {
         let plans = variants(model, profile.map(|(_, layer)| layer));
+        let by_name: HashMap<&str, &VariantPlan> =
+            plans.iter().map(|v| (v.name.as_str(), v)).collect();
         for claim in &model.claims {
             let (Some(offset), ClaimCheck::Fit { variant, .. }) = (claim.fit_offset, &claim.check)
             else {
                 continue;
             };
-            let budget = plans
-                .iter()
-                .find(|v| &v.name == variant)
+            let budget = by_name
+                .get(variant.as_str())
                 .and_then(|v| v.knobs.vram_budget_gib);
             if budget.is_none() {
                 let under = profile

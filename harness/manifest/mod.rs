@@ -38,8 +38,10 @@ use crate::plan::Plan;
 use schema::Model;
 use sha2::{Digest, Sha256};
 use spanned::Ctx;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::de::DeTable;
+use toml_parser::parser::EventKind;
 
 /// Largest manifest file read (16 MiB): far above any real manifest, far below memory.
 pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
@@ -87,10 +89,7 @@ impl Manifest {
     /// Parses and validates `text`; `path_for_messages` only names the file in errors and in
     /// the plan.
     pub fn from_str(path_for_messages: &Path, text: &str) -> Result<Manifest, ManifestError> {
-        let ctx = Ctx {
-            path: path_for_messages,
-            text,
-        };
+        let ctx = Ctx::new(path_for_messages, text);
         let root = DeTable::parse(text).map_err(|e| syntax_error(&ctx, &e))?;
         let model = schema::parse_model(&ctx, root.get_ref())?;
         expand::check_limits(&ctx, &model)?;
@@ -127,8 +126,17 @@ impl Manifest {
     }
 }
 
+/// Most dotted parts a manifest key may have (`a.b.c` has 3): real keys have a handful. The TOML
+/// reader refuses keys of more than 80 parts without saying where, so such keys are located here.
+pub const MAX_KEY_PARTS: usize = 64;
+
 fn syntax_error(ctx: &Ctx<'_>, error: &toml::de::Error) -> ManifestError {
     let mut message = error.message().trim().replace('\n', "; ");
+    if error.span().is_none() {
+        if let Some(error) = overlong_key(ctx) {
+            return error;
+        }
+    }
     if let Some(span) = error.span() {
         if message == "duplicate key" {
             if let Some(key) = ctx.text.get(span.clone()) {
@@ -139,6 +147,63 @@ fn syntax_error(ctx: &Ctx<'_>, error: &toml::de::Error) -> ManifestError {
     } else {
         ManifestError::new(ctx.path, format!("invalid TOML: {message}"))
     }
+}
+
+/// The first key (in a table header or before `=`) of more than [`MAX_KEY_PARTS`] dotted parts,
+/// as an error at its first part, naming its first parts.
+fn overlong_key(ctx: &Ctx<'_>) -> Option<ManifestError> {
+    const SHOWN_PARTS: usize = 8;
+    let source = toml_parser::Source::new(ctx.text);
+    let tokens = source.lex().into_vec();
+    // The key being read: its span so far and its parts; the first one too long.
+    let mut key: Option<(Range<usize>, usize)> = None;
+    let mut shown_end = 0;
+    let mut after_dot = false;
+    let mut found: Option<(usize, usize, usize)> = None;
+    let mut receiver = |event: toml_parser::parser::Event| {
+        let span = event.span().start()..event.span().end();
+        match event.kind() {
+            EventKind::SimpleKey => match &mut key {
+                Some((key_span, parts)) if after_dot => {
+                    key_span.end = span.end;
+                    *parts += 1;
+                    if *parts <= SHOWN_PARTS {
+                        shown_end = span.end;
+                    }
+                }
+                _ => {
+                    key = Some((span.clone(), 1));
+                    shown_end = span.end;
+                }
+            },
+            EventKind::KeySep => after_dot = true,
+            EventKind::Whitespace => return,
+            _ => {
+                if let (None, Some((span, parts))) = (found, key.take()) {
+                    if parts > MAX_KEY_PARTS {
+                        found = Some((span.start, parts, shown_end));
+                    }
+                }
+            }
+        }
+        if event.kind() != EventKind::KeySep {
+            after_dot = false;
+        }
+    };
+    toml_parser::parser::parse_document(&tokens, &mut receiver, &mut ());
+    let (start, parts, shown_end) = found.or_else(|| {
+        // A key at the very end of the file, with no `=` or `]` after it.
+        key.filter(|(_, parts)| *parts > MAX_KEY_PARTS)
+            .map(|(span, parts)| (span.start, parts, shown_end))
+    })?;
+    let shown = format!("{}…", ctx.snippet(start..shown_end));
+    Some(ctx.err(
+        start..start,
+        &shown,
+        format!(
+            "key `{shown}` has {parts} dotted parts, more than a manifest key may have ({MAX_KEY_PARTS})"
+        ),
+    ))
 }
 
 /// Which profile to plan with.

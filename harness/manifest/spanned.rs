@@ -2,7 +2,7 @@
 //! point at the offending key or value with a hint. It knows nothing of manifests; the schema
 //! (`schema/`) and the claims reader are written with it.
 
-use super::error::{choice_hint, ManifestError};
+use super::error::{choice_hint, LineIndex, ManifestError};
 use crate::knobs::Spelled;
 use std::ops::Range;
 use std::path::Path;
@@ -13,16 +13,30 @@ use toml::Spanned;
 pub(super) struct Ctx<'a> {
     pub path: &'a Path,
     pub text: &'a str,
+    lines: LineIndex,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    pub(super) fn new(path: &'a Path, text: &'a str) -> Self {
+        Ctx {
+            path,
+            text,
+            lines: LineIndex::new(text),
+        }
+    }
+
+    /// 1-based line and character column of byte `offset` of the text.
+    pub(super) fn line_col(&self, offset: usize) -> (usize, usize) {
+        self.lines.line_col(self.text, offset)
+    }
+
     pub(super) fn err(
         &self,
         span: Range<usize>,
         key: &str,
         message: impl Into<String>,
     ) -> ManifestError {
-        let error = ManifestError::new(self.path, message).at(self.text, span.start);
+        let error = ManifestError::new(self.path, message).at_line_col(self.line_col(span.start));
         if key.is_empty() {
             error
         } else {

@@ -1172,10 +1172,7 @@ fn limit_errors_carry_the_key_of_the_offending_setting() {
 
     // Defaulted maximums always satisfy their minimum, so the error that points at the
     // minimum instead can only be reached directly.
-    let ctx = spanned::Ctx {
-        path: Path::new("scenarios/x.toml"),
-        text: &text,
-    };
+    let ctx = spanned::Ctx::new(Path::new("scenarios/x.toml"), &text);
     let located = schema::Located {
         value: 30,
         path: "variant[0].run.repetitions".to_string(),
@@ -1346,4 +1343,47 @@ fn devices_and_pipes_are_not_read_as_manifests() {
         .unwrap_err()
         .to_string();
     assert_eq!(err, "/dev/zero: cannot read manifest: not a regular file");
+}
+
+/// The TOML reader refuses a key of more than 80 dotted parts without a position ("recursion
+/// limit"); such keys are refused at their first part, by file, line, column and key.
+#[test]
+fn keys_of_too_many_dotted_parts_are_located() {
+    let deep = |n: usize| vec!["a"; n].join(".");
+    for (lines, line, column, parts) in [
+        (
+            vec!["[params]".to_string(), format!("{} = 1", deep(5000))],
+            5,
+            1,
+            5000,
+        ),
+        (vec![format!("[{}]", deep(100)), "b = 1".into()], 4, 2, 100),
+        (vec![format!("[[{}]]", deep(90))], 4, 3, 90),
+        (
+            vec!["[knobs]".into(), format!("x = 1\n  {} = 1", deep(81))],
+            6,
+            3,
+            81,
+        ),
+        (vec![format!("v = {{ {} = 1 }}", deep(200))], 4, 7, 200),
+    ] {
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let error = parse(&with_suite(&lines)).unwrap_err();
+        assert_eq!(
+            (error.line, error.column),
+            (Some(line), Some(column)),
+            "{error}"
+        );
+        assert_eq!(error.key.as_deref(), Some("a.a.a.a.a.a.a.a…"));
+        assert_eq!(
+            error.message,
+            format!("key `a.a.a.a.a.a.a.a…` has {parts} dotted parts, more than a manifest key may have (64)")
+        );
+    }
+    // Up to what the TOML reader takes, a deep key is simply an unknown one.
+    let error = parse(&with_suite(&["[params]", &format!("{} = 1", deep(70))])).unwrap_err();
+    assert!(
+        error.message.starts_with("unknown parameter `a`"),
+        "{error}"
+    );
 }

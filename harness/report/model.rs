@@ -2,9 +2,10 @@
 //! earlier runs when available) so that every format says the same thing. Serialised as
 //! `report.json`.
 
+use crate::plan::VariantPlan;
 use crate::stats::{MedianInterval, NestedSample};
 use crate::store::baseline::config_hash;
-use crate::store::{RunRecord, SampleRow};
+use crate::store::{ProcessRecord, RunRecord, SampleRow};
 use crate::verdict::claims::{self, ClaimVerdict, ClaimVerdictKind};
 use crate::verdict::gate::{GateReport, GateVerdict};
 use crate::worker::protocol::Status;
@@ -246,6 +247,15 @@ impl Report {
             .iter()
             .map(|suite| {
                 let data = claims::variant_data(suite, samples, true);
+                let processes = suite.processes_by_variant();
+                let rows = suite.measured_rows(samples);
+                let of = |v: &VariantPlan| {
+                    let name = v.name.as_str();
+                    (
+                        processes.get(name).map_or(&[][..], Vec::as_slice),
+                        rows.get(name).map_or(&[][..], Vec::as_slice),
+                    )
+                };
                 SuiteSummary {
                     suite: suite.plan.suite.clone(),
                     description: suite.plan.description.clone(),
@@ -255,7 +265,10 @@ impl Report {
                         .plan
                         .variants
                         .iter()
-                        .map(|v| variant_summary(suite, v, data.get(&v.name), samples))
+                        .map(|v| {
+                            let (records, rows) = of(v);
+                            variant_summary(v, data.get(&v.name), records, rows)
+                        })
                         .collect(),
                     workers: suite.processes.iter().map(WorkerOutcome::of).collect(),
                 }
@@ -430,36 +443,23 @@ pub fn metric_summary(sample: &NestedSample) -> Option<MetricSummary> {
     })
 }
 
+/// `records`: the variant's processes; `rows`: its measured rows
+/// ([`crate::store::SuiteRecord::measured_rows`]).
 fn variant_summary(
-    suite: &crate::store::SuiteRecord,
-    plan: &crate::plan::VariantPlan,
+    plan: &VariantPlan,
     data: Option<&claims::VariantData<'_>>,
-    samples: &[SampleRow],
+    records: &[&ProcessRecord],
+    rows: &[&SampleRow],
 ) -> VariantSummary {
-    let records: Vec<_> = suite
-        .processes
-        .iter()
-        .filter(|p| p.variant == plan.name)
-        .collect();
     let mut outcomes = BTreeMap::new();
-    for p in &records {
+    for p in records {
         *outcomes.entry(p.status.as_str().to_string()).or_default() += 1;
     }
     let metric = |name: &str| data.and_then(|d| d.metrics.get(name));
     let mut flags = BTreeMap::new();
     let mut calls = 0;
     let mut stage_order: Vec<String> = Vec::new();
-    let ok: Vec<u32> = records
-        .iter()
-        .filter(|p| p.status == Status::Ok)
-        .map(|p| p.process)
-        .collect();
-    for row in samples.iter().filter(|s| {
-        s.suite == suite.plan.suite
-            && s.variant == plan.name
-            && !s.warmup
-            && ok.contains(&s.process)
-    }) {
+    for row in rows {
         calls += 1;
         for flag in &row.flags {
             *flags.entry(flag.clone()).or_default() += 1;
@@ -556,25 +556,37 @@ pub fn run_medians(run: &RunRecord, samples: &[SampleRow]) -> Vec<VariantMedian>
 /// `current` are kept, each with the runs that measured the same configuration, and only series
 /// with two points or more.
 pub fn trends(current: &RunRecord, runs: &[RunMedians]) -> Vec<TrendSeries> {
+    // One index per run: a lookup per variant, not a scan (runs of thousands of variants).
+    let indexed: Vec<std::collections::HashMap<(&str, &str, &str), f64>> = runs
+        .iter()
+        .map(|r| {
+            r.medians
+                .iter()
+                .map(|m| {
+                    let key = (
+                        m.suite.as_str(),
+                        m.variant.as_str(),
+                        m.config_sha256.as_str(),
+                    );
+                    (key, m.wall_ms)
+                })
+                .collect()
+        })
+        .collect();
     let mut series: Vec<TrendSeries> = Vec::new();
     for suite in &current.suites {
         for v in &suite.plan.variants {
             let config = config_hash(v);
+            let key = (suite.plan.suite.as_str(), v.name.as_str(), config.as_str());
             let points: Vec<TrendPoint> = runs
                 .iter()
-                .filter_map(|r| {
-                    r.medians
-                        .iter()
-                        .find(|m| {
-                            m.suite == suite.plan.suite
-                                && m.variant == v.name
-                                && m.config_sha256 == config
-                        })
-                        .map(|m| TrendPoint {
-                            run: r.run.clone(),
-                            started_at: r.started_at.clone(),
-                            wall_ms: m.wall_ms,
-                        })
+                .zip(&indexed)
+                .filter_map(|(r, index)| {
+                    index.get(&key).map(|&wall_ms| TrendPoint {
+                        run: r.run.clone(),
+                        started_at: r.started_at.clone(),
+                        wall_ms,
+                    })
                 })
                 .collect();
             if points.len() >= 2 {

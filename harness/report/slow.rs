@@ -86,10 +86,13 @@ pub fn slow_processes(run: &RunRecord, samples: &[SampleRow]) -> Vec<SlowProcess
                 .filter(|t| t.is_finite() && *t > 0.0)
         };
         let fastest_probe = ok.iter().filter_map(|p| probe(p)).reduce(f64::min);
+        let processes = suite.processes_by_variant();
         for v in &suite.plan.variants {
-            let medians: Vec<(&crate::store::ProcessRecord, f64)> = ok
-                .iter()
-                .filter(|p| p.variant == v.name)
+            let medians: Vec<(&crate::store::ProcessRecord, f64)> = processes
+                .get(v.name.as_str())
+                .into_iter()
+                .flatten()
+                .filter(|p| p.status == Status::Ok)
                 .filter_map(|p| {
                     let w = walls.get(&(name, v.name.as_str(), p.process))?;
                     Some((*p, Sample::new(w.clone()).ok()?.median()))

@@ -2,7 +2,7 @@
 
 use crate::store::{RunRecord, SampleRow};
 use crate::text::printable;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -28,18 +28,26 @@ pub fn summary(run: &RunRecord, samples: &[SampleRow]) -> String {
         "suite", "variant", "outcomes", "calls", "median ms", "peak alloc MiB"
     );
     for suite in &run.suites {
+        let processes = suite.processes_by_variant();
+        // Every measured row, whatever its process's outcome: grouped in one pass.
+        let mut rows: HashMap<&str, Vec<&SampleRow>> = HashMap::new();
+        for s in samples
+            .iter()
+            .filter(|s| s.suite == suite.plan.suite && !s.warmup)
+        {
+            rows.entry(s.variant.as_str()).or_default().push(s);
+        }
         for variant in &suite.plan.variants {
             let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
-            for p in suite.processes.iter().filter(|p| p.variant == variant.name) {
+            for p in processes.get(variant.name.as_str()).into_iter().flatten() {
                 *outcomes.entry(p.status.as_str()).or_default() += 1;
             }
             if outcomes.is_empty() {
                 outcomes.insert("not run", 0);
             }
-            let measured: Vec<&SampleRow> = samples
-                .iter()
-                .filter(|s| s.suite == suite.plan.suite && s.variant == variant.name && !s.warmup)
-                .collect();
+            let measured = rows
+                .get(variant.name.as_str())
+                .map_or(&[][..], Vec::as_slice);
             let wall = median(measured.iter().map(|s| s.measurement.wall_ms).collect());
             let peak = median(
                 measured

@@ -261,33 +261,26 @@ impl Baseline {
         run.suites
             .iter()
             .map(|suite| {
+                let processes = suite.processes_by_variant();
+                let rows = suite.measured_rows(samples);
                 let variants = suite
                     .plan
                     .variants
                     .iter()
                     .map(|v| {
-                        let records: Vec<_> = suite
-                            .processes
-                            .iter()
-                            .filter(|p| p.variant == v.name)
-                            .collect();
+                        let records = processes
+                            .get(v.name.as_str())
+                            .map_or(&[][..], Vec::as_slice);
                         let mut metrics: BTreeMap<String, BTreeMap<u32, Vec<f64>>> =
                             BTreeMap::new();
-                        for p in records.iter().filter(|p| p.status == Status::Ok) {
-                            for row in samples.iter().filter(|s| {
-                                s.suite == suite.plan.suite
-                                    && s.variant == v.name
-                                    && s.process == p.process
-                                    && !s.warmup
-                            }) {
-                                for (name, value) in metric_values(row) {
-                                    metrics
-                                        .entry(name)
-                                        .or_default()
-                                        .entry(p.process)
-                                        .or_default()
-                                        .push(value);
-                                }
+                        for row in rows.get(v.name.as_str()).into_iter().flatten() {
+                            for (name, value) in metric_values(row) {
+                                metrics
+                                    .entry(name)
+                                    .or_default()
+                                    .entry(row.process)
+                                    .or_default()
+                                    .push(value);
                             }
                         }
                         BaselineVariant {

@@ -15,7 +15,6 @@
 use super::baseline::{metric_values, BaselineKey};
 use super::{slug, Results, RunRecord, SampleRow};
 use crate::stats::changepoint::{change_points, ChangePointConfig};
-use crate::worker::protocol::Status;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -96,15 +95,7 @@ pub fn run_rows(
 ) -> BTreeMap<(String, String, String), Vec<HistoryRow>> {
     let mut values: BTreeMap<(String, String, String, u32), Vec<f64>> = BTreeMap::new();
     for suite in &run.suites {
-        let ok: Vec<(&str, u32)> = suite
-            .processes
-            .iter()
-            .filter(|p| p.status == Status::Ok)
-            .map(|p| (p.variant.as_str(), p.process))
-            .collect();
-        for row in samples.iter().filter(|s| {
-            s.suite == suite.plan.suite && !s.warmup && ok.contains(&(&s.variant, s.process))
-        }) {
+        for row in suite.measured_rows(samples).into_values().flatten() {
             for (metric, value) in metric_values(row) {
                 let key = (row.suite.clone(), row.variant.clone(), metric, row.process);
                 values.entry(key).or_default().push(value);

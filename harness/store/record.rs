@@ -11,7 +11,7 @@ use crate::measure::nvml::GpuInfo;
 use crate::plan::Plan;
 use crate::worker::protocol::{self, Status};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Hardware and software a run was measured on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -158,6 +158,44 @@ pub struct SuiteRecord {
     /// What adaptive replication did, when the plan asked for it.
     #[serde(default)]
     pub adaptive: Option<AdaptiveRecord>,
+}
+
+// Records may hold thousands of variants and processes and millions of rows: per-variant work
+// takes its processes and rows from these maps, built in one pass, rather than scanning the
+// whole record for every variant.
+impl SuiteRecord {
+    /// Each variant's processes, in record order.
+    pub fn processes_by_variant(&self) -> HashMap<&str, Vec<&ProcessRecord>> {
+        let mut out: HashMap<&str, Vec<&ProcessRecord>> = HashMap::new();
+        for p in &self.processes {
+            out.entry(p.variant.as_str()).or_default().push(p);
+        }
+        out
+    }
+
+    /// Each variant's measured rows (warm-up calls left out) from processes that ended ok, in
+    /// file order.
+    pub fn measured_rows<'s>(
+        &self,
+        samples: &'s [super::SampleRow],
+    ) -> HashMap<&'s str, Vec<&'s super::SampleRow>> {
+        let ok: HashSet<(&str, u32)> = self
+            .processes
+            .iter()
+            .filter(|p| p.status == Status::Ok)
+            .map(|p| (p.variant.as_str(), p.process))
+            .collect();
+        let mut out: HashMap<&str, Vec<&super::SampleRow>> = HashMap::new();
+        for row in samples {
+            if row.suite == self.plan.suite
+                && !row.warmup
+                && ok.contains(&(row.variant.as_str(), row.process))
+            {
+                out.entry(row.variant.as_str()).or_default().push(row);
+            }
+        }
+        out
+    }
 }
 
 /// The outcome of adding processes until each variant's interval was narrow enough.

@@ -12,7 +12,9 @@
 
 use super::baseline::{Baseline, BaselineKey};
 use super::error::StoreError;
-use super::{csv_io, slug, write_atomic, Fingerprint, RunRecord, SampleRow, FORMAT_VERSION};
+use super::{
+    csv_io, slug, write_atomic, Fingerprint, RunRecord, SampleRow, SuiteRecord, FORMAT_VERSION,
+};
 use crate::plan::Plan;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -369,7 +371,7 @@ fn consistent_samples(
     record: &RunRecord,
     samples: Vec<SampleRow>,
 ) -> anyhow::Result<Vec<SampleRow>> {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, HashMap, HashSet};
     let file = path.display();
     let mut counts: BTreeMap<(&str, &str, u32), (u64, u64)> = BTreeMap::new();
     for suite in &record.suites {
@@ -380,16 +382,25 @@ fn consistent_samples(
                 .0 += u64::from(p.samples);
         }
     }
+    // Suite name → its variants' names: one lookup per row, however many variants there are.
+    let by_suite: HashMap<&str, (&SuiteRecord, HashSet<&str>)> = record
+        .suites
+        .iter()
+        .map(|s| {
+            let variants = s.plan.variants.iter().map(|v| v.name.as_str()).collect();
+            (s.plan.suite.as_str(), (s, variants))
+        })
+        .collect();
     let mut listed = Vec::with_capacity(samples.len());
     for (i, row) in samples.iter().enumerate() {
-        let Some(suite) = record.suites.iter().find(|s| s.plan.suite == row.suite) else {
+        let Some((suite, variants)) = by_suite.get(row.suite.as_str()) else {
             anyhow::bail!(
                 "{file}: row {}, column suite: suite `{}` is not in run.json",
                 i + 2,
                 row.suite
             );
         };
-        if !suite.plan.variants.iter().any(|v| v.name == row.variant) {
+        if !variants.contains(row.variant.as_str()) {
             let known: Vec<&str> = suite
                 .plan
                 .variants

@@ -121,22 +121,11 @@ fn not_compared(suite: &str, variant: &str, metric: &str, reason: String) -> Gat
     }
 }
 
-/// Candidate values of one variant: metric → per-process values, from processes that ended ok.
-fn candidate_metrics(
-    suite: &SuiteRecord,
-    samples: &[SampleRow],
-    variant: &str,
-) -> BTreeMap<String, ProcessValues> {
+/// Candidate values of one variant: metric → per-process values, from its measured rows
+/// ([`SuiteRecord::measured_rows`]).
+fn candidate_metrics(rows: &[&SampleRow]) -> BTreeMap<String, ProcessValues> {
     let mut by: BTreeMap<String, BTreeMap<u32, Vec<f64>>> = BTreeMap::new();
-    let ok: Vec<u32> = suite
-        .processes
-        .iter()
-        .filter(|p| p.variant == variant && p.status == Status::Ok)
-        .map(|p| p.process)
-        .collect();
-    for row in samples.iter().filter(|s| {
-        s.suite == suite.plan.suite && s.variant == variant && !s.warmup && ok.contains(&s.process)
-    }) {
+    for row in rows {
         for (name, value) in metric_values(row) {
             by.entry(name)
                 .or_default()
@@ -179,6 +168,8 @@ fn gate_suite<'a>(
     let config = CompareConfig::default();
     let mut entries = Vec::new();
     let mut comparisons: Vec<Pending<'a>> = Vec::new();
+    let processes = suite.processes_by_variant();
+    let rows = suite.measured_rows(samples);
     for v in &suite.plan.variants {
         let Some(base) = baseline.variant(&v.name) else {
             entries.push(not_compared(
@@ -205,10 +196,10 @@ fn gate_suite<'a>(
             continue;
         }
         let first_entry = entries.len();
-        let statuses: Vec<Status> = suite
-            .processes
-            .iter()
-            .filter(|p| p.variant == v.name)
+        let statuses: Vec<Status> = processes
+            .get(v.name.as_str())
+            .into_iter()
+            .flatten()
             .map(|p| p.status)
             .collect();
         let (cand_oom, cand_ok) = outcome_summary(&statuses);
@@ -261,7 +252,7 @@ fn gate_suite<'a>(
             }
             (true, true) => {}
         }
-        let candidate = candidate_metrics(suite, samples, &v.name);
+        let candidate = candidate_metrics(rows.get(v.name.as_str()).map_or(&[][..], Vec::as_slice));
         let metrics: Vec<String> = DEFAULT_METRICS
             .iter()
             .map(|m| m.to_string())

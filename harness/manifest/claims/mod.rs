@@ -231,7 +231,7 @@ fn parse_claim(ctx: &Ctx<'_>, item: &Value<'_>, path: &str) -> Result<ClaimDef, 
         unreachable!("required rows");
     };
     let (id, id_offset) = (id.value, id.offset);
-    let line = super::error::line_col(ctx.text, id_offset).0;
+    let line = ctx.line_col(id_offset).0;
     let def = |check: ClaimCheck, refs: Vec<VariantRef>, fit_offset: Option<usize>| ClaimDef {
         id: id.clone(),
         source: source.clone(),

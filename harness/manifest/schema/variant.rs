@@ -9,6 +9,7 @@ use crate::manifest::spanned::{
     check_keys, expect_str, expect_table, type_error, valid_name, Ctx, Value,
 };
 use crate::plan::slug;
+use std::collections::HashMap;
 use toml::de::DeValue;
 
 /// The variant's own keys; the layer's follow them (`compare` among them, accepted only to be
@@ -52,6 +53,10 @@ pub(in crate::manifest) fn parse_variants(
     };
     let mut variants: Vec<VariantDef> = Vec::new();
     let mut name_offsets: Vec<usize> = Vec::new();
+    // Name and slug → index of the first variant with it: lookups stay constant-time however
+    // many variants there are.
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut by_slug: HashMap<String, usize> = HashMap::new();
     for (index, element) in array.iter().enumerate() {
         let path = format!("variant[{index}]");
         let table = expect_table(ctx, element, &path)?;
@@ -62,8 +67,8 @@ pub(in crate::manifest) fn parse_variants(
         let name_offset = table
             .get_key_value("name")
             .map_or(0, |(_, v)| v.span().start);
-        if let Some(first) = variants.iter().position(|v| v.name == def.name) {
-            let (line, _) = crate::manifest::error::line_col(ctx.text, name_offsets[first]);
+        if let Some(&first) = by_name.get(&def.name) {
+            let (line, _) = ctx.line_col(name_offsets[first]);
             let name = &def.name;
             return Err(ctx
                 .err(
@@ -74,19 +79,16 @@ pub(in crate::manifest) fn parse_variants(
                 .with_hint(format!("`{name}` is first defined on line {line}")));
         }
         // Names become file names through `slug`: two that map to one would share a log file.
-        if let Some(first) = variants
-            .iter()
-            .position(|v| slug(&v.name) == slug(&def.name))
-        {
-            let (line, _) = crate::manifest::error::line_col(ctx.text, name_offsets[first]);
+        let def_slug = slug(&def.name);
+        if let Some(&first) = by_slug.get(&def_slug) {
+            let (line, _) = ctx.line_col(name_offsets[first]);
             let (name, other) = (&def.name, &variants[first].name);
             return Err(ctx
                 .err(
                     name_offset..name_offset,
                     &format!("{path}.name"),
                     format!(
-                        "variant names `{other}` and `{name}` give the same file name `{}`",
-                        slug(name)
+                        "variant names `{other}` and `{name}` give the same file name `{def_slug}`"
                     ),
                 )
                 .with_hint(format!(
@@ -94,6 +96,8 @@ pub(in crate::manifest) fn parse_variants(
                 )));
         }
         def.layer = Layer::read_from(&cx, table, &path)?;
+        by_name.insert(def.name.clone(), variants.len());
+        by_slug.insert(def_slug, variants.len());
         name_offsets.push(name_offset);
         variants.push(def);
     }

@@ -43,25 +43,15 @@ pub fn variant_data<'a>(
     include_flagged: bool,
 ) -> BTreeMap<String, VariantData<'a>> {
     let mut out = BTreeMap::new();
+    let processes = suite.processes_by_variant();
+    let rows = suite.measured_rows(samples);
     for plan in &suite.plan.variants {
-        let records: Vec<_> = suite
-            .processes
-            .iter()
-            .filter(|p| p.variant == plan.name)
-            .collect();
-        let ok: Vec<u32> = records
-            .iter()
-            .filter(|p| p.status == Status::Ok)
-            .map(|p| p.process)
-            .collect();
+        let records = processes
+            .get(plan.name.as_str())
+            .map_or(&[][..], Vec::as_slice);
         let mut by_metric: BTreeMap<String, BTreeMap<u32, Vec<f64>>> = BTreeMap::new();
         let mut flagged = 0;
-        for row in samples.iter().filter(|s| {
-            s.suite == suite.plan.suite
-                && s.variant == plan.name
-                && !s.warmup
-                && ok.contains(&s.process)
-        }) {
+        for row in rows.get(plan.name.as_str()).into_iter().flatten() {
             if !row.flags.is_empty() {
                 flagged += 1;
                 if !include_flagged {
