@@ -17,8 +17,8 @@ fn process<'a>(run: &'a serde_json::Value, variant: &str) -> &'a serde_json::Val
 #[test]
 fn crashes_errors_and_timeouts_are_recorded_and_the_suite_continues() {
     let sb = Sandbox::new();
-    // The suite's timeout bounds worker start-up too: generous, so that a loaded machine
-    // cannot turn the panic or exit variants into timeouts (only `hang` sets a short one).
+    // A timeout bounds worker start-up too: both are generous, so that a loaded machine cannot
+    // turn the panic or exit variants into timeouts, or cut `hang` off before its first call.
     let text = fault_manifest(
         "faults",
         "60s",
@@ -33,7 +33,7 @@ params = { kind = "panic" }"#,
 params = { kind = "exit", exit_code = 7 }"#,
             r#"name = "hang"
 params = { kind = "hang", after_calls = 1 }
-run = { timeout = "3s" }"#,
+run = { timeout = "20s" }"#,
             r#"name = "host-oom"
 params = { kind = "alloc", alloc_gib = 100000.0 }"#,
             r#"name = "healthy-last"
