@@ -181,22 +181,16 @@ fn timed(sb: &Sandbox, args: &[&str], code: i32) -> Duration {
     elapsed
 }
 
-/// A record of 2,000 variants × 6 processes × 8 calls (108,000 rows, 12,000 processes):
-/// `baseline save`, `compare` and `report` each took minutes in a debug build when every
-/// variant scanned every row and every process record; now each answers in seconds. (The README
-/// gives the release timings of a 1.5 M-row record.)
-#[test]
-fn baseline_compare_and_report_of_a_large_record_answer_in_seconds() {
-    let sb = Sandbox::new();
-    let run = large_run(&sb, 2_000, 6, 8);
+/// `baseline save`, `compare` and `report` of a `large_run`, each within `bound`; then the
+/// report must hold every variant with all its measured calls.
+fn save_compare_and_report(sb: &Sandbox, run: &Path, bound: Duration, variants: usize, calls: u64) {
     let run = run.to_str().unwrap();
-    let bound = Duration::from_secs(45);
-    for (args, code) in [
-        (vec!["baseline", "save", run], 0),
-        (vec!["compare", run], 0),
-        (vec!["report", run], 0),
+    for args in [
+        vec!["baseline", "save", run],
+        vec!["compare", run],
+        vec!["report", run],
     ] {
-        let elapsed = timed(&sb, &args, code);
+        let elapsed = timed(sb, &args, 0);
         eprintln!(
             "claimbench {}: {elapsed:?}",
             args[..args.len() - 1].join(" ")
@@ -205,7 +199,35 @@ fn baseline_compare_and_report_of_a_large_record_answer_in_seconds() {
     }
     let report = std::fs::read_to_string(Path::new(run).join("report.json")).unwrap();
     let report: Value = serde_json::from_str(&report).unwrap();
-    let variants = report["suites"][0]["variants"].as_array().unwrap();
-    assert_eq!(variants.len(), 2_000);
-    assert_eq!(variants[1_999]["calls"], json!(48));
+    let reported = report["suites"][0]["variants"].as_array().unwrap();
+    assert_eq!(reported.len(), variants);
+    assert_eq!(reported[variants - 1]["calls"], json!(calls));
+}
+
+/// A record of 2,000 variants × 6 processes × 8 calls (108,000 rows, 12,000 processes):
+/// `baseline save`, `compare` and `report` each took minutes in a debug build when every
+/// variant scanned every row and every process record; now each answers in seconds. (The README
+/// gives the release timings of a 1.5 M-row record.)
+#[test]
+fn baseline_compare_and_report_of_a_large_record_answer_in_seconds() {
+    let sb = Sandbox::new();
+    let run = large_run(&sb, 2_000, 6, 8);
+    save_compare_and_report(&sb, &run, Duration::from_secs(45), 2_000, 48);
+}
+
+/// The issue's size: 1.5 M measured rows (250 variants × 6 processes × 1,000 calls, about
+/// 250 MB of samples.csv), for which `report` and `compare` did not finish in 60 s. Too big
+/// for every CI run; run it in a release build, which prints the timings the README quotes:
+///
+/// ```sh
+/// scripts/test.sh --release --test large_inputs -- --ignored --nocapture
+/// ```
+#[test]
+#[ignore = "writes a 250 MB record; run in a release build"]
+fn a_one_and_a_half_million_row_record_is_saved_compared_and_reported_within_a_minute() {
+    let sb = Sandbox::new();
+    let run = large_run(&sb, 250, 6, 1_000);
+    let size = std::fs::metadata(run.join("samples.csv")).unwrap().len();
+    eprintln!("samples.csv: {:.0} MB", size as f64 / 1e6);
+    save_compare_and_report(&sb, &run, Duration::from_secs(60), 250, 6_000);
 }

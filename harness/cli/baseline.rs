@@ -26,6 +26,9 @@ pub fn store(run: Option<PathBuf>, results: &Results, replace: bool) -> Outcome 
         });
     }
     // Every baseline is checked before any is written, so a refusal changes nothing.
+    for baseline in &baselines {
+        results.check_baseline_slot(baseline, replace)?;
+    }
     for baseline in baselines {
         let path = results.save_baseline(&baseline, replace)?;
         println!("{}", path.display());

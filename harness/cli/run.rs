@@ -96,6 +96,9 @@ pub fn run(options: RunOptions) -> Outcome {
     let gpu = parent_gpu(slots.gpus.first().map(String::as_str));
     let cuda_present = gpu.is_some();
     let plans = plan_all(&paths, &profile, filter.as_deref(), cuda_present)?;
+    for (plan, _) in &plans {
+        results.check_suite_name_free(&plan.suite)?;
+    }
     let (jobs, shard_info) = shard_jobs(&plans, &scale)?;
     if !cuda_present {
         let note = format!(

@@ -46,6 +46,16 @@ pub enum StoreError {
     /// `baseline save` would replace a stored baseline.
     #[error("{} exists; use `claimbench baseline accept` to replace it", path.display())]
     BaselineExists { path: PathBuf },
+    /// A stored file of another suite (or variant) lies where this one's would go: file
+    /// names keep letters and digits only, so `nap.x`, `nap_x` and `nap-x` share them.
+    #[error("{} holds the {what} of {kind} `{stored}`, and {kind} `{wanted}` maps to the same file name (names that differ only in `.`, `_` or `-` share files); rename one of the two, or move that file away", path.display())]
+    NameTaken {
+        what: &'static str,
+        kind: &'static str,
+        path: PathBuf,
+        stored: String,
+        wanted: String,
+    },
     /// Writing failed (folder creation, a temporary file, the rename).
     #[error(transparent)]
     Write(anyhow::Error),
@@ -65,7 +75,8 @@ impl StoreError {
             | StoreError::Version { .. }
             | StoreError::Layout { .. }
             | StoreError::NoRun { .. }
-            | StoreError::BaselineExists { .. } => false,
+            | StoreError::BaselineExists { .. }
+            | StoreError::NameTaken { .. } => false,
         }
     }
 }

@@ -13,11 +13,12 @@
 //! a run's machine state) are what the permutation test exchanges.
 
 use super::baseline::{metric_values, BaselineKey};
-use super::{slug, Results, RunRecord, SampleRow};
+use super::results::{same_owner, NAME_FILE};
+use super::{slug, write_atomic, Results, RunRecord, SampleRow};
 use crate::stats::changepoint::{change_points, ChangePointConfig};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -125,6 +126,8 @@ impl Results {
             bail!("run {} is not added to the history: {why}", run.id);
         }
         let mut warnings = Vec::new();
+        // Per variant folder: whether it is this variant's (checked once, warned once).
+        let mut owned: HashMap<PathBuf, bool> = HashMap::new();
         for ((suite, variant, metric), rows) in run_rows(run, samples) {
             let profile = run
                 .suites
@@ -133,7 +136,23 @@ impl Results {
                 .map_or("", |s| s.plan.profile.as_str());
             let key = BaselineKey::of(&run.fingerprint, profile);
             let path = self.history_file(&key, &suite, &variant, &metric);
-            warnings.extend(append(&path, &rows)?);
+            let variant_dir = path.parent().context("history file without a folder")?;
+            let ours = match owned.get(variant_dir) {
+                Some(&ours) => ours,
+                None => {
+                    let suite_dir = variant_dir.parent().context("history without a suite")?;
+                    let claimed = claim_folder(suite_dir, "suite", &suite)
+                        .and_then(|()| claim_folder(variant_dir, "variant", &variant));
+                    if let Err(e) = &claimed {
+                        warnings.push(format!("{e:#}; this run was not added to it"));
+                    }
+                    owned.insert(variant_dir.to_path_buf(), claimed.is_ok());
+                    claimed.is_ok()
+                }
+            };
+            if ours {
+                warnings.extend(append(&path, &rows)?);
+            }
         }
         Ok(warnings)
     }
@@ -170,6 +189,22 @@ impl Results {
         }
         out.sort();
         out
+    }
+}
+
+/// Makes `dir` the history folder of `name` (writing its name file), or checks that it is:
+/// folders are named by slugs, which names differing only in `.`, `_` or `-` share. A folder
+/// from before name files existed is taken by the first name that appends to it.
+fn claim_folder(dir: &Path, kind: &'static str, name: &str) -> Result<()> {
+    let marker = dir.join(NAME_FILE);
+    match std::fs::read_to_string(&marker) {
+        Ok(stored) => Ok(same_owner(&marker, "history", kind, &stored, name)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            write_atomic(&marker, name.as_bytes())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", marker.display())),
     }
 }
 

@@ -6,6 +6,10 @@
 //! <results>/history/<software stack>/<profile>/<suite>/<variant>/<metric>.csv
 //! ```
 //!
+//! Folder and file names are slugs of suite and variant names, which several names can share
+//! (`nap.x`, `nap-x`): a baseline holds its suite's exact name, and each history folder a
+//! `name.txt`, so one suite's files are never read or replaced as another's.
+//!
 //! Baselines stored before the profile was part of their key lie at
 //! `baselines/<software stack>/<suite>.json`; they are never used, only named (see
 //! [`Results::legacy_baseline`]).
@@ -141,7 +145,8 @@ impl Results {
         self.baseline_dir(key).join(format!("{}.json", slug(suite)))
     }
 
-    /// The stored baselines for `key` of those `suites` that have one.
+    /// The stored baselines for `key` of those `suites` that have one. A file at a suite's
+    /// place that holds another suite's baseline is an error: it is never compared against.
     pub fn baselines<'a>(
         &self,
         key: &BaselineKey,
@@ -151,10 +156,36 @@ impl Results {
         for suite in suites {
             let path = self.baseline_path(key, suite);
             if path.is_file() {
-                found.push(Baseline::load(&path)?);
+                let baseline = Baseline::load(&path)?;
+                same_owner(&path, "baseline", "suite", &baseline.suite, suite)?;
+                found.push(baseline);
             }
         }
         Ok(found)
+    }
+
+    /// Refuses `suite` when a stored baseline or history of another suite lies where its
+    /// files would go (suite names that differ only in `.`, `_` or `-`). `run` asks before
+    /// any worker starts, so the clash is found before GPU time is spent, not after.
+    pub fn check_suite_name_free(&self, suite: &str) -> Result<(), StoreError> {
+        let file = format!("{}.json", slug(suite));
+        for (_, path) in self.baseline_files() {
+            if path.file_name().is_some_and(|n| n == file.as_str()) {
+                // An unreadable baseline is reported by whatever reads it, not here.
+                if let Ok(stored) = Baseline::load(&path) {
+                    same_owner(&path, "baseline", "suite", &stored.suite, suite)?;
+                }
+            }
+        }
+        for (_, stack) in subfolders(&self.history_root()) {
+            for (_, profile) in subfolders(&stack) {
+                let marker = profile.join(slug(suite)).join(NAME_FILE);
+                if let Ok(stored) = std::fs::read_to_string(&marker) {
+                    same_owner(&marker, "history", "suite", &stored, suite)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `history/`: the metric histories.
@@ -230,13 +261,28 @@ impl Results {
         out
     }
 
-    /// Writes a baseline to its place; refuses to replace one unless `replace`. A replaced
-    /// baseline is kept beside it as `<suite>.json.prev` (the one before is dropped).
-    pub fn save_baseline(&self, baseline: &Baseline, replace: bool) -> Result<PathBuf, StoreError> {
+    /// The path `baseline` would be saved at, or why it may not be: a baseline is there
+    /// and `replace` is not set, or the file there is another suite's.
+    pub fn check_baseline_slot(
+        &self,
+        baseline: &Baseline,
+        replace: bool,
+    ) -> Result<PathBuf, StoreError> {
         let path = self.baseline_path(&baseline.key, &baseline.suite);
+        // A stored file that cannot be read is replaced as before (and kept as `.prev`).
+        if let Ok(stored) = Baseline::load(&path) {
+            same_owner(&path, "baseline", "suite", &stored.suite, &baseline.suite)?;
+        }
         if path.exists() && !replace {
             return Err(StoreError::BaselineExists { path });
         }
+        Ok(path)
+    }
+
+    /// Writes a baseline to its place; refuses to replace one unless `replace`. A replaced
+    /// baseline is kept beside it as `<suite>.json.prev` (the one before is dropped).
+    pub fn save_baseline(&self, baseline: &Baseline, replace: bool) -> Result<PathBuf, StoreError> {
+        let path = self.check_baseline_slot(baseline, replace)?;
         let write = || -> Result<()> {
             std::fs::create_dir_all(path.parent().expect("baseline path has a folder"))?;
             if path.is_file() {
@@ -304,6 +350,31 @@ fn metric_file_name(metric: &str) -> String {
     } else {
         slug(metric)
     }
+}
+
+/// The file in each history suite and variant folder that holds the exact name the folder
+/// was made for, since folder names are slugs that several names share.
+pub(super) const NAME_FILE: &str = "name.txt";
+
+/// Errs unless the file at `path` (a baseline, a history folder's name file) belongs to
+/// `wanted`: same slug is not same name.
+pub(super) fn same_owner(
+    path: &Path,
+    what: &'static str,
+    kind: &'static str,
+    stored: &str,
+    wanted: &str,
+) -> Result<(), StoreError> {
+    if stored == wanted {
+        return Ok(());
+    }
+    Err(StoreError::NameTaken {
+        what,
+        kind,
+        path: path.to_path_buf(),
+        stored: stored.to_string(),
+        wanted: wanted.to_string(),
+    })
 }
 
 /// The subfolders of `dir` with UTF-8 names, sorted; none if `dir` cannot be read.
