@@ -208,3 +208,49 @@ fn every_documented_knob_value_is_exercised() {
         "knob values no variant exercises: {missing:?}"
     );
 }
+
+/// A real-code suite's `replica` names a shipped suite (in scenarios/ or tests/manifests/)
+/// that defines the same variants under every profile the real suite has, so that the report's
+/// "replica vs real code" table pairs like with like and misses none.
+#[test]
+fn every_replica_pair_defines_the_same_variants() {
+    let dirs = ["/scenarios", "/tests/manifests"];
+    let all: Vec<Manifest> = dirs
+        .iter()
+        .flat_map(|d| std::fs::read_dir(format!("{}{d}", env!("CARGO_MANIFEST_DIR"))).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .filter_map(|p| Manifest::from_path(&p).ok())
+        .collect();
+    let mut pairs = 0;
+    for real in &all {
+        let base = build_plan(real, ProfileChoice::Named("base")).unwrap();
+        let Some(replica_name) = &base.replica else {
+            continue;
+        };
+        let replica = all
+            .iter()
+            .find(|m| m.suite_name() == replica_name)
+            .unwrap_or_else(|| panic!("{}: no suite `{replica_name}`", base.suite));
+        for profile in real.profiles().iter().map(String::as_str).chain(["base"]) {
+            let names = |m: &Manifest| -> Vec<String> {
+                let mut v: Vec<String> = build_plan(m, ProfileChoice::Named(profile))
+                    .unwrap()
+                    .variants
+                    .into_iter()
+                    .map(|v| v.name)
+                    .collect();
+                v.sort();
+                v
+            };
+            assert_eq!(
+                names(real),
+                names(replica),
+                "{} vs {replica_name}, profile {profile}",
+                base.suite
+            );
+        }
+        pairs += 1;
+    }
+    assert!(pairs >= 7, "found {pairs} pairs");
+}

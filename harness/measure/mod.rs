@@ -15,6 +15,10 @@
 //!    aggregated over the window (see [`nvml`]), and the process's peak RSS is read.
 //!
 //! On CPU the same steps run without events, allocator statistics or telemetry.
+//!
+//! Before the first call, after the workload is built, both workers (Rust and Python) empty the
+//! allocator's cache: peak reserved memory then counts what the calls cache, not the blocks
+//! that building freed.
 
 pub mod host;
 pub mod nvml;
@@ -99,6 +103,18 @@ impl Stages {
                 name: name.to_string(),
                 wall_ms: ms,
             }),
+        }
+        out
+    }
+
+    /// Runs `f` as one stage named `name`, whatever stages `f` marks inside: their times are
+    /// dropped, their counters kept. For comparing with code that times the same span as one
+    /// stage (a real pipeline's whole call).
+    pub fn as_one<T>(&mut self, name: &str, f: impl FnOnce(&mut Stages) -> T) -> T {
+        let mut inner = Stages::new(self.target, false);
+        let out = self.stage(name, || f(&mut inner));
+        for (counter, n) in inner.counters {
+            self.count(&counter, n);
         }
         out
     }

@@ -361,6 +361,18 @@ fn run(job: &WorkerJob) -> i32 {
         Ok(w) => w,
         Err(e) => return classify_failure(format!("{e:#}"), budget_bytes, 0),
     };
+    if target.is_cuda() {
+        // What building left in the allocator's cache (initialisation temporaries) is not the
+        // pipeline's: calls start from the weights alone, as the Python worker's do.
+        target.synchronize();
+        if let Err(e) = ffi::empty_cache() {
+            return finish(
+                Status::Error,
+                Some(format!("emptying the cache: {e}")),
+                None,
+            );
+        }
+    }
     let meter = Meter {
         target,
         empty_cache_between_stages: knobs.empty_cache_between_stages,

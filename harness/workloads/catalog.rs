@@ -380,6 +380,7 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
             int("faces", 40000, 100, 10_000_000, "mesh faces for the UV-unwrap stand-in"),
             boolean("sequential_load", false, "load the delight and multiview pipelines from host memory just before their stages and unload them after (the shape models stay resident)"),
             boolean("diffusion_autocast", false, "fp16 autocast around the delight and multiview stages, as the notes wrap them (the weights are fp16 already at dtype = \"fp16\")"),
+            boolean("diffusion_only", false, "run only the delight and multiview pipeline calls, each timed as one stage, on random normal/position maps at the 512-px view size: what the real-code adapter runs (no UV unwrap, rendering, baking or inpainting)"),
             VAE_SLICING,
             VAE_TILING,
             ATTENTION_PARAM,

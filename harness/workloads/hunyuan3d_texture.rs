@@ -178,6 +178,9 @@ pub struct Hunyuan3dTexture {
     render_size: i64,
     texture_size: i64,
     faces: usize,
+    /// With `diffusion_only`: the views' normal and position maps (`[6, S, S]` each, random in
+    /// [0, 1] at the view size), on the host like the real adapter's.
+    host_maps: Option<Vec<Tensor>>,
     view_size: i64,
     vocab: i64,
     seed: u64,
@@ -240,6 +243,7 @@ impl Hunyuan3dTexture {
             render_size: p.int("render_size")?,
             texture_size: p.int("texture_size")?,
             faces: p.int("faces")? as usize,
+            host_maps: None,
             // The tiny preset keeps the same structure at 64-px views (8×8 latents).
             view_size: if tiny { 64 } else { VIEW_SIZE },
             vocab: c.text.vocab,
@@ -247,6 +251,14 @@ impl Hunyuan3dTexture {
             kind,
             device,
         };
+        if p.bool("diffusion_only")? {
+            let size = texture.view_size;
+            texture.host_maps = Some(
+                (0..views)
+                    .map(|_| Tensor::rand([6, size, size], (kind, Device::Cpu)))
+                    .collect(),
+            );
+        }
         let (delight, multiview) = (&mut texture.delight, &mut texture.multiview);
         for c in delight
             .components()
@@ -426,6 +438,26 @@ impl Workload for Hunyuan3dTexture {
             unload_together(stages, "delight", &mut self.delight.components())?;
         }
 
+        let host_maps = self
+            .host_maps
+            .as_ref()
+            .map(|maps| maps.iter().map(Tensor::shallow_clone).collect::<Vec<_>>());
+        if let Some(host_maps) = host_maps {
+            // The real adapter's span: the multiview pipeline's whole call, including the copy
+            // of the maps to the device.
+            return stages.as_one("multiview", |stages| {
+                let maps: Vec<Tensor> = host_maps.iter().map(|m| m.to_device(device)).collect();
+                if sequential {
+                    load_together(stages, "multiview", &mut self.multiview.components());
+                }
+                drop(autocast(device, mode, || self.multiview(stages, &maps))?);
+                if sequential {
+                    unload_together(stages, "multiview", &mut self.multiview.components())?;
+                }
+                Ok(())
+            });
+        }
+
         let (faces, seed) = (self.faces, self.seed);
         stages.stage("uv_unwrap", || pipeline::uv_unwrap(faces, seed));
 
@@ -598,6 +630,36 @@ mod tests {
         assert!(at("unload_multiview") < at("bake"));
         assert_eq!(super::view_count("minimal").unwrap(), 3);
         assert_eq!(super::view_count("standard").unwrap(), 6);
+    }
+
+    /// What the real-code adapter runs: the two pipeline calls, one stage each, and nothing of
+    /// the app around them.
+    #[test]
+    fn diffusion_only_times_the_two_pipeline_calls_as_the_real_adapter_does() {
+        let m = run(
+            "hunyuan3d_texture",
+            &[
+                ("diffusion_only", ParamValue::Bool(true)),
+                ("views", ParamValue::Str("fast".into())),
+            ],
+        );
+        assert_eq!(stage_names(&m), ["delight", "multiview"]);
+        assert_eq!(m.counters["delight_evals"], 2);
+        assert_eq!(
+            m.counters["unet_evals"], 2,
+            "counters inside the call are kept"
+        );
+        assert_eq!(m.counters["reference_unet_evals"], 2);
+        let w = build(&[("diffusion_only", ParamValue::Bool(true))]);
+        let maps = w.host_maps.as_ref().expect("maps made at set-up");
+        assert_eq!(maps.len(), 6, "one per view of the `standard` preset");
+        assert_eq!(
+            maps[0].size(),
+            [6, 64, 64],
+            "normal + position at the view size"
+        );
+        assert_eq!(maps[0].device(), tch::Device::Cpu);
+        assert!(w.shape.is_none());
     }
 
     /// Parameters of the delight and multiview pipelines at full size.

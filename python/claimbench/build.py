@@ -59,8 +59,11 @@ def fast_build(
     taken from a second construction whose parameters go straight to ``meta``."""
     with torch.device("meta"):
         model = factory()
-    model = model.to_empty(device=device)
+    # The dtype is set on meta, so the device never holds an fp32 copy: as from_pretrained(...,
+    # torch_dtype=...) loads, and as the built-in replicas build. Casting after to_empty left
+    # the freed fp32 storage in the allocator's cache, counted as reserved memory.
     model = model.to(dtype=dtype) if dtype is not None else model
+    model = model.to_empty(device=device)
     random_init_(model, seed)
     _restore_computed_buffers(model, factory)
     return model.eval()

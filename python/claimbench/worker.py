@@ -583,6 +583,10 @@ class Worker:
         with torch.no_grad():
             pipeline.setup(params, ctx)
         self.sync()
+        if self.device.type == "cuda":
+            # What building left in the allocator's cache (casts, initialisation temporaries) is
+            # not the pipeline's: calls start from the weights alone, as the Rust worker's do.
+            torch.cuda.empty_cache()
         return self.loop(pipeline, ctx)
 
     def sync(self) -> None:
