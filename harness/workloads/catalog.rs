@@ -440,6 +440,7 @@ pub const WORKLOADS: &[WorkloadSpec] = &[
             int("guidance_interval", 1, 1, 1000, "THG: the unconditional branch runs every k-th step (1 = plain CFG)"),
             int("reference_images", 4, 1, 64, "reference photos"),
             boolean("normal_stage", true, "run the normal-map diffusion stage"),
+            boolean("rgb_stage_only", false, "run only the RGB multiview stage (reference pass, diffusion, decode) with its pipeline resident from set-up: what the real-code adapter runs"),
             int("reconstruction_iterations", 700, 0, 100_000, "mesh reconstruction stand-in iterations"),
             VAE_SLICING,
             ATTENTION_PARAM,

@@ -137,6 +137,8 @@ pub struct Up2You {
     interval: i64,
     reference_images: i64,
     normal_stage: bool,
+    /// Only the RGB stage, its pipeline loaded at set-up and kept (`rgb_stage_only`).
+    rgb_stage_only: bool,
     iterations: i64,
     photo_size: i64,
     dino_size: i64,
@@ -205,6 +207,7 @@ impl Up2You {
             interval: p.int("guidance_interval")?,
             reference_images: p.int("reference_images")?,
             normal_stage: p.bool("normal_stage")?,
+            rgb_stage_only: p.bool("rgb_stage_only")?,
             iterations: p.int("reconstruction_iterations")?,
             photo_size: if tiny { 64 } else { 1024 },
             dino_size: if tiny { 8 * vit_cfg.patch_size } else { 518 },
@@ -214,18 +217,24 @@ impl Up2You {
             device,
         };
         // Every model is read from host memory when its stage starts (the script's
-        // `from_pretrained` per stage); none is loaded at set-up.
+        // `from_pretrained` per stage); none is loaded at set-up. With `rgb_stage_only` the RGB
+        // pipeline is loaded at set-up and stays, as the real-code adapter builds it.
         let Up2You {
             segmenter,
             dino,
             pipeline,
+            rgb_stage_only,
             ..
         } = &mut up;
-        for c in [segmenter as &mut dyn Component, dino]
-            .into_iter()
-            .chain(pipeline.components())
-        {
-            c.keep_checkpoint_now();
+        if *rgb_stage_only {
+            pipeline.components().iter_mut().for_each(|c| c.load_now());
+        } else {
+            for c in [segmenter as &mut dyn Component, dino]
+                .into_iter()
+                .chain(pipeline.components())
+            {
+                c.keep_checkpoint_now();
+            }
         }
         Ok(up)
     }
@@ -391,7 +400,10 @@ impl Up2You {
         stages_of: (&str, &str),
         cond: Option<&Conditioning>,
     ) -> Result<Option<Conditioning>> {
-        load_together(stages, name, &mut self.pipeline.components());
+        let resident = self.rgb_stage_only;
+        if !resident {
+            load_together(stages, name, &mut self.pipeline.components());
+        }
         let fresh = match cond {
             Some(_) => None,
             None => {
@@ -407,7 +419,9 @@ impl Up2You {
         let vae = model(&self.pipeline.vae);
         let options = self.vae_options;
         stages.stage(decode, || drop(vae.decode(&latents, &options)));
-        unload_together(stages, name, &mut self.pipeline.components())?;
+        if !resident {
+            unload_together(stages, name, &mut self.pipeline.components())?;
+        }
         Ok(fresh)
     }
 }
@@ -464,6 +478,15 @@ fn kept_for_the_loop(tokens: &ReferenceTokens) -> Vec<Tensor> {
 
 impl Workload for Up2You {
     fn call(&mut self, stages: &mut Stages) -> Result<()> {
+        if self.rgb_stage_only {
+            self.generate(
+                stages,
+                "rgb_pipeline",
+                ("rgb_multiview", "decode_rgb"),
+                None,
+            )?;
+            return Ok(());
+        }
         let (attention, kind, device) = (self.attention, self.kind, self.device);
         let photos = self.randn(&[self.reference_images, 3, self.photo_size, self.photo_size]);
         with_model(
@@ -538,6 +561,29 @@ mod tests {
 
     fn run(overrides: &[(&str, ParamValue)]) -> crate::measure::Measurement {
         crate::workloads::run_default_plan("up2you", &tiny(overrides))
+    }
+
+    /// What the real-code adapter runs: the RGB stage alone, its pipeline resident.
+    #[test]
+    fn rgb_stage_only_runs_the_rgb_stage_with_its_pipeline_resident() {
+        let m = run(&[("rgb_stage_only", ParamValue::Bool(true))]);
+        let names: Vec<&str> = m.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["reference_unet", "rgb_multiview", "decode_rgb"]);
+        assert!(
+            !m.counters.contains_key(LOAD_BYTES),
+            "nothing is loaded in a call"
+        );
+        assert_eq!(m.counters["ref_unet_evals"], 1);
+        let up = crate::workloads::build_default_plan(
+            "up2you",
+            &tiny(&[("rgb_stage_only", ParamValue::Bool(true))]),
+            Up2You::new,
+        );
+        let mut pipeline = up.pipeline;
+        assert!(pipeline
+            .components()
+            .iter()
+            .all(|c| c.loaded_bytes().is_some()));
     }
 
     #[test]
