@@ -10,7 +10,9 @@
 //! CLAIMBENCH_FUZZ_EXECS=10000000 CLAIMBENCH_FUZZ_SEED=7 scripts/test.sh --release --test fuzz -- --nocapture
 //! ```
 //!
-//! (the record target runs a quarter as many unless `CLAIMBENCH_FUZZ_RECORD_EXECS` says how many).
+//! (the record target runs a quarter as many unless `CLAIMBENCH_FUZZ_RECORD_EXECS` says how many;
+//! it writes each mutant to a temporary folder, so `TMPDIR=/dev/shm` makes it several times
+//! faster).
 //!
 //! A failure prints the seed and execution index, and writes the offending input next to the
 //! system's temporary files, so it can be replayed.
