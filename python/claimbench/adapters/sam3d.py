@@ -1276,6 +1276,11 @@ class Sam3dObjects:
         self._release(slot)
         self._empty_cache()
         self._mark(f"unload_{slot.name}")
+        if self._ctx is not None and self._ctx_device.type == "cuda":
+            # What stays allocated after each unload shows in the process log, so a model
+            # whose memory is not returned can be found.
+            self._ctx.log(f"sam3d: unloaded {slot.name}; "
+                          f"{torch.cuda.memory_allocated(self._ctx_device)} bytes allocated")
 
     def _before(self, slot: _Slot, stage: str) -> None:
         if stage != self._stage:
