@@ -16,6 +16,9 @@ use tch::{Device, Kind, Tensor};
 static COUNTER: Mutex<()> = Mutex::new(());
 
 fn alone() -> std::sync::MutexGuard<'static, ()> {
+    // Parallel CPU kernels allocate per-thread scratch buffers that the counter would see (the
+    // GPU kernels being modelled have none): one intra-op thread, whatever OMP_NUM_THREADS says.
+    tch::set_num_threads(1);
     COUNTER.lock().unwrap_or_else(|e| e.into_inner())
 }
 
