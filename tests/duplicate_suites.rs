@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{sleep_suite, Sandbox};
+use common::{files_under, sleep_suite, Sandbox};
 use predicates::prelude::*;
 
 #[test]
@@ -119,7 +119,7 @@ fn a_variant_never_joins_the_history_of_another_with_the_same_file_name() {
     let dotted = sb.manifest("a.toml", &sleep_suite("naps", 1, &[("v.1", 1.0)]));
     let dashed = sb.manifest("b.toml", &sleep_suite("naps", 1, &[("v-1", 1.0)]));
     sb.run_quiet(&dotted);
-    let series: Vec<_> = walk(&sb.path().join("results/history"))
+    let series: Vec<_> = files_under(&sb.path().join("results/history"))
         .into_iter()
         .filter(|p| p.ends_with("v-1/wall_ms.csv"))
         .collect();
@@ -133,17 +133,4 @@ fn a_variant_never_joins_the_history_of_another_with_the_same_file_name() {
             "holds the history of variant `v.1`, and variant `v-1` maps to the same file name",
         ));
     assert_eq!(std::fs::read_to_string(&series[0]).unwrap(), before);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }

@@ -922,26 +922,9 @@ fn crashing_suite() -> String {
     ) + "\n[profiles.quick]\nrun = { repetitions = 2 }\n"
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files.sort();
-    files
-}
-
 /// `<results>/baselines/<stack>/<profile>/<suite>.json` by (profile, suite).
 fn baselines(results: &Path) -> BTreeMap<(String, String), PathBuf> {
-    files_under(&results.join("baselines"))
+    common::files_under(&results.join("baselines"))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .map(|p| {

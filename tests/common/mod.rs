@@ -133,3 +133,21 @@ pub fn only_run(results: &Path) -> PathBuf {
     assert_eq!(runs.len(), 1, "expected one run directory, found {runs:?}");
     runs.into_iter().next().unwrap()
 }
+
+/// Every file under `dir`, recursively, sorted; none if `dir` cannot be read.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
