@@ -459,3 +459,38 @@ fn a_python_without_torch_is_an_error_that_says_what_to_set() {
     assert!(message.contains("cannot import torch"), "{message}");
     assert!(message.contains("CLAIMBENCH_PYTHON"), "{message}");
 }
+
+/// The allocator trace is a CUDA diagnostic: on a CPU both workers say why none was written
+/// and measure as usual, rather than failing or staying silent.
+#[test]
+fn an_allocator_trace_asked_for_on_the_cpu_is_declined_with_a_warning() {
+    let sandbox = Sandbox::new();
+    let run = "[knobs]\ndevice = \"cpu\"\n[run]\nwarmup = 1\nsettle = false\nrepetitions = 2\nprocesses = 1\ntimeout = \"2m\"\n";
+    let rust = sandbox.manifest(
+        "rust.toml",
+        &format!("[suite]\nname = \"rust-sleep\"\nworkload = \"sleep\"\n[params]\nms = 5.0\n{run}"),
+    );
+    let python = sandbox.manifest(
+        "python.toml",
+        &format!("[suite]\nname = \"python-sleep\"\nworkload = \"python\"\n[params]\nentry = \"claimbench.reference:Sleep\"\nms = 5.0\n{run}"),
+    );
+    let traces = sandbox.path().join("traces");
+    sandbox
+        .cmd()
+        .env("CLAIMBENCH_CUDA_MEMORY_TRACE", &traces)
+        .args(["run", "--quiet", &rust, &python])
+        .assert()
+        .success();
+    let run = sandbox.run_json();
+    for suite in ["rust-sleep", "python-sleep"] {
+        let p = process(&run, suite, "default");
+        assert_eq!(p["status"], "ok", "{p}");
+        assert_eq!(p["samples"], 2, "{p}");
+        let warned = p["warnings"].as_array().unwrap().iter().any(|w| {
+            w.as_str()
+                .is_some_and(|s| s.contains("CLAIMBENCH_CUDA_MEMORY_TRACE: no CUDA allocator"))
+        });
+        assert!(warned, "{suite}: no warning in {p}");
+    }
+    assert!(!traces.exists(), "a trace folder was made on the CPU");
+}

@@ -46,6 +46,8 @@ mod sys {
         pub fn cb_memory_info(device: c_int, free: *mut u64, total: *mut u64) -> c_int;
         pub fn cb_set_memory_fraction(fraction: f64, device: c_int) -> c_int;
         pub fn cb_get_memory_fraction(device: c_int, out: *mut f64) -> c_int;
+        pub fn cb_cuda_memory_history(max_entries: usize) -> c_int;
+        pub fn cb_cuda_memory_trace_write(path: *const c_char) -> c_int;
         pub fn cb_versions(
             cudnn: *mut c_long,
             cudart: *mut c_long,
@@ -233,6 +235,22 @@ pub fn reset_peak_stats(device: usize) -> Result<(), ShimError> {
 pub fn empty_cache() -> Result<(), ShimError> {
     // SAFETY: plain call.
     check(unsafe { sys::cb_empty_cache() })
+}
+
+/// Starts recording the CUDA caching allocator's trace (`torch.cuda.memory._record_memory_history`
+/// without stacks), keeping the last `max_entries` events; 0 stops recording and clears it.
+pub fn cuda_memory_history(max_entries: usize) -> Result<(), ShimError> {
+    // SAFETY: plain call.
+    check(unsafe { sys::cb_cuda_memory_history(max_entries) })
+}
+
+/// Writes the recorded allocator trace to `path` as CSV: `action,address,bytes,stream`, one row
+/// per event in order (`alloc`, `free_completed`, `segment_alloc`, `segment_free`, ...).
+pub fn write_cuda_memory_trace(path: &std::path::Path) -> Result<(), ShimError> {
+    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| ShimError("a trace path with a NUL byte".into()))?;
+    // SAFETY: a valid NUL-terminated string that outlives the call.
+    check(unsafe { sys::cb_cuda_memory_trace_write(path.as_ptr()) })
 }
 
 /// Bytes of CPU tensors allocated while `f` ran, at their peak, beyond those live before it.

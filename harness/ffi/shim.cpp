@@ -20,6 +20,8 @@
 #endif
 
 #include <algorithm>
+#include <cstdint>
+#include <fstream>
 #include <mutex>
 #include <cstring>
 #include <exception>
@@ -247,6 +249,71 @@ int cb_get_memory_fraction(int device, double* out) {
 #else
     (void)device;
     *out = 1.0;
+#endif
+  });
+}
+
+#ifdef CLAIMBENCH_HAVE_CUDA_HEADERS
+namespace {
+c10::cuda::CUDACachingAllocator::CUDAAllocator* cuda_caching_allocator() {
+  return static_cast<c10::cuda::CUDACachingAllocator::CUDAAllocator*>(cuda_allocator());
+}
+
+const char* trace_action_name(c10::CachingDeviceAllocator::TraceEntry::Action action) {
+  using A = c10::CachingDeviceAllocator::TraceEntry::Action;
+  switch (action) {
+    case A::ALLOC: return "alloc";
+    case A::FREE_REQUESTED: return "free_requested";
+    case A::FREE_COMPLETED: return "free_completed";
+    case A::SEGMENT_ALLOC: return "segment_alloc";
+    case A::SEGMENT_FREE: return "segment_free";
+    case A::SEGMENT_MAP: return "segment_map";
+    case A::SEGMENT_UNMAP: return "segment_unmap";
+    case A::SNAPSHOT: return "snapshot";
+    case A::OOM: return "oom";
+  }
+  return "unknown";
+}
+}  // namespace
+#endif
+
+int cb_cuda_memory_history(size_t max_entries) {
+  return guarded([&] {
+#ifdef CLAIMBENCH_HAVE_CUDA_HEADERS
+    // No stack context (there is no Python stack to gather); the trace itself is recorded
+    // whenever history is on.
+    cuda_caching_allocator()->recordHistory(
+        max_entries > 0, nullptr, max_entries, c10::cuda::CUDACachingAllocator::RecordContext::NEVER,
+        /*clearHistory=*/max_entries == 0, {});
+#else
+    (void)max_entries;
+    throw std::runtime_error("this build of claimbench has no CUDA headers: no allocator trace");
+#endif
+  });
+}
+
+int cb_cuda_memory_trace_write(const char* path) {
+  return guarded([&] {
+#ifdef CLAIMBENCH_HAVE_CUDA_HEADERS
+    auto snapshot = cuda_caching_allocator()->snapshot({0, 0}, true);
+    std::ofstream out(path);
+    if (!out) {
+      throw std::runtime_error(std::string("cannot write ") + path);
+    }
+    out << "action,address,bytes,stream\n";
+    for (const auto& trace : snapshot.device_traces) {
+      for (const auto& e : trace) {
+        out << trace_action_name(e.action_) << ',' << e.addr_ << ',' << e.size_ << ','
+            << reinterpret_cast<std::uintptr_t>(e.stream_) << '\n';
+      }
+    }
+    out.flush();
+    if (!out) {
+      throw std::runtime_error(std::string("writing ") + path + " failed");
+    }
+#else
+    (void)path;
+    throw std::runtime_error("this build of claimbench has no CUDA headers: no allocator trace");
 #endif
   });
 }

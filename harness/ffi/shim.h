@@ -47,6 +47,12 @@ int cb_memory_info(int device, uint64_t* free_bytes, uint64_t* total_bytes);
 int cb_set_memory_fraction(double fraction, int device);
 int cb_get_memory_fraction(int device, double* out);
 
+// The CUDA caching allocator's trace of allocations, frees and segment (de)allocations, as the
+// allocator records it for torch.cuda.memory._record_memory_history; max_entries 0 stops it.
+int cb_cuda_memory_history(size_t max_entries);
+// Writes the recorded trace as CSV (action,address,bytes,stream) to `path`.
+int cb_cuda_memory_trace_write(const char* path);
+
 // Versions as libtorch reports them; -1 where unknown (e.g. no CUDA).
 int cb_versions(long* cudnn, long* cudart, char* torch_version, size_t torch_version_len);
 

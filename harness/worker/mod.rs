@@ -378,6 +378,10 @@ fn run(job: &WorkerJob) -> i32 {
         empty_cache_between_stages: knobs.empty_cache_between_stages,
         sampler,
     };
+    let mut allocator_trace = match AllocatorTrace::start(job, target) {
+        Ok(t) => t,
+        Err(e) => return finish(Status::Error, Some(e), None),
+    };
     let sm_clock_max = meter.sampler.as_ref().map(|s| s.info().sm_clock_max_mhz);
     let min_clock_fraction = variant.settle.unwrap_or_default().min_clock_fraction;
     let mut call: u32 = 0;
@@ -391,6 +395,9 @@ fn run(job: &WorkerJob) -> i32 {
             Ok(Err(MeasureError::Backend(e))) => return Err(e.to_string()),
             Err(payload) => return Err(panic_message(payload)),
         };
+        if let Some(trace) = allocator_trace.take() {
+            trace.write()?;
+        }
         let flags = quality_flags(&measurement, sm_clock_max, min_clock_fraction);
         emit(&Message::Sample(Box::new(SampleMsg {
             call,
@@ -480,6 +487,58 @@ fn run(job: &WorkerJob) -> i32 {
     }
     emit(&Message::Measured(stop));
     finish(Status::Ok, None, None)
+}
+
+/// Diagnostic: with `CLAIMBENCH_CUDA_MEMORY_TRACE=DIR`, the CUDA caching allocator's trace of
+/// the first call (from the weights alone, after building and emptying the cache) is written to
+/// `DIR/<suite>.<variant>.p<process>.csv`, the format the Python worker writes too;
+/// `scripts/memory_trace.py` reads them. Recording slows that call, a warm-up call.
+struct AllocatorTrace {
+    path: std::path::PathBuf,
+}
+
+/// Events kept: a diffusion call makes some 10^5 allocations; the oldest are dropped beyond.
+const ALLOCATOR_TRACE_ENTRIES: usize = 4_000_000;
+
+impl AllocatorTrace {
+    fn start(job: &WorkerJob, target: Target) -> Result<Option<Self>, String> {
+        let Some(dir) = std::env::var_os("CLAIMBENCH_CUDA_MEMORY_TRACE") else {
+            return Ok(None);
+        };
+        if !target.is_cuda() {
+            emit(&Message::Log {
+                level: protocol::LogLevel::Warn,
+                message: "CLAIMBENCH_CUDA_MEMORY_TRACE: no CUDA allocator on this device; no trace written".into(),
+            });
+            return Ok(None);
+        }
+        let path = std::path::Path::new(&dir).join(format!(
+            "{}.{}.p{}.csv",
+            job.suite, job.variant.name, job.process
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            format!(
+                "CLAIMBENCH_CUDA_MEMORY_TRACE: creating {}: {e}",
+                std::path::Path::new(&dir).display()
+            )
+        })?;
+        ffi::cuda_memory_history(ALLOCATOR_TRACE_ENTRIES)
+            .map_err(|e| format!("CLAIMBENCH_CUDA_MEMORY_TRACE: {e}"))?;
+        Ok(Some(Self { path }))
+    }
+
+    fn write(self) -> Result<(), String> {
+        let written = ffi::write_cuda_memory_trace(&self.path);
+        let stopped = ffi::cuda_memory_history(0);
+        written
+            .and(stopped)
+            .map_err(|e| format!("CLAIMBENCH_CUDA_MEMORY_TRACE: {}: {e}", self.path.display()))?;
+        emit(&Message::Log {
+            level: protocol::LogLevel::Info,
+            message: format!("allocator trace of the first call: {}", self.path.display()),
+        });
+        Ok(())
+    }
 }
 
 #[cfg(test)]

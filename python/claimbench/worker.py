@@ -341,6 +341,56 @@ def load_entry(entry: str) -> Any:
         raise AttributeError(f"entry `{entry}`: `{target}` has no attribute `{attr}`") from None
 
 
+class AllocatorTrace:
+    """Diagnostic: with CLAIMBENCH_CUDA_MEMORY_TRACE=DIR, the CUDA caching allocator's trace of
+    the first call (from the weights alone) goes to DIR/<suite>.<variant>.p<process>.csv, as the
+    Rust worker writes it, plus the innermost frame outside torch that made each allocation."""
+
+    ENTRIES = 4_000_000
+
+    def __init__(self, path: str, protocol: Protocol) -> None:
+        self.path, self.protocol = path, protocol
+
+    @classmethod
+    def start(cls, job: dict, device: Any, protocol: Protocol) -> Optional["AllocatorTrace"]:
+        directory = os.environ.get("CLAIMBENCH_CUDA_MEMORY_TRACE")
+        if not directory:
+            return None
+        if device.type != "cuda":
+            protocol.log("warn", "CLAIMBENCH_CUDA_MEMORY_TRACE: no CUDA allocator on this device; no trace written")
+            return None
+        import torch
+
+        os.makedirs(directory, exist_ok=True)
+        name = f"{job['suite']}.{job['variant']['name']}.p{job['process']}.csv"
+        torch.cuda.memory._record_memory_history(max_entries=cls.ENTRIES, stacks="python")
+        return cls(os.path.join(directory, name), protocol)
+
+    def write(self) -> None:
+        import csv
+
+        import torch
+
+        snapshot = torch.cuda.memory._snapshot()
+        torch.cuda.memory._record_memory_history(enabled=None)
+        with open(self.path, "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(["action", "address", "bytes", "stream", "frame"])
+            for trace in snapshot["device_traces"]:
+                for e in trace:
+                    out.writerow([e["action"], e["addr"], e["size"], e["stream"], _caller(e.get("frames") or [])])
+        self.protocol.log("info", f"allocator trace of the first call: {self.path}")
+
+
+def _caller(frames: List[dict]) -> str:
+    """The innermost frame outside torch's own modules: the library line that allocated."""
+    for f in frames:
+        name = f.get("filename", "")
+        if "/torch/" not in name and not name.startswith("<"):
+            return f"{name.rsplit('/site-packages/', 1)[-1]}:{f.get('line')}:{f.get('name')}"
+    return ""
+
+
 class Worker:
     def __init__(self, job: dict, protocol: Protocol) -> None:
         import torch
@@ -587,20 +637,24 @@ class Worker:
             # What building left in the allocator's cache (casts, initialisation temporaries) is
             # not the pipeline's: calls start from the weights alone, as the Rust worker's do.
             torch.cuda.empty_cache()
-        return self.loop(pipeline, ctx)
+        trace = AllocatorTrace.start(self.job, self.device, p)
+        return self.loop(pipeline, ctx, trace)
 
     def sync(self) -> None:
         if self.device.type == "cuda":
             self.torch.cuda.synchronize(self.device)
 
-    def loop(self, pipeline: Any, ctx: Any) -> int:
+    def loop(self, pipeline: Any, ctx: Any, trace: Optional["AllocatorTrace"] = None) -> int:
         p, v = self.protocol, self.variant
         autocast = ctx.autocast
         call = 0
 
         def one(warmup: bool) -> dict:
-            nonlocal call
+            nonlocal call, trace
             m = self.measure(pipeline, ctx, autocast)
+            if trace is not None:
+                trace.write()
+                trace = None
             p.emit({"kind": "sample", "call": call, "warmup": warmup, "flags": self.quality_flags(m), **m})
             call += 1
             return m

@@ -10,6 +10,7 @@ Run from ``python/``: ``OMP_NUM_THREADS=1 python -m unittest tests.test_sam3d -v
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -174,6 +175,24 @@ class LoadStrategies(unittest.TestCase):
             self.assertEqual(resident, [name])
         self.assertEqual(run.adapter.resident(), [])
         self.assertNotIn("load_slat_decoder_gs_4", stages)
+
+    def test_an_unloaded_model_leaves_no_weights_to_the_cyclic_collector(self):
+        # Hydra puts the DINO models into OmegaConf nodes (reference cycles): a release that
+        # only drops references leaves their weights allocated until the collector runs.
+        gc.collect()
+        gc.disable()
+        try:
+            run = Run({"load": "sequential", "cleanup": True, "voxels": 60}, calls=1)
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            held = [t for t in gc.garbage if isinstance(t, torch.Tensor) and t.device.type != "meta"]
+            self.assertEqual(sum(t.numel() * t.element_size() for t in held), 0,
+                             f"{len(held)} tensors only a reference cycle held")
+            self.assertEqual(run.adapter.resident(), [])
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
 
 
 class Params(unittest.TestCase):
