@@ -89,10 +89,36 @@ impl ResnetBlock2D {
             Some(s) => s.forward(w, x),
             None => x.shallow_clone(),
         };
-        // `(input_tensor + hidden_states) / output_scale_factor`: diffusers divides even by
-        // 1.0, which allocates one more output-sized tensor at the block's end.
-        (shortcut + h) / OUTPUT_SCALE_FACTOR
+        residual_output(shortcut, h)
     }
+}
+
+/// The end of diffusers' `ResnetBlock2D`: `(input_tensor + hidden_states) / output_scale_factor`.
+/// diffusers divides even by 1.0, which allocates one more output-sized tensor, and its locals
+/// (the shortcut's output and `hidden_states`) stay alive until the block returns: the sum is
+/// taken by reference and both inputs are dropped only after the division.
+pub fn residual_output(shortcut: Tensor, hidden: Tensor) -> Tensor {
+    let sum = &shortcut + &hidden;
+    let out = sum / OUTPUT_SCALE_FACTOR;
+    drop((shortcut, hidden));
+    out
+}
+
+/// A step of a block: one resnet, attention or resampler applied to the previous output.
+pub type BlockStep<'a> = Box<dyn Fn(&Tensor) -> Tensor + 'a>;
+
+/// diffusers' `sample = block(sample)` around a `DownEncoderBlock2D` or `UpDecoderBlock2D`: each
+/// step's output replaces the previous one inside the block, but the block's input stays alive
+/// (the caller's `sample`) until the whole block returns.
+pub fn block_holding_input<'a>(
+    input: Tensor,
+    steps: impl IntoIterator<Item = BlockStep<'a>>,
+) -> Tensor {
+    let mut out: Option<Tensor> = None;
+    for step in steps {
+        out = Some(step(out.as_ref().unwrap_or(&input)));
+    }
+    out.unwrap_or(input)
 }
 
 /// `Downsample2D` with a conv: 3×3, stride 2. UNets pad by 1 on every side; the VAE encoder

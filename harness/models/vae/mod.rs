@@ -30,7 +30,9 @@
 
 use super::attention::{AttentionConfig, AttentionImpl, MultiHeadAttention, QkNormKind};
 use super::layers::{Conv2d, GroupNorm};
-use super::unet_blocks::{Downsample2D, Norm, ResnetBlock2D, Upsample2D};
+use super::unet_blocks::{
+    block_holding_input, BlockStep, Downsample2D, Norm, ResnetBlock2D, Upsample2D,
+};
 use super::weights::{Builder, Weights};
 use tch::{Kind, Tensor};
 
@@ -235,6 +237,26 @@ struct Level {
     up: Option<Upsample2D>,
 }
 
+impl Level {
+    /// The block's resnets, then its resampler, as `DownEncoderBlock2D` / `UpDecoderBlock2D`
+    /// run them.
+    fn steps<'a>(&'a self, w: &'a Weights) -> impl Iterator<Item = BlockStep<'a>> {
+        let resnets = self
+            .resnets
+            .iter()
+            .map(move |r| -> BlockStep { Box::new(move |x: &Tensor| r.forward(w, x, None)) });
+        let down = self
+            .down
+            .iter()
+            .map(move |d| -> BlockStep { Box::new(move |x: &Tensor| d.forward(w, x)) });
+        let up = self
+            .up
+            .iter()
+            .map(move |u| -> BlockStep { Box::new(move |x: &Tensor| u.forward(w, x, None)) });
+        resnets.chain(down).chain(up)
+    }
+}
+
 /// The encoder half, with `quant_conv`.
 #[derive(Debug, Clone)]
 struct Encoder {
@@ -294,12 +316,7 @@ impl Encoder {
     fn forward(&self, w: &Weights, x: &Tensor, imp: AttentionImpl) -> Tensor {
         let mut h = self.conv_in.forward(w, x);
         for level in &self.levels {
-            for r in &level.resnets {
-                h = r.forward(w, &h, None);
-            }
-            if let Some(d) = &level.down {
-                h = d.forward(w, &h);
-            }
+            h = block_holding_input(h, level.steps(w));
         }
         h = self.mid.forward(w, &h, imp);
         h = self
@@ -376,12 +393,7 @@ impl Decoder {
         let mut h = self.conv_in.forward(w, &z);
         h = self.mid.forward(w, &h, imp);
         for level in &self.levels {
-            for r in &level.resnets {
-                h = r.forward(w, &h, None);
-            }
-            if let Some(u) = &level.up {
-                h = u.forward(w, &h, None);
-            }
+            h = block_holding_input(h, level.steps(w));
         }
         // `conv_norm_out`, `conv_act`, `conv_out`, each result replacing the last.
         h = self.norm_out.forward(w, &h);
