@@ -20,6 +20,27 @@ pub struct FidelityRow {
     pub peak_reserved_ratio: Option<f64>,
     /// Stages both sides report, in the real code's order: (name, real ÷ replica).
     pub stage_ratios: Vec<(String, f64)>,
+    /// The figures whose ratio lies outside [`TOLERANCE`]: `wall`, `peak_allocated`,
+    /// `peak_reserved`. Time outside its band may be a host-bound side, not a wrong replica.
+    pub outside_tolerance: Vec<&'static str>,
+}
+
+/// How far a replica may differ from the real code and still count as the same mechanism:
+/// (figure, largest relative difference either way). Peak allocated is the tightest because
+/// it follows from the order of allocations alone; reserved adds the allocator's placement,
+/// and time the host.
+pub const TOLERANCE: [(&str, f64); 3] = [
+    ("wall", 0.15),
+    ("peak_allocated", 0.05),
+    ("peak_reserved", 0.10),
+];
+
+fn outside(name: &str, ratio: Option<f64>) -> bool {
+    let band = TOLERANCE
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0.0, |(_, b)| *b);
+    ratio.is_some_and(|r| (r - 1.0).abs() > band + 1e-9)
 }
 
 fn ratio(real: Option<f64>, replica: Option<f64>) -> Option<f64> {
@@ -46,13 +67,26 @@ pub fn pair(
     real: &Side<'_>,
     replica: &Side<'_>,
 ) -> FidelityRow {
+    let time_ratio = ratio(real.wall_ms, replica.wall_ms);
+    let peak_allocated_ratio = ratio(real.peak_allocated_bytes, replica.peak_allocated_bytes);
+    let peak_reserved_ratio = ratio(real.peak_reserved_bytes, replica.peak_reserved_bytes);
+    let outside_tolerance = [
+        ("wall", time_ratio),
+        ("peak_allocated", peak_allocated_ratio),
+        ("peak_reserved", peak_reserved_ratio),
+    ]
+    .into_iter()
+    .filter(|(name, r)| outside(name, *r))
+    .map(|(name, _)| name)
+    .collect();
     FidelityRow {
         real_suite: suites.0.to_string(),
         replica_suite: suites.1.to_string(),
         variant: variant.to_string(),
-        time_ratio: ratio(real.wall_ms, replica.wall_ms),
-        peak_allocated_ratio: ratio(real.peak_allocated_bytes, replica.peak_allocated_bytes),
-        peak_reserved_ratio: ratio(real.peak_reserved_bytes, replica.peak_reserved_bytes),
+        time_ratio,
+        peak_allocated_ratio,
+        peak_reserved_ratio,
+        outside_tolerance,
         stage_ratios: real
             .stages
             .iter()
@@ -64,10 +98,23 @@ pub fn pair(
     }
 }
 
-const INTRO: &str = "Configurations run both by a built-in replica and by the real library code: real ÷ replica of the median wall time, peak allocated and peak reserved memory, and of each stage both report (1.00 = the replica matches)";
+const INTRO: &str = "Configurations run both by a built-in replica and by the real library code: real ÷ replica of the median wall time, peak allocated and peak reserved memory, and of each stage both report (1.00 = the replica matches). * marks a figure outside the tolerance: wall ±15 %, peak allocated ±5 %, peak reserved ±10 %";
+
+const FOOTNOTE: &str =
+    "  * outside the tolerance: wall ±15 % (a host-bound side shows here), allocated ±5 %, reserved ±10 %";
 
 fn times(x: Option<f64>) -> String {
     x.map_or_else(|| "–".into(), |r| format!("{r:.2}×"))
+}
+
+/// The ratio, marked `*` when outside its tolerance.
+fn figure(row: &FidelityRow, name: &str, x: Option<f64>) -> String {
+    let mark = if row.outside_tolerance.contains(&name) {
+        "*"
+    } else {
+        ""
+    };
+    format!("{}{mark}", times(x))
 }
 
 fn stages_text(row: &FidelityRow) -> String {
@@ -85,9 +132,9 @@ fn fields(row: &FidelityRow) -> [String; 6] {
     [
         format!("{} vs {}", row.real_suite, row.replica_suite),
         row.variant.clone(),
-        times(row.time_ratio),
-        times(row.peak_allocated_ratio),
-        times(row.peak_reserved_ratio),
+        figure(row, "wall", row.time_ratio),
+        figure(row, "peak_allocated", row.peak_allocated_ratio),
+        figure(row, "peak_reserved", row.peak_reserved_ratio),
         stages_text(row),
     ]
 }
@@ -112,13 +159,16 @@ pub fn terminal(rows: &[FidelityRow]) -> String {
         let [_, variant, wall, alloc, reserved, stages] = fields(r);
         let _ = writeln!(
             out,
-            "  {:<50} wall {:>7}  alloc {:>7}  reserved {:>7}  {}",
+            "  {:<50} wall {:>8}  alloc {:>8}  reserved {:>8}  {}",
             printable(&format!("{}/{variant}", r.real_suite)),
             wall,
             alloc,
             reserved,
             printable(&stages)
         );
+    }
+    if rows.iter().any(|r| !r.outside_tolerance.is_empty()) {
+        let _ = writeln!(out, "{FOOTNOTE}");
     }
     out
 }
@@ -178,10 +228,46 @@ mod tests {
         assert!(head.contains("Replica vs real code"));
         assert_eq!(
             rows[0],
-            "| x-real vs x | a | 1.50× | 1.50× | – | delight 1.50× |\n"
+            "| x-real vs x | a | 1.50×* | 1.50×* | – | delight 1.50× |\n"
         );
-        assert!(terminal(std::slice::from_ref(&r)).contains("wall   1.50×"));
+        assert!(terminal(std::slice::from_ref(&r)).contains("wall   1.50×*"));
         assert!(html(&[r]).contains("<td>delight 1.50×</td>"));
         assert!(html(&[]).is_empty() && terminal(&[]).is_empty());
+    }
+
+    #[test]
+    fn figures_outside_the_tolerance_are_marked_and_listed() {
+        let side = |wall, alloc, reserved| Side {
+            wall_ms: Some(wall),
+            peak_allocated_bytes: Some(alloc),
+            peak_reserved_bytes: Some(reserved),
+            stages: &[],
+        };
+        // Inside every band (time 1.14, allocated 0.96, reserved 1.09), then each just out.
+        let within = pair(
+            ("r", "x"),
+            "a",
+            &side(114.0, 96.0, 109.0),
+            &side(100.0, 100.0, 100.0),
+        );
+        assert!(within.outside_tolerance.is_empty(), "{within:?}");
+        assert!(!terminal(std::slice::from_ref(&within)).contains('*'));
+        let out = pair(
+            ("r", "x"),
+            "b",
+            &side(84.0, 106.0, 89.0),
+            &side(100.0, 100.0, 100.0),
+        );
+        assert_eq!(
+            out.outside_tolerance,
+            ["wall", "peak_allocated", "peak_reserved"]
+        );
+        let text = terminal(std::slice::from_ref(&out));
+        assert!(text.contains("0.84×*") && text.contains("1.06×*") && text.contains("0.89×*"));
+        assert!(text.contains("outside the tolerance"), "{text}");
+        let (_, rows) = markdown(std::slice::from_ref(&out));
+        assert_eq!(rows[0], "| r vs x | b | 0.84×* | 1.06×* | 0.89×* | – |\n");
+        let json = serde_json::to_value(&out).unwrap();
+        assert_eq!(json["outside_tolerance"][1], "peak_allocated");
     }
 }
