@@ -389,15 +389,22 @@ fn run(job: &WorkerJob) -> i32 {
     let mut run_call = |warmup: bool| -> Result<Measurement, String> {
         let result =
             std::panic::catch_unwind(AssertUnwindSafe(|| meter.measure(|s| workload.call(s))));
-        let measurement = match result {
-            Ok(Ok(m)) => m,
-            Ok(Err(MeasureError::Workload(e))) => return Err(format!("{e:#}")),
-            Ok(Err(MeasureError::Backend(e))) => return Err(e.to_string()),
-            Err(payload) => return Err(panic_message(payload)),
+        let outcome = match result {
+            Ok(Ok(m)) => Ok(m),
+            Ok(Err(MeasureError::Workload(e))) => Err(format!("{e:#}")),
+            Ok(Err(MeasureError::Backend(e))) => Err(e.to_string()),
+            Err(payload) => Err(panic_message(payload)),
         };
-        if let Some(trace) = allocator_trace.take() {
-            trace.write()?;
+        // Written whether or not the call completed: the trace of a call that ran out of
+        // memory shows what was alive when it did. A diagnostic that cannot be written is
+        // a warning, never the call's outcome.
+        if let Some(Err(e)) = allocator_trace.take().map(AllocatorTrace::write) {
+            emit(&Message::Log {
+                level: protocol::LogLevel::Warn,
+                message: e,
+            });
         }
+        let measurement = outcome?;
         let flags = quality_flags(&measurement, sm_clock_max, min_clock_fraction);
         emit(&Message::Sample(Box::new(SampleMsg {
             call,
@@ -491,8 +498,9 @@ fn run(job: &WorkerJob) -> i32 {
 
 /// Diagnostic: with `CLAIMBENCH_CUDA_MEMORY_TRACE=DIR`, the CUDA caching allocator's trace of
 /// the first call (from the weights alone, after building and emptying the cache) is written to
-/// `DIR/<suite>.<variant>.p<process>.csv`, the format the Python worker writes too;
-/// `scripts/memory_trace.py` reads them. Recording slows that call, a warm-up call.
+/// `DIR/<suite>.<variant>.p<process>.csv`, also when that call fails (out of memory), in the
+/// format the Python worker writes too; `python3 -m claimbench.memory_trace` reads them.
+/// Recording slows that call, a warm-up call.
 struct AllocatorTrace {
     path: std::path::PathBuf,
 }

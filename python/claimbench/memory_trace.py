@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 MIB = 1 << 20
+# Both workers keep the newest 4,000,000 events; a trace that long may have lost its start.
+TRACE_ENTRIES = 4_000_000
 
 
 @dataclass
@@ -105,8 +107,9 @@ def largest(live: Dict[int, Event], n: int = 12) -> List[Tuple[str, int, int]]:
 
 
 def describe(name: str, r: Replay) -> str:
+    cut = " (the workers' limit: the oldest may be missing)" if len(r.events) >= TRACE_ENTRIES else ""
     lines = [
-        f"== {name}: {len(r.events)} events",
+        f"== {name}: {len(r.events)} events{cut}",
         f"peak allocated +{r.peak_allocated / MIB:.1f} MiB (event {r.peak_allocated_at}); "
         f"peak reserved +{r.peak_reserved / MIB:.1f} MiB (event {r.peak_reserved_at}) "
         f"in {len(r.segment_allocs)} new segments",

@@ -343,10 +343,11 @@ def load_entry(entry: str) -> Any:
 
 class AllocatorTrace:
     """Diagnostic: with CLAIMBENCH_CUDA_MEMORY_TRACE=DIR, the CUDA caching allocator's trace of
-    the first call (from the weights alone) goes to DIR/<suite>.<variant>.p<process>.csv, as the
-    Rust worker writes it, plus the innermost frame outside torch that made each allocation."""
+    the first call (from the weights alone; also when it fails) goes to
+    DIR/<suite>.<variant>.p<process>.csv, as the Rust worker writes it, plus the innermost frame
+    outside torch that made each allocation."""
 
-    ENTRIES = 4_000_000
+    ENTRIES = 4_000_000  # memory_trace.TRACE_ENTRIES
 
     def __init__(self, path: str, protocol: Protocol) -> None:
         self.path, self.protocol = path, protocol
@@ -371,14 +372,19 @@ class AllocatorTrace:
 
         import torch
 
-        snapshot = torch.cuda.memory._snapshot()
-        torch.cuda.memory._record_memory_history(enabled=None)
-        with open(self.path, "w", newline="") as f:
-            out = csv.writer(f)
-            out.writerow(["action", "address", "bytes", "stream", "frame"])
-            for trace in snapshot["device_traces"]:
-                for e in trace:
-                    out.writerow([e["action"], e["addr"], e["size"], e["stream"], _caller(e.get("frames") or [])])
+        try:
+            snapshot = torch.cuda.memory._snapshot()
+            torch.cuda.memory._record_memory_history(enabled=None)
+            with open(self.path, "w", newline="") as f:
+                out = csv.writer(f)
+                out.writerow(["action", "address", "bytes", "stream", "frame"])
+                for trace in snapshot["device_traces"]:
+                    for e in trace:
+                        out.writerow([e["action"], e["addr"], e["size"], e["stream"], _caller(e.get("frames") or [])])
+        except (OSError, RuntimeError) as e:
+            # A diagnostic must not replace the call's own outcome (it may be failing already).
+            self.protocol.log("warn", f"CLAIMBENCH_CUDA_MEMORY_TRACE: {self.path}: {e}")
+            return
         self.protocol.log("info", f"allocator trace of the first call: {self.path}")
 
 
@@ -651,10 +657,13 @@ class Worker:
 
         def one(warmup: bool) -> dict:
             nonlocal call, trace
-            m = self.measure(pipeline, ctx, autocast)
-            if trace is not None:
-                trace.write()
-                trace = None
+            try:
+                m = self.measure(pipeline, ctx, autocast)
+            finally:
+                # Also when the call fails: an out-of-memory trace shows what was alive.
+                if trace is not None:
+                    trace.write()
+                    trace = None
             p.emit({"kind": "sample", "call": call, "warmup": warmup, "flags": self.quality_flags(m), **m})
             call += 1
             return m
