@@ -20,6 +20,7 @@
 #endif
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <fstream>
 #include <mutex>
@@ -298,7 +299,7 @@ int cb_cuda_memory_trace_write(const char* path) {
     auto snapshot = cuda_caching_allocator()->snapshot({0, 0}, true);
     std::ofstream out(path);
     if (!out) {
-      throw std::runtime_error(std::string("cannot write ") + path);
+      throw std::runtime_error(std::string("cannot write ") + path + ": " + std::strerror(errno));
     }
     out << "action,address,bytes,stream\n";
     for (const auto& trace : snapshot.device_traces) {
@@ -309,7 +310,7 @@ int cb_cuda_memory_trace_write(const char* path) {
     }
     out.flush();
     if (!out) {
-      throw std::runtime_error(std::string("writing ") + path + " failed");
+      throw std::runtime_error(std::string("writing ") + path + " failed: " + std::strerror(errno));
     }
 #else
     (void)path;

@@ -378,10 +378,7 @@ fn run(job: &WorkerJob) -> i32 {
         empty_cache_between_stages: knobs.empty_cache_between_stages,
         sampler,
     };
-    let mut allocator_trace = match AllocatorTrace::start(job, target) {
-        Ok(t) => t,
-        Err(e) => return finish(Status::Error, Some(e), None),
-    };
+    let mut allocator_trace = AllocatorTrace::start(job, target);
     let sm_clock_max = meter.sampler.as_ref().map(|s| s.info().sm_clock_max_mhz);
     let min_clock_fraction = variant.settle.unwrap_or_default().min_clock_fraction;
     let mut call: u32 = 0;
@@ -398,14 +395,12 @@ fn run(job: &WorkerJob) -> i32 {
         // Written whether or not the call completed: the trace of a call that ran out of
         // memory shows what was alive when it did. A diagnostic that cannot be written is
         // a warning, never the call's outcome.
-        if let Some(Err(e)) = allocator_trace.take().map(AllocatorTrace::write) {
-            emit(&Message::Log {
-                level: protocol::LogLevel::Warn,
-                message: e,
-            });
-        }
+        let traced = allocator_trace.take().map(AllocatorTrace::write).is_some();
         let measurement = outcome?;
-        let flags = quality_flags(&measurement, sm_clock_max, min_clock_fraction);
+        let mut flags = quality_flags(&measurement, sm_clock_max, min_clock_fraction);
+        if traced {
+            flags.push(SampleFlag::AllocatorTrace.as_str().to_string());
+        }
         emit(&Message::Sample(Box::new(SampleMsg {
             call,
             warmup,
@@ -500,7 +495,8 @@ fn run(job: &WorkerJob) -> i32 {
 /// the first call (from the weights alone, after building and emptying the cache) is written to
 /// `DIR/<suite>.<variant>.p<process>.csv`, also when that call fails (out of memory), in the
 /// format the Python worker writes too; `python3 -m claimbench.memory_trace` reads them.
-/// Recording slows that call, a warm-up call.
+/// Recording slows that call: its sample carries the `allocator_trace` quality flag (it is a
+/// measured call where a suite has no warm-up).
 struct AllocatorTrace {
     path: std::path::PathBuf,
 }
@@ -509,44 +505,54 @@ struct AllocatorTrace {
 const ALLOCATOR_TRACE_ENTRIES: usize = 4_000_000;
 
 impl AllocatorTrace {
-    fn start(job: &WorkerJob, target: Target) -> Result<Option<Self>, String> {
-        let Some(dir) = std::env::var_os("CLAIMBENCH_CUDA_MEMORY_TRACE") else {
-            return Ok(None);
+    /// Starts recording, or says in a warning why not: a diagnostic never fails the variant.
+    fn start(job: &WorkerJob, target: Target) -> Option<Self> {
+        let dir = std::env::var_os("CLAIMBENCH_CUDA_MEMORY_TRACE")?;
+        let started = if target.is_cuda() {
+            let path = std::path::Path::new(&dir).join(format!(
+                "{}.{}.p{}.csv",
+                job.suite, job.variant.name, job.process
+            ));
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("creating {}: {e}", path.parent().unwrap_or(&path).display()))
+                .and_then(|()| {
+                    ffi::cuda_memory_history(ALLOCATOR_TRACE_ENTRIES).map_err(|e| e.to_string())
+                })
+                .map(|()| Self { path })
+        } else {
+            Err("no CUDA allocator on this device; no trace written".into())
         };
-        if !target.is_cuda() {
-            emit(&Message::Log {
-                level: protocol::LogLevel::Warn,
-                message: "CLAIMBENCH_CUDA_MEMORY_TRACE: no CUDA allocator on this device; no trace written".into(),
-            });
-            return Ok(None);
-        }
-        let path = std::path::Path::new(&dir).join(format!(
-            "{}.{}.p{}.csv",
-            job.suite, job.variant.name, job.process
-        ));
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            format!(
-                "CLAIMBENCH_CUDA_MEMORY_TRACE: creating {}: {e}",
-                std::path::Path::new(&dir).display()
-            )
-        })?;
-        ffi::cuda_memory_history(ALLOCATOR_TRACE_ENTRIES)
-            .map_err(|e| format!("CLAIMBENCH_CUDA_MEMORY_TRACE: {e}"))?;
-        Ok(Some(Self { path }))
+        started
+            .map_err(|e| warn(format!("CLAIMBENCH_CUDA_MEMORY_TRACE: {e}")))
+            .ok()
     }
 
-    fn write(self) -> Result<(), String> {
+    /// Writes the trace and stops recording; a failure is a warning.
+    fn write(self) {
         let written = ffi::write_cuda_memory_trace(&self.path);
         let stopped = ffi::cuda_memory_history(0);
-        written
-            .and(stopped)
-            .map_err(|e| format!("CLAIMBENCH_CUDA_MEMORY_TRACE: {}: {e}", self.path.display()))?;
-        emit(&Message::Log {
-            level: protocol::LogLevel::Info,
-            message: format!("allocator trace of the first call: {}", self.path.display()),
-        });
-        Ok(())
+        let message = match (written, stopped) {
+            (Ok(()), Ok(())) => {
+                return emit(&Message::Log {
+                    level: protocol::LogLevel::Info,
+                    message: format!("allocator trace of the first call: {}", self.path.display()),
+                })
+            }
+            (Err(e), Ok(())) | (Ok(()), Err(e)) => e.to_string(),
+            (Err(w), Err(s)) => format!("{w}; stopping the recording: {s}"),
+        };
+        warn(format!(
+            "CLAIMBENCH_CUDA_MEMORY_TRACE: {}: {message}",
+            self.path.display()
+        ));
     }
+}
+
+fn warn(message: String) {
+    emit(&Message::Log {
+        level: protocol::LogLevel::Warn,
+        message,
+    });
 }
 
 #[cfg(test)]

@@ -65,6 +65,9 @@ pub enum SampleFlag {
     LowClock,
     /// Another process used the GPU during the call.
     SharedGpu,
+    /// The call ran with the allocator's trace recorded (`CLAIMBENCH_CUDA_MEMORY_TRACE`),
+    /// which slows it.
+    AllocatorTrace,
 }
 
 impl SampleFlag {
@@ -73,6 +76,7 @@ impl SampleFlag {
             SampleFlag::Throttled => "throttled",
             SampleFlag::LowClock => "low_clock",
             SampleFlag::SharedGpu => "shared_gpu",
+            SampleFlag::AllocatorTrace => "allocator_trace",
         }
     }
 }

@@ -5,7 +5,8 @@ allocations made the allocator reserve a new segment.
     python3 -m claimbench.memory_trace REAL.csv [REPLICA.csv]
 
 A trace starts after the workload is built and the cache emptied, so its figures are relative
-to the weights: "allocated" and "reserved" here are what the first call added on top of them.
+to that moment: "allocated" and "reserved" here are what the first call added on top of the
+weights (negative where it released more than it allocated).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Replay:
     segment_allocs: List[Tuple[int, Event, Optional[Event], int]] = field(default_factory=list)
     live_at_peak_allocated: Dict[int, Event] = field(default_factory=dict)
     live_at_peak_reserved: Dict[int, Event] = field(default_factory=dict)
+    oom_at: int = -1
 
 
 def load(path: str) -> List[Event]:
@@ -60,23 +62,23 @@ def load(path: str) -> List[Event]:
 
 
 def replay(events: List[Event]) -> Replay:
+    """Running totals from the start of the trace. A free of a block allocated before it (a
+    released weight) counts too: allocated follows `memory_allocated`, and may go negative."""
     r = Replay(events)
-    live: Dict[int, int] = {}
     allocated = reserved = 0
     for i, e in enumerate(events):
         if e.action == "alloc":
-            live[e.address] = e.size
             allocated += e.size
         elif e.action == "free_completed":
-            # A block allocated before the trace started (a weight) is not counted.
-            if live.pop(e.address, None) is not None:
-                allocated -= e.size
+            allocated -= e.size
         elif e.action in ("segment_alloc", "segment_map"):
             reserved += e.size
-            trigger = next((n for n in events[i + 1 :] if n.action == "alloc"), None)
+            trigger = next((events[j] for j in range(i + 1, len(events)) if events[j].action == "alloc"), None)
             r.segment_allocs.append((i, e, trigger, allocated))
         elif e.action in ("segment_free", "segment_unmap"):
             reserved -= e.size
+        elif e.action == "oom" and r.oom_at < 0:
+            r.oom_at = i
         if allocated > r.peak_allocated:
             r.peak_allocated, r.peak_allocated_at = allocated, i
         if reserved > r.peak_reserved:
@@ -116,6 +118,14 @@ def describe(name: str, r: Replay) -> str:
         "live at the allocated peak (count × size, where):",
     ]
     lines += [f"  {c:4d} × {s / MIB:9.2f} MiB  {f}" for f, s, c in largest(r.live_at_peak_allocated)]
+    if r.oom_at >= 0:
+        oom = r.events[r.oom_at]
+        # An `oom` row's bytes are the request; its address column, the device's free bytes.
+        lines.append(
+            f"out of memory at event {r.oom_at}: asked for {oom.size / MIB:.1f} MiB with "
+            f"{oom.address / MIB:.1f} MiB free on the device; alive then:"
+        )
+        lines += [f"  {c:4d} × {s / MIB:9.2f} MiB  {f}" for f, s, c in largest(live_after(r.events, r.oom_at))]
     lines.append("new segments (segment size ← the allocation that asked for it, allocated then):")
     for i, seg, trigger, allocated in r.segment_allocs:
         asked = f"{trigger.size / MIB:9.2f} MiB {trigger.frame}" if trigger else "?"

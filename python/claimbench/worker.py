@@ -345,7 +345,8 @@ class AllocatorTrace:
     """Diagnostic: with CLAIMBENCH_CUDA_MEMORY_TRACE=DIR, the CUDA caching allocator's trace of
     the first call (from the weights alone; also when it fails) goes to
     DIR/<suite>.<variant>.p<process>.csv, as the Rust worker writes it, plus the innermost frame
-    outside torch that made each allocation."""
+    outside torch that made each allocation. The call's sample carries the `allocator_trace`
+    flag: recording slows it. A trace that cannot be made is a warning, never the outcome."""
 
     ENTRIES = 4_000_000  # memory_trace.TRACE_ENTRIES
 
@@ -362,30 +363,43 @@ class AllocatorTrace:
             return None
         import torch
 
-        os.makedirs(directory, exist_ok=True)
         name = f"{job['suite']}.{job['variant']['name']}.p{job['process']}.csv"
-        torch.cuda.memory._record_memory_history(max_entries=cls.ENTRIES, stacks="python")
+        try:
+            os.makedirs(directory, exist_ok=True)
+            # Stacks of allocations only: recording the frees' too would slow the call further.
+            torch.cuda.memory._record_memory_history(max_entries=cls.ENTRIES, context="alloc", stacks="python")
+        except Exception as e:  # noqa: BLE001 - a diagnostic must not fail the variant
+            protocol.log("warn", f"CLAIMBENCH_CUDA_MEMORY_TRACE: {e}")
+            return None
         return cls(os.path.join(directory, name), protocol)
 
     def write(self) -> None:
-        import csv
-
         import torch
 
         try:
-            snapshot = torch.cuda.memory._snapshot()
-            torch.cuda.memory._record_memory_history(enabled=None)
-            with open(self.path, "w", newline="") as f:
-                out = csv.writer(f)
-                out.writerow(["action", "address", "bytes", "stream", "frame"])
-                for trace in snapshot["device_traces"]:
-                    for e in trace:
-                        out.writerow([e["action"], e["addr"], e["size"], e["stream"], _caller(e.get("frames") or [])])
-        except (OSError, RuntimeError) as e:
-            # A diagnostic must not replace the call's own outcome (it may be failing already).
-            self.protocol.log("warn", f"CLAIMBENCH_CUDA_MEMORY_TRACE: {self.path}: {e}")
+            try:
+                snapshot = torch.cuda.memory._snapshot()
+            finally:
+                torch.cuda.memory._record_memory_history(enabled=None)
+            write_trace(self.path, snapshot)
+        except Exception as e:  # noqa: BLE001 - the call may be failing already: keep its outcome
+            self.protocol.log("warn", f"CLAIMBENCH_CUDA_MEMORY_TRACE: {self.path}: {e!r}")
             return
         self.protocol.log("info", f"allocator trace of the first call: {self.path}")
+
+
+def write_trace(path: str, snapshot: dict) -> None:
+    """The snapshot's trace as CSV. An `oom` entry has no address: its `address` column holds
+    the device's free bytes then, as the Rust worker writes it."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["action", "address", "bytes", "stream", "frame"])
+        for trace in snapshot["device_traces"]:
+            for e in trace:
+                address = e.get("addr", e.get("device_free", 0))
+                out.writerow([e["action"], address, e["size"], e.get("stream", 0), _caller(e.get("frames") or [])])
 
 
 def _caller(frames: List[dict]) -> str:
@@ -657,6 +671,7 @@ class Worker:
 
         def one(warmup: bool) -> dict:
             nonlocal call, trace
+            traced = trace is not None
             try:
                 m = self.measure(pipeline, ctx, autocast)
             finally:
@@ -664,7 +679,8 @@ class Worker:
                 if trace is not None:
                     trace.write()
                     trace = None
-            p.emit({"kind": "sample", "call": call, "warmup": warmup, "flags": self.quality_flags(m), **m})
+            flags = self.quality_flags(m) + (["allocator_trace"] if traced else [])
+            p.emit({"kind": "sample", "call": call, "warmup": warmup, "flags": flags, **m})
             call += 1
             return m
 

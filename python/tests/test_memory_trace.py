@@ -14,7 +14,7 @@ alloc,1000,4194304,0,diffusers/a.py:10:f
 alloc,5000,8388608,0,diffusers/a.py:11:f
 free_requested,1000,4194304,0,
 free_completed,1000,4194304,0,
-free_completed,99,123,0,
+free_completed,99,1048576,0,
 segment_alloc,90000,41943040,0,
 alloc,90000,33554432,0,diffusers/b.py:20:g
 free_completed,5000,8388608,0,
@@ -31,14 +31,53 @@ class MemoryTraceTest(unittest.TestCase):
 
     def test_replay_finds_the_peaks_and_what_each_segment_was_reserved_for(self):
         r = memory_trace.replay(self.load(TRACE))
-        # 8 MiB still live + 32 MiB; the free of a block from before the trace is ignored.
-        self.assertEqual(r.peak_allocated, 40 * MIB)
+        # 8 MiB still live, a 1 MiB block from before the trace freed, then 32 MiB.
+        self.assertEqual(r.peak_allocated, 39 * MIB)
         self.assertEqual(r.peak_reserved, 60 * MIB)
         self.assertEqual(sorted(e.size for e in r.live_at_peak_allocated.values()), [8 * MIB, 32 * MIB])
         triggers = [(seg.size, t.frame) for _, seg, t, _ in r.segment_allocs]
         self.assertEqual(triggers, [(20 * MIB, "diffusers/a.py:10:f"), (40 * MIB, "diffusers/b.py:20:g")])
         top = memory_trace.largest(r.live_at_peak_allocated)
         self.assertEqual(top[0], ("diffusers/b.py:20:g", 32 * MIB, 1))
+
+    def test_releasing_a_block_from_before_the_trace_and_reallocating_it_adds_nothing(self):
+        r = memory_trace.replay(self.load(
+            "action,address,bytes\nfree_completed,7000,104857600\nalloc,7000,104857600\n"))
+        self.assertEqual(r.peak_allocated, 0)
+
+    def test_an_out_of_memory_row_is_reported_with_what_was_alive(self):
+        import contextlib
+        import io
+
+        text = TRACE + "alloc,200000,1048576,0,diffusers/c.py:5:h\noom,2097152,1073741824,0,\n"
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
+            f.write(text)
+        self.addCleanup(os.unlink, f.name)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            self.assertEqual(memory_trace.main([f.name]), 0)
+        self.assertIn("out of memory at event 11: asked for 1024.0 MiB with 2.0 MiB free", out.getvalue())
+        self.assertIn("diffusers/c.py:5:h", out.getvalue())
+
+    def test_the_python_writer_handles_every_action_the_snapshot_gives(self):
+        # torch's snapshot: an `oom` entry has `device_free` and no `addr`.
+        from claimbench.worker import write_trace
+
+        snapshot = {"device_traces": [[
+            {"action": "segment_alloc", "addr": 4096, "size": 2 * MIB, "stream": 0},
+            {"action": "alloc", "addr": 4096, "size": MIB, "stream": 0,
+             "frames": [{"filename": "/x/torch/nn/functional.py", "line": 1, "name": "f"},
+                        {"filename": "/s/site-packages/diffusers/a.py", "line": 7, "name": "g"}]},
+            {"action": "oom", "device_free": 5, "size": 3 * MIB, "stream": 0},
+        ]]}
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
+            path = f.name
+        self.addCleanup(os.unlink, path)
+        write_trace(path, snapshot)
+        events = memory_trace.load(path)
+        self.assertEqual([(e.action, e.address, e.size) for e in events],
+                         [("segment_alloc", 4096, 2 * MIB), ("alloc", 4096, MIB), ("oom", 5, 3 * MIB)])
+        self.assertEqual(events[1].frame, "diffusers/a.py:7:g")
 
     def test_a_malformed_row_names_the_file_and_line(self):
         with self.assertRaisesRegex(ValueError, r"\.csv: line 3: "):
@@ -57,7 +96,7 @@ class MemoryTraceTest(unittest.TestCase):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             self.assertEqual(memory_trace.main(paths), 0)
-        self.assertIn("peak allocated: 40.0 vs 24.0 MiB, 1.667×", out.getvalue())
+        self.assertIn("peak allocated: 39.0 vs 23.0 MiB, 1.696×", out.getvalue())
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
             self.assertEqual(memory_trace.main([paths[0], paths[0] + ".missing"]), 2)
