@@ -5,23 +5,30 @@ mod common;
 
 use common::Sandbox;
 
-fn manifest(run: &str) -> String {
+fn manifest(ms: u32, run: &str) -> String {
     format!(
-        "[suite]\nname = \"adaptive\"\nworkload = \"sleep\"\n\n[params]\nms = 3\n\n[knobs]\ndevice = \"cpu\"\n\n[run]\n{run}\n\n[[variant]]\nname = \"nap\"\n"
+        "[suite]\nname = \"adaptive\"\nworkload = \"sleep\"\n\n[params]\nms = {ms}\n\n[knobs]\ndevice = \"cpu\"\n\n[run]\n{run}\n\n[[variant]]\nname = \"nap\"\n"
     )
 }
 
 fn run(sb: &Sandbox, run: &str) -> serde_json::Value {
-    let path = sb.manifest("adaptive.toml", &manifest(run));
+    run_sleeping(sb, 3, run)
+}
+
+fn run_sleeping(sb: &Sandbox, ms: u32, run: &str) -> serde_json::Value {
+    let path = sb.manifest("adaptive.toml", &manifest(ms, run));
     sb.cmd().args(["run", "--quiet", &path]).assert().success();
     sb.run_json()
 }
 
 #[test]
 fn warm_up_ends_when_settled_or_at_its_maximum() {
+    // 30 ms calls: a scheduling delay of a few ms on a loaded 2-core machine then stays far
+    // inside the tolerance (with 3 ms calls it did not, and warm-up took 5 calls).
     let sb = Sandbox::new();
-    let record = run(
+    let record = run_sleeping(
         &sb,
+        30,
         "warmup = 1\nwarmup_max = 10\nsettle = { window = 3, tolerance = 0.9 }\nrepetitions = 2",
     );
     let p = &record["suites"][0]["processes"][0];
