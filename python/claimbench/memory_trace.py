@@ -42,7 +42,6 @@ class Replay:
     peak_reserved_at: int = -1
     segment_allocs: List[Tuple[int, Event, Optional[Event], int]] = field(default_factory=list)
     live_at_peak_allocated: Dict[int, Event] = field(default_factory=dict)
-    live_at_peak_reserved: Dict[int, Event] = field(default_factory=dict)
     oom_at: int = -1
 
 
@@ -84,7 +83,6 @@ def replay(events: List[Event]) -> Replay:
         if reserved > r.peak_reserved:
             r.peak_reserved, r.peak_reserved_at = reserved, i
     r.live_at_peak_allocated = live_after(events, r.peak_allocated_at)
-    r.live_at_peak_reserved = live_after(events, r.peak_reserved_at)
     return r
 
 
