@@ -12,6 +12,18 @@ use claimbench::models::unet_blocks::{
 };
 use claimbench::models::Builder;
 use std::sync::Mutex;
+
+/// A log of allocations (+bytes) and frees (-bytes) written in named units, for messages.
+fn in_units(log: &[i64], units: &[(i64, &str)]) -> String {
+    let name = |n: &i64| {
+        let sign = if *n < 0 { "-" } else { "+" };
+        match units.iter().find(|(size, _)| *size == n.abs()) {
+            Some((_, unit)) => format!("{sign}{unit}"),
+            None => format!("{sign}{}B", n.abs()),
+        }
+    };
+    log.iter().map(name).collect::<Vec<_>>().join(" ")
+}
 use tch::{Device, Kind, Tensor};
 
 /// The counter sees every CPU allocation of the process: one test at a time.
@@ -182,5 +194,157 @@ fn resnet_block_releases_each_intermediate_as_diffusers_does() {
         "peak {peak} B = {:.2} activations (convolution workspace {:.2})",
         peak / activation,
         workspace / activation
+    );
+}
+
+/// Math attention runs diffusers' `AttnProcessor` statement by statement, so that the CUDA
+/// caching allocator sees the same requests in the same order (its placement, hence reserved
+/// memory, follows from that history): the projections are folded by copies and each freed
+/// once copied, `baddbmm` fills the scores over an empty input of their size that is freed
+/// right after, the scores are freed once softmaxed, the output is unfolded by a copy, projected
+/// and divided by `rescale_output_factor` into a new tensor, each input freed after its step.
+/// The folded q, k, v and the probabilities live until the processor returns. (fp32: the
+/// upcast copies, pinned by the test above, are no-ops here.)
+#[test]
+fn math_attention_allocates_in_diffusers_attn_processor_order() {
+    use claimbench::ffi::cpu_allocation_log_of;
+    use claimbench::models::attention::{AttentionConfig, MultiHeadAttention, QkNormKind};
+    let _alone = alone();
+    tch::manual_seed(0);
+    let (batch, tokens, heads, head_dim) = (2, 256, 8, 64);
+    let channels = heads * head_dim;
+    let mut b = Builder::new(Kind::Float, Device::Cpu);
+    let attn = MultiHeadAttention::new(
+        &mut b,
+        "attn",
+        AttentionConfig {
+            query_dim: channels,
+            context_dim: channels,
+            heads,
+            head_dim,
+            qkv_bias: false,
+            out_bias: true,
+            qk_norm: QkNormKind::None,
+            upcast: true,
+        },
+    );
+    let w = b.finish();
+    let x = Tensor::randn([batch, tokens, channels], (Kind::Float, Device::Cpu));
+    let _ = attn.forward(&w, &x, None, AttentionImpl::Math);
+    let (out, log) =
+        cpu_allocation_log_of(|| attn.forward(&w, &x, None, AttentionImpl::Math)).unwrap();
+    let reference = attn.forward(&w, &x, None, AttentionImpl::Sdpa);
+    assert!(out.allclose(&reference, 1e-4, 1e-5, false));
+    let p = bytes(&x) as i64;
+    let s = batch * heads * tokens * tokens * 4;
+    // Kernel scratch below half a projection is not part of the model's sequence.
+    let log: Vec<i64> = log.into_iter().filter(|n| n.abs() >= p / 2).collect();
+    #[rustfmt::skip]
+    let until_return = [
+        p, p, p,     // to_q, to_k, to_v
+        p, -p,       // head_to_batch_dim(query): the copy, then the projection is freed
+        p, -p,       // ... key
+        p, -p,       // ... value
+        s, s, -s,    // baddbmm's empty input, the scores, the input freed
+        s, -s,       // softmax, the scores freed
+        p,           // bmm(probabilities, value)
+        p, -p,       // batch_to_head_dim's copy, the bmm output freed
+        p, -p,       // to_out, its input freed
+        p, -p,       // / rescale_output_factor, its input freed
+    ];
+    let units = [(p, "P"), (s, "S")];
+    assert_eq!(
+        log[..until_return.len().min(log.len())],
+        until_return,
+        "allocations (+) and frees (-) of projections (P) and score matrices (S): got {}, expected {}",
+        in_units(&log, &units),
+        in_units(&until_return, &units)
+    );
+    // At return: the probabilities and the folded q, k, v.
+    let mut at_return = log[until_return.len()..].to_vec();
+    at_return.sort();
+    assert_eq!(
+        at_return,
+        [-s, -p, -p, -p],
+        "frees at return: {}",
+        in_units(&log, &units)
+    );
+}
+
+/// A transformer block keeps what diffusers' `BasicTransformerBlock.forward` keeps, where each
+/// rebinding frees the tensor it replaces: `norm_hidden_states` until the next norm is
+/// computed, `attn_output` until the next attention returns, each residual sum until the next
+/// one, and the last attention output, norm and feed-forward output until the block returns.
+/// Only token-sized tensors (`[batch, tokens, channels]`) are followed; the attention
+/// processor's own ones are pinned above.
+#[test]
+fn a_transformer_block_releases_its_tensors_as_diffusers_does() {
+    use claimbench::ffi::cpu_allocation_log_of;
+    use claimbench::models::unet_blocks::{
+        BasicTransformerBlock, BlockState, ExtraAttention, ReferenceMode, TransformerConfig,
+    };
+    let _alone = alone();
+    tch::manual_seed(0);
+    let (batch, tokens, channels, context_tokens) = (2, 256, 512, 77);
+    let mut b = Builder::new(Kind::Float, Device::Cpu);
+    let block = BasicTransformerBlock::new(
+        &mut b,
+        "block",
+        &TransformerConfig {
+            channels,
+            heads: 8,
+            cross_attention_dim: 1024,
+            upcast_attention: true,
+            layer_norm_eps: 1e-5,
+            norm: Norm {
+                groups: 32,
+                eps: 1e-6,
+            },
+            layers: 1,
+            linear_projection: true,
+            extra: ExtraAttention::NONE,
+        },
+    );
+    let w = b.finish();
+    let x = Tensor::randn([batch, tokens, channels], (Kind::Float, Device::Cpu));
+    let context = Tensor::randn([batch, context_tokens, 1024], (Kind::Float, Device::Cpu));
+    let run = || {
+        let mut st = BlockState {
+            context: &context,
+            imp: AttentionImpl::Math,
+            reference: ReferenceMode::Off,
+            next_block: 0,
+        };
+        block.forward(&w, &x, 16, 16, &mut st)
+    };
+    let _ = run();
+    let (_, log) = cpu_allocation_log_of(run).unwrap();
+    let t = bytes(&x) as i64;
+    let log: Vec<i64> = log.into_iter().filter(|n| n.abs() == t).collect();
+    // Self-attention's processor, token-sized events only: q, k, v; three folds (copy, free);
+    // the bmm output; unfold, to_out and the division (each allocates, then frees its input);
+    // the folded q, k, v freed at return.
+    let self_attention = [
+        t, t, t, t, -t, t, -t, t, -t, t, t, -t, t, -t, t, -t, -t, -t, -t,
+    ];
+    // Cross-attention: only q and its fold are token-sized (k, v have the context's length).
+    let cross_attention = [t, t, -t, t, t, -t, t, -t, t, -t, -t];
+    let mut expected = vec![t]; // norm1
+    expected.extend(self_attention);
+    expected.extend([t]); // attn_output + hidden_states
+    expected.extend([t, -t]); // norm2, then norm1 freed
+    expected.extend(cross_attention);
+    expected.extend([-t]); // attn1's output freed when attn2's is bound
+    expected.extend([t, -t]); // the second residual sum, the first freed
+    expected.extend([t, -t]); // norm3, then norm2 freed
+    expected.extend([t]); // the feed-forward's output
+    expected.extend([t, -t]); // the last residual sum, the second freed
+    expected.extend([-t, -t, -t]); // at return: ff output, norm3, attn2's output
+    assert_eq!(
+        log,
+        expected,
+        "token-sized allocations (+T) and frees (-T): got {}, expected {}",
+        in_units(&log, &[(t, "T")]),
+        in_units(&expected, &[(t, "T")])
     );
 }

@@ -57,6 +57,8 @@ mod sys {
         pub fn cb_cpu_memory_track() -> c_int;
         pub fn cb_cpu_memory_stats(current: *mut i64, peak: *mut i64) -> c_int;
         pub fn cb_cpu_memory_reset_peak() -> c_int;
+        pub fn cb_cpu_memory_log(on: c_int) -> c_int;
+        pub fn cb_cpu_memory_log_read(out: *mut i64, capacity: usize, len: *mut usize) -> c_int;
         pub fn cb_event_create(out: *mut *mut c_void) -> c_int;
         pub fn cb_event_record(event: *mut c_void, device: c_int) -> c_int;
         pub fn cb_event_synchronize(event: *mut c_void) -> c_int;
@@ -271,6 +273,31 @@ pub fn cpu_peak_bytes_of<T>(f: impl FnOnce() -> T) -> Result<(T, i64), ShimError
     let out = f();
     let (_, peak) = stats()?;
     Ok((out, peak - before))
+}
+
+/// The CPU tensor allocations (+bytes) and frees (-bytes) made while `f` ran, in order, from
+/// the same counter as [`cpu_peak_bytes_of`] (every thread of the process is seen): a test
+/// helper for the order in which a model allocates and releases its intermediates.
+pub fn cpu_allocation_log_of<T>(f: impl FnOnce() -> T) -> Result<(T, Vec<i64>), ShimError> {
+    // SAFETY: plain calls.
+    check(unsafe { sys::cb_cpu_memory_track() })?;
+    check(unsafe { sys::cb_cpu_memory_log(1) })?;
+    let out = f();
+    let mut log = Vec::new();
+    loop {
+        let mut len = 0usize;
+        // SAFETY: `log` has room for `capacity` elements; `len` is a valid out-pointer.
+        check(unsafe { sys::cb_cpu_memory_log_read(log.as_mut_ptr(), log.capacity(), &mut len) })?;
+        if len <= log.capacity() {
+            // SAFETY: the shim wrote `len` initialised elements.
+            unsafe { log.set_len(len) };
+            break;
+        }
+        log.reserve(len);
+    }
+    // SAFETY: plain call.
+    check(unsafe { sys::cb_cpu_memory_log(0) })?;
+    Ok((out, log))
 }
 
 /// `(free, total)` device bytes as `cudaMemGetInfo` reports them.

@@ -150,6 +150,7 @@ struct CountingCpuAllocator final : c10::Allocator {
       sizes[data] = n;
       current += static_cast<int64_t>(n);
       peak = std::max(peak, current);
+      if (logging) log.push_back(static_cast<int64_t>(n));
     }
     return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
   }
@@ -166,6 +167,9 @@ struct CountingCpuAllocator final : c10::Allocator {
   std::unordered_map<void*, size_t> sizes;
   int64_t current = 0;
   int64_t peak = 0;
+  // While `logging`: +bytes per allocation and -bytes per free, in order.
+  bool logging = false;
+  std::vector<int64_t> log;
 };
 
 CountingCpuAllocator* installed = nullptr;
@@ -177,6 +181,7 @@ void CountingCpuAllocator::release(void* ptr) {
     auto it = self->sizes.find(ptr);
     if (it != self->sizes.end()) {
       self->current -= static_cast<int64_t>(it->second);
+      if (self->logging) self->log.push_back(-static_cast<int64_t>(it->second));
       self->sizes.erase(it);
     }
   }
@@ -214,6 +219,24 @@ int cb_cpu_memory_reset_peak(void) {
     auto* a = counting_cpu_allocator();
     std::lock_guard<std::mutex> lock(a->mutex);
     a->peak = a->current;
+  });
+}
+
+int cb_cpu_memory_log(int on) {
+  return guarded([&] {
+    auto* a = counting_cpu_allocator();
+    std::lock_guard<std::mutex> lock(a->mutex);
+    a->logging = on != 0;
+    a->log.clear();
+  });
+}
+
+int cb_cpu_memory_log_read(int64_t* out, size_t capacity, size_t* len) {
+  return guarded([&] {
+    auto* a = counting_cpu_allocator();
+    std::lock_guard<std::mutex> lock(a->mutex);
+    *len = a->log.size();
+    std::copy_n(a->log.begin(), std::min(capacity, a->log.size()), out);
   });
 }
 

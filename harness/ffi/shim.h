@@ -62,6 +62,10 @@ int cb_versions(long* cudnn, long* cudart, char* torch_version, size_t torch_ver
 int cb_cpu_memory_track(void);
 int cb_cpu_memory_stats(int64_t* current, int64_t* peak);
 int cb_cpu_memory_reset_peak(void);
+// Starts (on != 0) or stops logging CPU allocations and frees, clearing the log either way.
+int cb_cpu_memory_log(int on);
+// Copies up to `capacity` logged events (+bytes, -bytes) to `out`; `len` gets the log's length.
+int cb_cpu_memory_log_read(int64_t* out, size_t capacity, size_t* len);
 
 int cb_event_create(void** out);
 int cb_event_record(void* event, int device);

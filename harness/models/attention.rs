@@ -249,6 +249,9 @@ impl MultiHeadAttention {
         imp: AttentionImpl,
     ) -> Tensor {
         let ctx = context.unwrap_or(x);
+        if imp == AttentionImpl::Math && self.qk_norm.is_none() {
+            return self.attn_processor(w, x, ctx);
+        }
         let q = self.split_heads(&self.to_q.forward(w, x));
         let k = self.split_heads(&self.to_k.forward(w, ctx));
         let v = self.split_heads(&self.to_v.forward(w, ctx));
@@ -260,6 +263,71 @@ impl MultiHeadAttention {
             &out.transpose(1, 2)
                 .reshape([b, n, self.heads * self.head_dim]),
         )
+    }
+}
+
+impl MultiHeadAttention {
+    /// diffusers' `AttnProcessor` (what `math` selects there), statement by statement, so the
+    /// caching allocator sees the same tensors in the same order and places its blocks as it
+    /// does there: the heads are folded into the batch by copies (`head_to_batch_dim`, each
+    /// projection freed once copied); q and k are upcast; the scores come from `baddbmm` over
+    /// an empty input of their own size, freed after it; the fp32 scores are freed once
+    /// softmaxed and the fp32 probabilities once cast back; the fp16 probabilities and the
+    /// folded q, k, v live until return; heads are unfolded by a copy and the output divided by
+    /// `rescale_output_factor` (1) into a new tensor. Same values and allocated peak as
+    /// [`attention`]'s `Math`; only the placement of blocks, hence reserved memory, can differ.
+    fn attn_processor(&self, w: &Weights, x: &Tensor, ctx: &Tensor) -> Tensor {
+        let heads = self.heads;
+        let head_to_batch_dim = |t: Tensor| {
+            let (b, n, c) = t.size3().expect("[batch, tokens, channels]");
+            t.reshape([b, n, heads, c / heads])
+                .permute([0, 2, 1, 3])
+                .reshape([b * heads, n, c / heads])
+        };
+        let query = self.to_q.forward(w, x);
+        let key = self.to_k.forward(w, ctx);
+        let value = self.to_v.forward(w, ctx);
+        let query = head_to_batch_dim(query);
+        let key = head_to_batch_dim(key);
+        let value = head_to_batch_dim(value);
+        let probs = self.attention_scores(&query, &key);
+        // Each step consumes its input, as Python's rebinding of `hidden_states` frees it.
+        let batch_to_head_dim = |t: Tensor| {
+            let (bh, n, d) = t.size3().expect("[batch·heads, tokens, head_dim]");
+            t.reshape([bh / heads, heads, n, d])
+                .permute([0, 2, 1, 3])
+                .reshape([bh / heads, n, heads * d])
+        };
+        let out = {
+            let unfolded = batch_to_head_dim(probs.bmm(&value));
+            self.to_out.forward(w, &unfolded)
+        };
+        // `hidden_states / attn.rescale_output_factor`: a new tensor even when dividing by 1.
+        out / 1.0
+    }
+
+    /// diffusers' `Attention.get_attention_scores` without a mask.
+    fn attention_scores(&self, query: &Tensor, key: &Tensor) -> Tensor {
+        let dtype = query.kind();
+        let (query, key) = if self.upcast {
+            (query.to_kind(Kind::Float), key.to_kind(Kind::Float))
+        } else {
+            (query.shallow_clone(), key.shallow_clone())
+        };
+        let (bh, lq, d) = query.size3().expect("[batch·heads, tokens, head_dim]");
+        let lk = key.size()[1];
+        let input = Tensor::empty([bh, lq, lk], (query.kind(), query.device()));
+        let scores = input.baddbmm(&query, &key.transpose(-1, -2), 0.0, 1.0 / (d as f64).sqrt());
+        drop(input);
+        let probs = {
+            let probs = scores.softmax(-1, scores.kind());
+            drop(scores);
+            probs.to_kind(dtype)
+        };
+        // Python frees the upcast query, then the key, when the function returns.
+        drop(query);
+        drop(key);
+        probs
     }
 }
 

@@ -337,8 +337,13 @@ impl BasicTransformerBlock {
     ) -> Tensor {
         let index = st.next_block;
         st.next_block += 1;
+        // Lifetimes as in diffusers' `BasicTransformerBlock.forward`, where each rebinding
+        // frees the previous tensor: a normalised input lives until the next norm is
+        // computed, an attention output until the next attention returns, and the last
+        // attention output, norm and feed-forward output until the block returns.
         let norm = self.norm1.forward(w, x);
-        let mut x = x + self.attn1.forward(w, &norm, None, st.imp);
+        let attn_output = self.attn1.forward(w, &norm, None, st.imp);
+        let mut x = &attn_output + x;
         match &mut st.reference {
             ReferenceMode::Off => {}
             ReferenceMode::Record {
@@ -381,11 +386,24 @@ impl BasicTransformerBlock {
                     };
             }
         }
-        let x = &x
-            + self
-                .attn2
-                .forward(w, &self.norm2.forward(w, &x), Some(st.context), st.imp);
-        &x + self.ff.forward(w, &self.norm3.forward(w, &x))
+        let norm = {
+            let norm2 = self.norm2.forward(w, &x);
+            drop(norm);
+            norm2
+        };
+        let attn_output = {
+            let attn2 = self.attn2.forward(w, &norm, Some(st.context), st.imp);
+            drop(attn_output);
+            attn2
+        };
+        let x = &attn_output + x;
+        let norm = {
+            let norm3 = self.norm3.forward(w, &x);
+            drop(norm);
+            norm3
+        };
+        let ff_output = self.ff.forward(w, &norm);
+        &ff_output + x
     }
 }
 
@@ -547,10 +565,22 @@ impl Transformer2D {
     pub fn forward(&self, w: &Weights, x: &Tensor, st: &mut BlockState<'_>) -> Tensor {
         let (b, c, h, wd) = x.size4().expect("[B, C, H, W]");
         let to_tokens = |t: &Tensor| t.permute([0, 2, 3, 1]).reshape([b, h * wd, c]);
-        let normed = self.norm.forward(w, x);
-        let mut tokens = match &self.proj_in {
-            Projection::Linear(l) => l.forward(w, &to_tokens(&normed)),
-            Projection::Conv(conv) => to_tokens(&conv.forward(w, &normed)),
+        // diffusers rebinds `hidden_states`: the norm's output is freed once reshaped (linear
+        // projection) or projected (conv), the reshaped copy once projected.
+        let mut tokens = {
+            let normed = self.norm.forward(w, x);
+            match &self.proj_in {
+                Projection::Linear(l) => {
+                    let flat = to_tokens(&normed);
+                    drop(normed);
+                    l.forward(w, &flat)
+                }
+                Projection::Conv(conv) => {
+                    let projected = conv.forward(w, &normed);
+                    drop(normed);
+                    to_tokens(&projected)
+                }
+            }
         };
         for block in &self.blocks {
             tokens = block.forward(w, &tokens, h, wd, st);
