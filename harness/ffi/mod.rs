@@ -239,6 +239,28 @@ pub fn empty_cache() -> Result<(), ShimError> {
     check(unsafe { sys::cb_empty_cache() })
 }
 
+thread_local! {
+    static CACHED_BLOCK_RETURNS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Returns the caching allocator's unused blocks to `device`, as accelerate's
+/// `clear_device_cache` does where the replicas model it: `empty_cache` on CUDA; the CPU has no
+/// cache, so there it only counts. Every request is counted per thread
+/// ([`cached_block_returns`]), so CPU tests can check where a replica makes one.
+pub fn return_cached_blocks(device: tch::Device) -> Result<(), ShimError> {
+    CACHED_BLOCK_RETURNS.with(|n| n.set(n.get() + 1));
+    if device.is_cuda() {
+        empty_cache()
+    } else {
+        Ok(())
+    }
+}
+
+/// How many times this thread has called [`return_cached_blocks`].
+pub fn cached_block_returns() -> u64 {
+    CACHED_BLOCK_RETURNS.with(|n| n.get())
+}
+
 /// Starts recording the CUDA caching allocator's trace (`torch.cuda.memory._record_memory_history`
 /// without stacks), keeping the last `max_entries` events; 0 stops recording and clears it.
 pub fn cuda_memory_history(max_entries: usize) -> Result<(), ShimError> {

@@ -229,10 +229,14 @@ pub enum ReferenceMode<'a> {
     /// Reference attentions read `tokens.layers[i]` in block `i` (diffusers' module order).
     Read(&'a ReferenceTokens),
     /// Every block records its `norm1` output as `(b n) l c → b (n l) c` with
-    /// `n = images_per_group` (Hunyuan3D's `w` mode on the reference UNet).
+    /// `n = images_per_group` (Hunyuan3D's `w` mode on the reference UNet: a view of the
+    /// norm). With `every_attention`, a copy of the input of `attn1` and of `attn2` instead,
+    /// each taken as that attention starts (UP2You's processors `clone()` every input into
+    /// `cache_hidden_states`): two entries per block, in module order.
     Record {
         images_per_group: i64,
         tokens: Vec<Tensor>,
+        every_attention: bool,
     },
 }
 
@@ -342,17 +346,11 @@ impl BasicTransformerBlock {
         // computed, an attention output until the next attention returns, and the last
         // attention output, norm and feed-forward output until the block returns.
         let norm = self.norm1.forward(w, x);
+        record_attention_input(&mut st.reference, &norm, true);
         let attn_output = self.attn1.forward(w, &norm, None, st.imp);
         let mut x = &attn_output + x;
         match &mut st.reference {
-            ReferenceMode::Off => {}
-            ReferenceMode::Record {
-                images_per_group,
-                tokens,
-            } => {
-                let (bn, l, c) = norm.size3().expect("[B, L, C]");
-                tokens.push(norm.view([bn / *images_per_group, *images_per_group * l, c]));
-            }
+            ReferenceMode::Off | ReferenceMode::Record { .. } => {}
             ReferenceMode::Read(recorded) => {
                 if let (Some(attn), Some(select)) = (&self.attn_refview, self.extra.reference) {
                     let layer = recorded
@@ -391,6 +389,7 @@ impl BasicTransformerBlock {
             drop(norm);
             norm2
         };
+        record_attention_input(&mut st.reference, &norm, false);
         let attn_output = {
             let attn2 = self.attn2.forward(w, &norm, Some(st.context), st.imp);
             drop(attn_output);
@@ -404,6 +403,29 @@ impl BasicTransformerBlock {
         };
         let ff_output = self.ff.forward(w, &norm);
         &ff_output + x
+    }
+}
+
+/// Records `input` (`[(b n), l, c]`, an attention's input) as `[b, (n l), c]` when `mode`
+/// records: `attn1`'s input always, as a view or (with `every_attention`) a copy; `attn2`'s
+/// only with `every_attention`, as a copy.
+fn record_attention_input(mode: &mut ReferenceMode<'_>, input: &Tensor, attn1: bool) {
+    if let ReferenceMode::Record {
+        images_per_group,
+        tokens,
+        every_attention,
+    } = mode
+    {
+        if !attn1 && !*every_attention {
+            return;
+        }
+        let (bn, l, c) = input.size3().expect("[B, L, C]");
+        let shape = [bn / *images_per_group, *images_per_group * l, c];
+        tokens.push(if *every_attention {
+            input.copy().view(shape)
+        } else {
+            input.view(shape)
+        });
     }
 }
 

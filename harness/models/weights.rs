@@ -81,12 +81,20 @@ impl std::fmt::Debug for Weights {
 impl Weights {
     /// The tensor for `p`, on the compute device. Resident weights are returned as shallow
     /// clones; sequential offload copies the weight to the compute device here, and the copy
-    /// is freed when the caller drops it after the operation.
+    /// is freed when the caller drops it after the operation. Each copy is followed by a
+    /// return of the allocator's cached blocks, as accelerate's `set_module_tensor_to_device`
+    /// ends with `clear_device_cache()` for every tensor it places on the GPU: reserved memory
+    /// never keeps the blocks freed by earlier modules.
     pub fn get(&self, p: Param) -> Tensor {
         assert!(!self.counting, "a counting model cannot run forward");
         match self.residency {
             Residency::Resident => self.tensors[p.0].shallow_clone(),
-            Residency::Sequential => self.tensors[p.0].to_device(self.compute),
+            Residency::Sequential => {
+                let placed = self.tensors[p.0].to_device(self.compute);
+                crate::ffi::return_cached_blocks(self.compute)
+                    .unwrap_or_else(|e| panic!("returning cached blocks after an upload: {e}"));
+                placed
+            }
             Residency::Unloaded => panic!("weights were unloaded: reload the model before use"),
         }
     }
@@ -619,8 +627,16 @@ mod tests {
         w.offload_sequential(Device::Cpu);
         assert_eq!(w.residency(), Residency::Sequential);
         assert_eq!(w.storage_device(), Device::Cpu);
+        let returns = crate::ffi::cached_block_returns();
         let fetched = w.get(p);
         assert!(fetched.equal(&resident));
+        assert_eq!(
+            crate::ffi::cached_block_returns(),
+            returns + 1,
+            "every upload is followed by a return of the cached blocks (accelerate's clear_device_cache)"
+        );
+        let _ = w.get(p);
+        assert_eq!(crate::ffi::cached_block_returns(), returns + 2);
         let std = resident.std(true).double_value(&[]);
         assert!(
             std > 0.1,

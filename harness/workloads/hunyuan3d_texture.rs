@@ -383,7 +383,7 @@ impl Hunyuan3dTexture {
                         down_residuals: None,
                     };
                     // `unet_dual` keeps its processors when the pipeline is sliced.
-                    dual.forward_recording(&input, beyond_slicing(attention), 1)
+                    dual.forward_recording(&input, beyond_slicing(attention), 1, false)
                         .1
                 });
                 stages.count("reference_unet_evals", 1);

@@ -169,9 +169,7 @@ impl<M: HasWeights> Slot<M> {
     /// Frees the weights and returns the cached blocks to the device.
     pub fn unload(&mut self) -> Result<()> {
         self.loaded = None;
-        if self.compute != Device::Cpu {
-            ffi::empty_cache()?;
-        }
+        ffi::return_cached_blocks(self.compute)?;
         Ok(())
     }
 
@@ -194,9 +192,7 @@ impl<M: HasWeights> Slot<M> {
     pub fn release(&mut self) -> Result<()> {
         if let (Offload::Model, Some(model)) = (self.offload, self.loaded.as_mut()) {
             model.weights_mut().move_to(Device::Cpu);
-            if self.compute != Device::Cpu {
-                ffi::empty_cache()?;
-            }
+            ffi::return_cached_blocks(self.compute)?;
         }
         Ok(())
     }
@@ -526,6 +522,36 @@ mod tests {
                 b.param("w", &[4, 4], crate::models::Init::Normal(1.0))
             })
         })
+    }
+
+    /// accelerate returns the cached blocks at every model-offload hand-over and when a model
+    /// is freed; a resident model's stage end returns nothing.
+    #[test]
+    fn model_offload_returns_cached_blocks_at_each_hand_over_and_unload() {
+        let slot = |offload| {
+            Slot::new("m", Kind::Float, Device::Cpu, offload, |b| {
+                WithWeights::build(b, |b| {
+                    b.param("w", &[4, 4], crate::models::Init::Normal(1.0))
+                })
+            })
+        };
+        let returns = crate::ffi::cached_block_returns;
+        let mut offloaded = slot(Offload::Model);
+        let before = returns();
+        offloaded.acquire();
+        assert_eq!(returns(), before, "acquiring returns nothing");
+        offloaded.release().unwrap();
+        assert_eq!(
+            returns(),
+            before + 1,
+            "the hand-over returns the cached blocks"
+        );
+        offloaded.unload().unwrap();
+        assert_eq!(returns(), before + 2, "so does freeing the model");
+        let mut resident = slot(Offload::None);
+        resident.acquire();
+        resident.release().unwrap();
+        assert_eq!(returns(), before + 2, "a resident model keeps its cache");
     }
 
     #[test]

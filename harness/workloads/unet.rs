@@ -211,7 +211,7 @@ impl Reference {
                         reference: None,
                         down_residuals: None,
                     };
-                    model.forward_recording(&input, imp, self.images).1
+                    model.forward_recording(&input, imp, self.images, false).1
                 });
                 stages.count("reference_unet_evals", 1);
                 Some(tokens)

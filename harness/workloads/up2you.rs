@@ -42,9 +42,7 @@ use crate::models::clip::{ClipTextConfig, ClipTextModel};
 use crate::models::layers::Conv2d;
 use crate::models::t2i_adapter::T2iAdapter;
 use crate::models::unet::{UNet2DConditionModel, UNetConfig, UNetInput};
-use crate::models::unet_blocks::{
-    reference_keys, ExtraAttention, ReferenceSelect, ReferenceTokens,
-};
+use crate::models::unet_blocks::{ExtraAttention, ReferenceSelect, ReferenceTokens};
 use crate::models::vae::{AutoencoderKL, VaeOptions};
 use crate::models::vit::{Vit, VitConfig};
 use crate::models::AttentionImpl;
@@ -118,9 +116,10 @@ struct Conditioning {
     /// Per block, the tokens each view attends over (`[2·views, k, C]` with CFG, zeros for the
     /// unconditional half; `[views, k, C]` without).
     tokens: ReferenceTokens,
-    /// What else UP2You keeps for the whole loop: the selected tokens of the cross-attention
-    /// inputs (its processors record `attn2` too; never read) and the copy of the whole dict
-    /// handed to the UNet in `cross_attention_kwargs`. Held for their memory only.
+    /// What else UP2You keeps for the whole loop: the pipeline's dict of selected tokens, the
+    /// entries of `attn2`'s inputs included (its processors record them; never read), and
+    /// the copy of that dict handed to the UNet in `cross_attention_kwargs`. Held for their
+    /// memory only.
     _kept: Vec<Tensor>,
 }
 
@@ -296,14 +295,25 @@ impl Up2You {
             reference: None,
             down_residuals: None,
         };
-        let recorded = unet.forward_recording(&input, self.attention, images).1;
-        let select = unet
-            .config
-            .extra
-            .reference
-            .expect("UP2You's UNet has reference attention");
-        let tokens = select_once(recorded, select, self.views, images, self.cfg());
-        let kept = kept_for_the_loop(&tokens);
+        let recorded = unet
+            .forward_recording(&input, self.attention, images, true)
+            .1
+            .layers;
+        let ratio = match unet.config.extra.reference {
+            Some(ReferenceSelect::PerView { ratio }) => ratio,
+            other => panic!("UP2You's UNet selects reference tokens per view, not {other:?}"),
+        };
+        let entries = select_once(recorded, ratio, self.views, images, self.cfg());
+        // Blocks read their `attn1` entry: the first of each block's two.
+        let tokens = ReferenceTokens {
+            layers: entries
+                .iter()
+                .step_by(2)
+                .map(Tensor::shallow_clone)
+                .collect(),
+            per_view: true,
+        };
+        let kept = kept_for_the_loop(entries);
         (
             Conditioning {
                 context,
@@ -432,48 +442,54 @@ fn model<M: pipeline::HasWeights>(slot: &Slot<M>) -> &M {
         .unwrap_or_else(|| panic!("`{}` is used before it is loaded", slot.name))
 }
 
-/// UP2You's feature selector, run once per block after the reference pass: each view's
-/// `k` tokens out of the `images` recorded images, and with CFG zeros for the unconditional
-/// half (`cat([zeros, selected])`), so every block's tokens are `[2·views, k, C]`.
+/// UP2You's feature selector after the reference pass, entry by entry in recording order
+/// (`recorded[name] = select(recorded[name])`: each recorded input is freed once its
+/// selection replaces it). Per entry and view, `k = ratio·HW` of the `images·HW` recorded
+/// tokens are gathered and multiplied by their weight (the gather freed after the product),
+/// and the views are concatenated. With CFG, a new dict then doubles every entry with zeros
+/// for the unconditional half (`cat([zeros_like(v), v])`), and the selected entries are freed
+/// once all are doubled. Entries are `[2·views, k, C]` with CFG, `[views, k, C]` without.
 fn select_once(
-    recorded: ReferenceTokens,
-    select: ReferenceSelect,
+    recorded: Vec<Tensor>,
+    ratio: f64,
     views: i64,
     images: i64,
     cfg: bool,
-) -> ReferenceTokens {
-    let layers = recorded
-        .layers
-        .iter()
+) -> Vec<Tensor> {
+    let selected: Vec<Tensor> = recorded
+        .into_iter()
         .map(|layer| {
-            let tokens_per_image = layer.size()[1] / images;
-            let queries =
-                Tensor::zeros([views, tokens_per_image, 1], (layer.kind(), layer.device()));
-            let chosen = reference_keys(layer, select, views, &queries);
-            if cfg {
-                Tensor::cat(&[chosen.zeros_like(), chosen], 0)
-            } else {
-                chosen
-            }
+            let (_, t, _) = layer.size3().expect("[1, images·HW, C]");
+            // `T = images·HW`, so capping at T is capping the ratio at `images`.
+            let k = ((ratio * (t / images) as f64) as i64).clamp(1, t);
+            let device = layer.device();
+            let per_view: Vec<Tensor> = (0..views)
+                .map(|view| {
+                    // Stands for the top-k of the view's weight map, kept in index order.
+                    let index = (Tensor::arange(k, (Kind::Int64, device)) + view * k).remainder(t);
+                    let weight = Tensor::ones([1, k, 1], (layer.kind(), device));
+                    layer.index_select(1, &index) * weight
+                })
+                .collect();
+            Tensor::cat(&per_view, 0)
         })
         .collect();
-    ReferenceTokens {
-        layers,
-        per_view: true,
+    if !cfg {
+        return selected;
     }
+    let doubled = selected
+        .iter()
+        .map(|v| Tensor::cat(&[v.zeros_like(), v.shallow_clone()], 0))
+        .collect();
+    drop(selected);
+    doubled
 }
 
-/// What else UP2You keeps for the whole loop, for its memory: the selected tokens of every
-/// block's cross-attention input too (its processors record `attn2` as well and never read
-/// it; [inferred] same shapes as `attn1`'s, both being the block's tokens × width), in the
-/// pipeline's dict and in the copy handed to the UNet through `cross_attention_kwargs`, which
-/// also holds a copy of every `attn1` entry.
-fn kept_for_the_loop(tokens: &ReferenceTokens) -> Vec<Tensor> {
-    tokens
-        .layers
-        .iter()
-        .flat_map(|t| [t.copy(), t.copy(), t.copy()])
-        .collect()
+/// The dict of selected entries the pipeline keeps for the whole loop, and its copy handed to
+/// the UNet in `cross_attention_kwargs` (`{k: v.clone()}`, one entry after the other).
+fn kept_for_the_loop(entries: Vec<Tensor>) -> Vec<Tensor> {
+    let copies: Vec<Tensor> = entries.iter().map(Tensor::copy).collect();
+    entries.into_iter().chain(copies).collect()
 }
 
 impl Workload for Up2You {
@@ -540,7 +556,6 @@ mod tests {
     use crate::models::t2i_adapter::T2iAdapter;
     use crate::models::test_util::count;
     use crate::models::unet::{UNet2DConditionModel, UNetConfig};
-    use crate::models::unet_blocks::{ReferenceSelect, ReferenceTokens};
     use crate::models::vae::{AutoencoderKL, VaeConfig};
     use crate::plan::ParamValue;
     use crate::workloads::pipeline::{Component, LOAD_BYTES};
@@ -636,29 +651,40 @@ mod tests {
     }
 
     #[test]
-    fn reference_tokens_are_selected_once_per_view_and_kept_three_times_over() {
+    fn reference_tokens_are_selected_per_entry_and_view_and_kept_twice() {
         let (views, images, hw, c) = (3, 2, 4, 5);
-        let recorded = ReferenceTokens {
-            layers: (0..2)
-                .map(|_| Tensor::randn([1, images * hw, c], (Kind::Float, Device::Cpu)))
-                .collect(),
-            per_view: false,
-        };
-        let select = ReferenceSelect::PerView { ratio: 2.0 };
-        let tokens = select_once(recorded, select, views, images, true);
-        assert!(tokens.per_view);
-        for layer in &tokens.layers {
+        // Two blocks: the inputs of attn1 and attn2 of each.
+        let recorded: Vec<Tensor> = (0..4)
+            .map(|_| Tensor::randn([1, images * hw, c], (Kind::Float, Device::Cpu)))
+            .collect();
+        let first = recorded[0].copy();
+        let entries = select_once(recorded, 2.0, views, images, true);
+        assert_eq!(entries.len(), 4);
+        for entry in &entries {
             assert_eq!(
-                layer.size(),
+                entry.size(),
                 vec![2 * views, 2 * hw, c],
                 "[2·views, 2·HW, C]"
             );
-            let unconditional = layer.narrow(0, 0, views);
+            let unconditional = entry.narrow(0, 0, views);
             assert_eq!(unconditional.abs().sum(Kind::Float).double_value(&[]), 0.0);
         }
-        let kept = kept_for_the_loop(&tokens);
-        assert_eq!(kept.len(), 3 * tokens.layers.len());
-        assert!(kept.iter().all(|t| t.size() == tokens.layers[0].size()));
+        // View v keeps tokens v·k .. (v+1)·k of the recorded images (mod their count).
+        let k = 2 * hw;
+        for view in 0..views {
+            let index =
+                (Tensor::arange(k, (Kind::Int64, Device::Cpu)) + view * k).remainder(images * hw);
+            let expected = first.index_select(1, &index).squeeze_dim(0);
+            assert!(entries[0]
+                .get(views + view)
+                .allclose(&expected, 0.0, 0.0, false));
+        }
+        let without_cfg = select_once(vec![first.copy()], 2.0, views, images, false);
+        assert_eq!(without_cfg[0].size(), vec![views, k, c]);
+        let kept = kept_for_the_loop(entries);
+        assert_eq!(kept.len(), 8, "the pipeline's dict and its copy");
+        assert_ne!(kept[0].data_ptr(), kept[4].data_ptr());
+        assert!(kept[0].allclose(&kept[4], 0.0, 0.0, false));
     }
 
     #[test]

@@ -488,16 +488,20 @@ impl UNet2DConditionModel {
 
     /// A forward pass that records every transformer block's `norm1` output for another
     /// model's reference attentions (Hunyuan3D's reference UNet in `w` mode):
-    /// `images_per_group` consecutive batch entries form one group's reference images.
+    /// `images_per_group` consecutive batch entries form one group's reference images. With
+    /// `every_attention`, copies of every `attn1` and `attn2` input instead, two per block
+    /// (UP2You's `cache_hidden_states`; see [`ReferenceMode::Record`]).
     pub fn forward_recording(
         &self,
         input: &UNetInput<'_>,
         imp: AttentionImpl,
         images_per_group: i64,
+        every_attention: bool,
     ) -> (Tensor, ReferenceTokens) {
         let mode = ReferenceMode::Record {
             images_per_group,
             tokens: Vec::new(),
+            every_attention,
         };
         let (out, mode) = self.run(input, imp, mode);
         let layers = match mode {

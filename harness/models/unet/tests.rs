@@ -163,6 +163,7 @@ fn extra_attentions_change_the_output_and_reference_modes_work() {
             },
             AttentionImpl::Sdpa,
             ref_images,
+            false,
         );
         assert_eq!(recorded.layers.len(), model.block_sites().len());
         let synthetic =
@@ -269,8 +270,24 @@ fn a_recording_pass_of_a_multiview_unet_skips_the_multiview_branch() {
         class_labels: None,
         ..x.unet(None)
     };
-    let (out, recorded) = model.forward_recording(&input, AttentionImpl::Sdpa, 2);
+    let (out, recorded) = model.forward_recording(&input, AttentionImpl::Sdpa, 2, false);
     assert_eq!(recorded.layers.len(), model.block_sites().len());
     assert_eq!(out.size(), vec![2, 4, 8, 8]);
     assert!(crate::models::test_util::finite(&out));
+    // UP2You's processors record the inputs of both attentions of every block, as copies.
+    let (again, every) = model.forward_recording(&input, AttentionImpl::Sdpa, 2, true);
+    assert_eq!(every.layers.len(), 2 * model.block_sites().len());
+    assert!(again.allclose(&out, 1e-5, 1e-6, false));
+    for (norm1, entries) in recorded.layers.iter().zip(every.layers.chunks(2)) {
+        assert!(
+            entries[0].allclose(norm1, 0.0, 0.0, false),
+            "attn1's input first"
+        );
+        assert_ne!(entries[0].data_ptr(), norm1.data_ptr());
+        assert_eq!(
+            entries[1].size(),
+            norm1.size(),
+            "attn2's input: the same tokens"
+        );
+    }
 }
