@@ -56,6 +56,27 @@ pub fn rope_angles(positions: &Tensor, axes_dims: &[i64], theta: f64) -> (Tensor
     (angles.cos(), angles.sin())
 }
 
+/// [`rope_angles`] of positions `0..n` on one axis, computed as transformers' rotary
+/// embedding computes them, after the token embedding and as a matmul of the inverse
+/// frequencies and the positions. On a GPU the order matters for reserved memory: the
+/// process's first cuBLAS call allocates cuBLAS's workspace (32 MiB, kept for the process's
+/// life) through the caching allocator, and in the real text encoder that call is this one,
+/// so the workspace lands in the block the embedding weight has just freed (a 742 MiB block
+/// under sequential offload, which it then keeps reserved).
+pub fn rotary_angles_by_matmul(
+    n: i64,
+    head_dim: i64,
+    theta: f64,
+    device: Device,
+) -> (Tensor, Tensor) {
+    let exponent =
+        Tensor::arange_start_step(0, head_dim, 2, (Kind::Float, device)) / head_dim as f64;
+    let inv_freq = (exponent * -(theta.ln())).exp().unsqueeze(1);
+    let positions = Tensor::arange(n, (Kind::Float, device)).unsqueeze(0);
+    let angles = inv_freq.matmul(&positions).transpose(0, 1);
+    (angles.cos(), angles.sin())
+}
+
 /// Rotates `x` (`[batch, heads, tokens, head_dim]`) by the angles of [`rope_angles`], in fp32.
 pub fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor, pairs: RopePairs) -> Tensor {
     let kind = x.kind();
@@ -590,9 +611,8 @@ impl TextEncoder {
     pub fn forward(&self, w: &Weights, ids: &Tensor, imp: AttentionImpl) -> Tensor {
         let c = &self.config;
         let n = ids.size()[1];
-        let pos = Tensor::arange(n, (Kind::Float, ids.device())).unsqueeze(1);
-        let rope = rope_angles(&pos, &[c.head_dim], c.rope_theta);
         let mut x = self.embed_tokens.forward(w, ids);
+        let rope = rotary_angles_by_matmul(n, c.head_dim, c.rope_theta, ids.device());
         let mut penultimate = None;
         for layer in &self.layers {
             penultimate = Some(x.shallow_clone());
@@ -630,6 +650,17 @@ mod tests {
         let p = m.patchify(&x);
         assert_eq!(p.size(), vec![2, 12, 16]);
         assert!(m.unpatchify(&p, 6, 8).equal(&x));
+    }
+
+    #[test]
+    fn rotary_angles_by_matmul_equal_the_outer_product() {
+        let n = 37;
+        let pos = Tensor::arange(n, (Kind::Float, Device::Cpu)).unsqueeze(1);
+        let (cos, sin) = rope_angles(&pos, &[128], 1e6);
+        let (mcos, msin) = rotary_angles_by_matmul(n, 128, 1e6, Device::Cpu);
+        assert_eq!(mcos.size(), vec![n, 64]);
+        assert!(mcos.allclose(&cos, 1e-5, 1e-6, false));
+        assert!(msin.allclose(&sin, 1e-5, 1e-6, false));
     }
 
     #[test]
