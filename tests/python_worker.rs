@@ -493,4 +493,25 @@ fn an_allocator_trace_asked_for_on_the_cpu_is_declined_with_a_warning() {
         assert!(warned, "{suite}: no warning in {p}");
     }
     assert!(!traces.exists(), "a trace folder was made on the CPU");
+    // A call index that is not one is said, in both workers, before the device is looked at.
+    sandbox
+        .cmd()
+        .env("CLAIMBENCH_CUDA_MEMORY_TRACE", &traces)
+        .env("CLAIMBENCH_CUDA_MEMORY_TRACE_CALL", "first")
+        .args(["run", "--quiet", &rust, &python])
+        .assert()
+        .success();
+    let newest = std::path::Path::new(&sandbox.newest_run()).join("run.json");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(newest).unwrap()).unwrap();
+    for suite in ["rust-sleep", "python-sleep"] {
+        let p = process(&run, suite, "default");
+        assert_eq!(p["samples"], 2, "{p}");
+        let warned = p["warnings"].as_array().unwrap().iter().any(|w| {
+            w.as_str().is_some_and(|s| {
+                s.contains("CLAIMBENCH_CUDA_MEMORY_TRACE_CALL=") && s.contains("not a call index")
+            })
+        });
+        assert!(warned, "{suite}: no warning about the call index in {p}");
+    }
 }

@@ -331,6 +331,12 @@ int cb_cuda_memory_trace_write(const char* path) {
             << reinterpret_cast<std::uintptr_t>(e.stream_) << '\n';
       }
     }
+    // The segments held when the trace is written: with the trace's segment events they give
+    // what was reserved before it began (segments cached by earlier calls).
+    for (const auto& segment : snapshot.segments) {
+      out << "segment_at_end," << segment.address << ',' << segment.total_size << ','
+          << reinterpret_cast<std::uintptr_t>(segment.stream) << '\n';
+    }
     out.flush();
     if (!out) {
       throw std::runtime_error(std::string("writing ") + path + " failed: " + std::strerror(errno));

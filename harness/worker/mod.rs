@@ -378,12 +378,18 @@ fn run(job: &WorkerJob) -> i32 {
         empty_cache_between_stages: knobs.empty_cache_between_stages,
         sampler,
     };
-    let mut allocator_trace = AllocatorTrace::start(job, target);
+    let mut allocator_trace = AllocatorTrace::plan(job, target);
     let sm_clock_max = meter.sampler.as_ref().map(|s| s.info().sm_clock_max_mhz);
     let min_clock_fraction = variant.settle.unwrap_or_default().min_clock_fraction;
     let mut call: u32 = 0;
     // One call, measured and streamed; a failure ends the process with its outcome.
     let mut run_call = |warmup: bool| -> Result<Measurement, String> {
+        if let Some(trace) = allocator_trace.as_mut().filter(|t| t.call == call) {
+            if let Err(e) = trace.begin() {
+                warn(format!("CLAIMBENCH_CUDA_MEMORY_TRACE: {e}"));
+                allocator_trace = None;
+            }
+        }
         let result =
             std::panic::catch_unwind(AssertUnwindSafe(|| meter.measure(|s| workload.call(s))));
         let outcome = match result {
@@ -395,7 +401,8 @@ fn run(job: &WorkerJob) -> i32 {
         // Written whether or not the call completed: the trace of a call that ran out of
         // memory shows what was alive when it did. A diagnostic that cannot be written is
         // a warning, never the call's outcome.
-        let traced = allocator_trace.take().map(AllocatorTrace::write).is_some();
+        let traced = allocator_trace.as_ref().is_some_and(|t| t.recording)
+            && allocator_trace.take().map(AllocatorTrace::write).is_some();
         let measurement = outcome?;
         let mut flags = quality_flags(&measurement, sm_clock_max, min_clock_fraction);
         if traced {
@@ -482,6 +489,12 @@ fn run(job: &WorkerJob) -> i32 {
             Err(e) => return classify_failure(e, budget_bytes, n),
         }
     };
+    if let Some(trace) = allocator_trace {
+        warn(format!(
+            "CLAIMBENCH_CUDA_MEMORY_TRACE_CALL={}: the process made only {call} calls; no trace written",
+            trace.call
+        ));
+    }
     stop.host = host_before.and_then(crate::measure::host::usage_since);
     probe.run();
     if let Some(host) = &mut stop.host {
@@ -492,39 +505,70 @@ fn run(job: &WorkerJob) -> i32 {
 }
 
 /// Diagnostic: with `CLAIMBENCH_CUDA_MEMORY_TRACE=DIR`, the CUDA caching allocator's trace of
-/// the first call (from the weights alone, after building and emptying the cache) is written to
-/// `DIR/<suite>.<variant>.p<process>.csv`, also when that call fails (out of memory), in the
-/// format the Python worker writes too; `python3 -m claimbench.memory_trace` reads them.
-/// Recording slows that call: its sample carries the `allocator_trace` quality flag (it is a
-/// measured call where a suite has no warm-up).
+/// one call is written to `DIR/<suite>.<variant>.p<process>.csv`, also when that call fails
+/// (out of memory), in the format the Python worker writes too, followed by the segments held
+/// when it ends (`segment_at_end` rows: with the trace they give what earlier calls left
+/// reserved); `python3 -m claimbench.memory_trace` reads them. The call is the first (from the
+/// weights alone, after building and emptying the cache) or, with
+/// `CLAIMBENCH_CUDA_MEMORY_TRACE_CALL=N`, call `N` counted from 0 with warm-ups, so that a
+/// measured call, whose reserved memory includes what the warm-ups cached, can be traced.
+/// Recording slows that call: its sample carries the `allocator_trace` quality flag.
 struct AllocatorTrace {
     path: std::path::PathBuf,
+    /// The index of the traced call.
+    call: u32,
+    recording: bool,
 }
 
 /// Events kept: a diffusion call makes some 10^5 allocations; the oldest are dropped beyond.
 const ALLOCATOR_TRACE_ENTRIES: usize = 4_000_000;
 
+/// `CLAIMBENCH_CUDA_MEMORY_TRACE_CALL`: the index of the call to trace (0 when unset).
+fn traced_call_index(value: Option<std::ffi::OsString>) -> Result<u32, String> {
+    match value {
+        None => Ok(0),
+        Some(text) => text.to_str().and_then(|t| t.trim().parse().ok()).ok_or_else(|| {
+            format!(
+                "CLAIMBENCH_CUDA_MEMORY_TRACE_CALL={text:?} is not a call index (0 is the first call, warm-ups counted); no trace written"
+            )
+        }),
+    }
+}
+
 impl AllocatorTrace {
-    /// Starts recording, or says in a warning why not: a diagnostic never fails the variant.
-    fn start(job: &WorkerJob, target: Target) -> Option<Self> {
+    /// Plans the trace, or says in a warning why there is none: a diagnostic never fails the
+    /// variant.
+    fn plan(job: &WorkerJob, target: Target) -> Option<Self> {
         let dir = std::env::var_os("CLAIMBENCH_CUDA_MEMORY_TRACE")?;
-        let started = if target.is_cuda() {
-            let path = std::path::Path::new(&dir).join(format!(
-                "{}.{}.p{}.csv",
-                job.suite, job.variant.name, job.process
-            ));
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| format!("creating {}: {e}", path.parent().unwrap_or(&path).display()))
-                .and_then(|()| {
-                    ffi::cuda_memory_history(ALLOCATOR_TRACE_ENTRIES).map_err(|e| e.to_string())
-                })
-                .map(|()| Self { path })
-        } else {
-            Err("no CUDA allocator on this device; no trace written".into())
-        };
-        started
+        let planned = traced_call_index(std::env::var_os("CLAIMBENCH_CUDA_MEMORY_TRACE_CALL"))
+            .and_then(|call| {
+                if !target.is_cuda() {
+                    return Err("no CUDA allocator on this device; no trace written".into());
+                }
+                let path = std::path::Path::new(&dir).join(format!(
+                    "{}.{}.p{}.csv",
+                    job.suite, job.variant.name, job.process
+                ));
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| {
+                        format!("creating {}: {e}", path.parent().unwrap_or(&path).display())
+                    })
+                    .map(|()| Self {
+                        path,
+                        call,
+                        recording: false,
+                    })
+            });
+        planned
             .map_err(|e| warn(format!("CLAIMBENCH_CUDA_MEMORY_TRACE: {e}")))
             .ok()
+    }
+
+    /// Starts recording, just before the traced call.
+    fn begin(&mut self) -> Result<(), String> {
+        ffi::cuda_memory_history(ALLOCATOR_TRACE_ENTRIES).map_err(|e| e.to_string())?;
+        self.recording = true;
+        Ok(())
     }
 
     /// Writes the trace and stops recording; a failure is a warning.
@@ -535,7 +579,11 @@ impl AllocatorTrace {
             (Ok(()), Ok(())) => {
                 return emit(&Message::Log {
                     level: protocol::LogLevel::Info,
-                    message: format!("allocator trace of the first call: {}", self.path.display()),
+                    message: format!(
+                        "allocator trace of call {}: {}",
+                        self.call,
+                        self.path.display()
+                    ),
                 })
             }
             (Err(e), Ok(())) | (Ok(()), Err(e)) => e.to_string(),
@@ -557,7 +605,7 @@ fn warn(message: String) {
 
 #[cfg(test)]
 mod tests {
-    use super::quality_flags;
+    use super::{quality_flags, traced_call_index};
     use crate::measure::nvml::Telemetry;
     use crate::measure::Measurement;
 
@@ -580,6 +628,20 @@ mod tests {
                 compute_processes_max: Some(processes),
             }),
             host_peak_rss_bytes: None,
+        }
+    }
+
+    #[test]
+    fn the_traced_call_is_the_first_unless_an_index_is_given() {
+        assert_eq!(traced_call_index(None), Ok(0));
+        assert_eq!(traced_call_index(Some("3".into())), Ok(3));
+        assert_eq!(traced_call_index(Some(" 2 ".into())), Ok(2));
+        for bad in ["-1", "first", ""] {
+            let e = traced_call_index(Some(bad.into())).unwrap_err();
+            assert!(
+                e.contains("CLAIMBENCH_CUDA_MEMORY_TRACE_CALL") && e.contains("not a call index"),
+                "{e}"
+            );
         }
     }
 

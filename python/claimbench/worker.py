@@ -343,35 +343,53 @@ def load_entry(entry: str) -> Any:
 
 class AllocatorTrace:
     """Diagnostic: with CLAIMBENCH_CUDA_MEMORY_TRACE=DIR, the CUDA caching allocator's trace of
-    the first call (from the weights alone; also when it fails) goes to
-    DIR/<suite>.<variant>.p<process>.csv, as the Rust worker writes it, plus the innermost frame
-    outside torch that made each allocation. The call's sample carries the `allocator_trace`
-    flag: recording slows it. A trace that cannot be made is a warning, never the outcome."""
+    one call (also when it fails) goes to DIR/<suite>.<variant>.p<process>.csv, as the Rust
+    worker writes it, plus the innermost frame outside torch that made each allocation, then
+    the segments held when the call ends (`segment_at_end`). The call is the first (from the
+    weights alone) or, with CLAIMBENCH_CUDA_MEMORY_TRACE_CALL=N, call N counted from 0 with
+    warm-ups. Its sample carries the `allocator_trace` flag: recording slows it. A trace that
+    cannot be made is a warning, never the outcome."""
 
     ENTRIES = 4_000_000  # memory_trace.TRACE_ENTRIES
 
-    def __init__(self, path: str, protocol: Protocol) -> None:
-        self.path, self.protocol = path, protocol
+    def __init__(self, path: str, call: int, protocol: Protocol) -> None:
+        self.path, self.call, self.protocol = path, call, protocol
+        self.recording = False
 
     @classmethod
-    def start(cls, job: dict, device: Any, protocol: Protocol) -> Optional["AllocatorTrace"]:
+    def plan(cls, job: dict, device: Any, protocol: Protocol) -> Optional["AllocatorTrace"]:
         directory = os.environ.get("CLAIMBENCH_CUDA_MEMORY_TRACE")
         if not directory:
+            return None
+        text = os.environ.get("CLAIMBENCH_CUDA_MEMORY_TRACE_CALL")
+        call = traced_call_index(text)
+        if call is None:
+            protocol.log("warn", f"CLAIMBENCH_CUDA_MEMORY_TRACE: CLAIMBENCH_CUDA_MEMORY_TRACE_CALL={text!r} "
+                                 "is not a call index (0 is the first call, warm-ups counted); no trace written")
             return None
         if device.type != "cuda":
             protocol.log("warn", "CLAIMBENCH_CUDA_MEMORY_TRACE: no CUDA allocator on this device; no trace written")
             return None
-        import torch
-
         name = f"{job['suite']}.{job['variant']['name']}.p{job['process']}.csv"
         try:
             os.makedirs(directory, exist_ok=True)
-            # Stacks of allocations only: recording the frees' too would slow the call further.
-            torch.cuda.memory._record_memory_history(max_entries=cls.ENTRIES, context="alloc", stacks="python")
-        except Exception as e:  # noqa: BLE001 - a diagnostic must not fail the variant
+        except OSError as e:
             protocol.log("warn", f"CLAIMBENCH_CUDA_MEMORY_TRACE: {e}")
             return None
-        return cls(os.path.join(directory, name), protocol)
+        return cls(os.path.join(directory, name), call, protocol)
+
+    def begin(self) -> bool:
+        """Starts recording, just before the traced call; False (with a warning) if it cannot."""
+        import torch
+
+        try:
+            # Stacks of allocations only: recording the frees' too would slow the call further.
+            torch.cuda.memory._record_memory_history(max_entries=self.ENTRIES, context="alloc", stacks="python")
+        except Exception as e:  # noqa: BLE001 - a diagnostic must not fail the variant
+            self.protocol.log("warn", f"CLAIMBENCH_CUDA_MEMORY_TRACE: {e}")
+            return False
+        self.recording = True
+        return True
 
     def write(self) -> None:
         import torch
@@ -385,7 +403,16 @@ class AllocatorTrace:
         except Exception as e:  # noqa: BLE001 - the call may be failing already: keep its outcome
             self.protocol.log("warn", f"CLAIMBENCH_CUDA_MEMORY_TRACE: {self.path}: {e!r}")
             return
-        self.protocol.log("info", f"allocator trace of the first call: {self.path}")
+        self.protocol.log("info", f"allocator trace of call {self.call}: {self.path}")
+
+
+def traced_call_index(text: Optional[str]) -> Optional[int]:
+    """CLAIMBENCH_CUDA_MEMORY_TRACE_CALL: the index of the traced call (0 when unset), None if
+    the text is not one."""
+    if text is None:
+        return 0
+    text = text.strip()
+    return int(text) if text.isdigit() else None
 
 
 def write_trace(path: str, snapshot: dict) -> None:
@@ -400,6 +427,10 @@ def write_trace(path: str, snapshot: dict) -> None:
             for e in trace:
                 address = e.get("addr", e.get("device_free", 0))
                 out.writerow([e["action"], address, e["size"], e.get("stream", 0), _caller(e.get("frames") or [])])
+        # The segments held at the end: with the trace's segment events they give what was
+        # reserved before it began (segments cached by earlier calls).
+        for segment in snapshot.get("segments", []):
+            out.writerow(["segment_at_end", segment["address"], segment["total_size"], segment.get("stream", 0), ""])
 
 
 def _caller(frames: List[dict]) -> str:
@@ -657,7 +688,7 @@ class Worker:
             # What building left in the allocator's cache (casts, initialisation temporaries) is
             # not the pipeline's: calls start from the weights alone, as the Rust worker's do.
             torch.cuda.empty_cache()
-        trace = AllocatorTrace.start(self.job, self.device, p)
+        trace = AllocatorTrace.plan(self.job, self.device, p)
         return self.loop(pipeline, ctx, trace)
 
     def sync(self) -> None:
@@ -671,12 +702,14 @@ class Worker:
 
         def one(warmup: bool) -> dict:
             nonlocal call, trace
-            traced = trace is not None
+            if trace is not None and trace.call == call and not trace.begin():
+                trace = None
+            traced = trace is not None and trace.recording
             try:
                 m = self.measure(pipeline, ctx, autocast)
             finally:
                 # Also when the call fails: an out-of-memory trace shows what was alive.
-                if trace is not None:
+                if traced:
                     trace.write()
                     trace = None
             flags = self.quality_flags(m) + (["allocator_trace"] if traced else [])
@@ -714,6 +747,9 @@ class Worker:
             self.completed_calls = n
             times.append(one(False)["wall_ms"])
         self.completed_calls = len(times)
+        if trace is not None:
+            p.log("warn", f"CLAIMBENCH_CUDA_MEMORY_TRACE_CALL={trace.call}: the process made only {call} calls; "
+                          "no trace written")
         stop["host"] = host_usage_since(host_before)
         probe.run()
         stop["host"]["cpu_probe_ms"] = probe.median_ms()

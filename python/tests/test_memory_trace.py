@@ -40,6 +40,27 @@ class MemoryTraceTest(unittest.TestCase):
         top = memory_trace.largest(r.live_at_peak_allocated)
         self.assertEqual(top[0], ("diffusers/b.py:20:g", 32 * MIB, 1))
 
+    def test_segments_held_at_the_end_give_what_earlier_calls_left_reserved(self):
+        text = """action,address,bytes,stream,frame
+segment_free,3000000,10485760,0,
+alloc,100000000,8388608,0,diffusers/y.py:2:g
+segment_alloc,1000,20971520,0,
+alloc,1000,4194304,0,diffusers/x.py:1:f
+segment_at_end,1000,20971520,0,
+segment_at_end,100000000,67108864,0,
+"""
+        r = memory_trace.replay(self.load(text))
+        # Held before: the 10 MiB segment the trace returns and the 64 MiB one it never made.
+        self.assertEqual(r.reserved_before, 74 * MIB)
+        self.assertEqual(r.peak_reserved, 10 * MIB)
+        self.assertEqual(r.peak_reserved_at, 2)
+        self.assertEqual(memory_trace.segments_at_peak(r), [
+            (64 * MIB, True, 8 * MIB, "diffusers/y.py:2:g"),
+            (20 * MIB, False, 0, ""),
+        ])
+        self.assertNotIn("segment_at_end", {e.action for e in r.events})
+        self.assertIsNone(memory_trace.replay(self.load(TRACE)).reserved_before, "older traces have no end rows")
+
     def test_releasing_a_block_from_before_the_trace_and_reallocating_it_adds_nothing(self):
         r = memory_trace.replay(self.load(
             "action,address,bytes\nfree_completed,7000,104857600\nalloc,7000,104857600\n"))
@@ -69,15 +90,25 @@ class MemoryTraceTest(unittest.TestCase):
              "frames": [{"filename": "/x/torch/nn/functional.py", "line": 1, "name": "f"},
                         {"filename": "/s/site-packages/diffusers/a.py", "line": 7, "name": "g"}]},
             {"action": "oom", "device_free": 5, "size": 3 * MIB, "stream": 0},
-        ]]}
+        ]], "segments": [{"address": 4096, "total_size": 2 * MIB, "stream": 0, "blocks": []}]}
         with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
             path = f.name
         self.addCleanup(os.unlink, path)
         write_trace(path, snapshot)
         events = memory_trace.load(path)
         self.assertEqual([(e.action, e.address, e.size) for e in events],
-                         [("segment_alloc", 4096, 2 * MIB), ("alloc", 4096, MIB), ("oom", 5, 3 * MIB)])
+                         [("segment_alloc", 4096, 2 * MIB), ("alloc", 4096, MIB), ("oom", 5, 3 * MIB),
+                          ("segment_at_end", 4096, 2 * MIB)])
+        self.assertEqual(memory_trace.replay(events).reserved_before, 0)
         self.assertEqual(events[1].frame, "diffusers/a.py:7:g")
+
+    def test_the_traced_call_is_the_first_unless_an_index_is_given(self):
+        from claimbench.worker import traced_call_index
+
+        self.assertEqual(traced_call_index(None), 0)
+        self.assertEqual(traced_call_index(" 3 "), 3)
+        for bad in ("-1", "first", ""):
+            self.assertIsNone(traced_call_index(bad), bad)
 
     def test_a_malformed_row_names_the_file_and_line(self):
         with self.assertRaisesRegex(ValueError, r"\.csv: line 3: "):
