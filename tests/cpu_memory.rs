@@ -13,6 +13,17 @@ use claimbench::models::unet_blocks::{
 use claimbench::models::Builder;
 use std::sync::Mutex;
 
+/// Asserts an allocation log equals the expected one, showing both in named units.
+fn assert_sequence(log: &[i64], expected: &[i64], units: &[(i64, &str)]) {
+    assert_eq!(
+        log,
+        expected,
+        "allocations (+) and frees (-): got {}, expected {}",
+        in_units(log, units),
+        in_units(expected, units)
+    );
+}
+
 /// A log of allocations (+bytes) and frees (-bytes) written in named units, for messages.
 fn in_units(log: &[i64], units: &[(i64, &str)]) -> String {
     let name = |n: &i64| {
@@ -197,23 +208,21 @@ fn resnet_block_releases_each_intermediate_as_diffusers_does() {
     );
 }
 
-/// Math attention runs diffusers' `AttnProcessor` statement by statement, so that the CUDA
-/// caching allocator sees the same requests in the same order (its placement, hence reserved
-/// memory, follows from that history): the projections are folded by copies and each freed
-/// once copied, `baddbmm` fills the scores over an empty input of their size that is freed
-/// right after, the scores are freed once softmaxed, the output is unfolded by a copy, projected
-/// and divided by `rescale_output_factor` into a new tensor, each input freed after its step.
-/// The folded q, k, v and the probabilities live until the processor returns. (fp32: the
-/// upcast copies, pinned by the test above, are no-ops here.)
-#[test]
-fn math_attention_allocates_in_diffusers_attn_processor_order() {
+/// Self-attention of width `heads`·64 with `upcast_attention` over `[batch, tokens, width]`
+/// random tokens in `kind`, run once unlogged, then with math attention under the allocation
+/// log: (input, output, SDPA's output, log).
+fn logged_self_attention(
+    kind: Kind,
+    batch: i64,
+    tokens: i64,
+    heads: i64,
+) -> (Tensor, Tensor, Tensor, Vec<i64>) {
     use claimbench::ffi::cpu_allocation_log_of;
     use claimbench::models::attention::{AttentionConfig, MultiHeadAttention, QkNormKind};
-    let _alone = alone();
     tch::manual_seed(0);
-    let (batch, tokens, heads, head_dim) = (2, 256, 8, 64);
+    let head_dim = 64;
     let channels = heads * head_dim;
-    let mut b = Builder::new(Kind::Float, Device::Cpu);
+    let mut b = Builder::new(kind, Device::Cpu);
     let attn = MultiHeadAttention::new(
         &mut b,
         "attn",
@@ -229,11 +238,27 @@ fn math_attention_allocates_in_diffusers_attn_processor_order() {
         },
     );
     let w = b.finish();
-    let x = Tensor::randn([batch, tokens, channels], (Kind::Float, Device::Cpu));
+    let x = Tensor::randn([batch, tokens, channels], (kind, Device::Cpu));
     let _ = attn.forward(&w, &x, None, AttentionImpl::Math);
     let (out, log) =
         cpu_allocation_log_of(|| attn.forward(&w, &x, None, AttentionImpl::Math)).unwrap();
     let reference = attn.forward(&w, &x, None, AttentionImpl::Sdpa);
+    (x, out, reference, log)
+}
+
+/// Math attention runs diffusers' `AttnProcessor` statement by statement, so that the CUDA
+/// caching allocator sees the same requests in the same order (its placement, hence reserved
+/// memory, follows from that history): the projections are folded by copies and each freed
+/// once copied, `baddbmm` fills the scores over an empty input of their size that is freed
+/// right after, the scores are freed once softmaxed, the output is unfolded by a copy, projected
+/// and divided by `rescale_output_factor` into a new tensor, each input freed after its step.
+/// The folded q, k, v and the probabilities live until the processor returns. (fp32: the
+/// upcast copies, pinned by the fp16 test below, are no-ops here.)
+#[test]
+fn math_attention_allocates_in_diffusers_attn_processor_order() {
+    let _alone = alone();
+    let (batch, tokens, heads) = (2, 256, 8);
+    let (x, out, reference, log) = logged_self_attention(Kind::Float, batch, tokens, heads);
     assert!(out.allclose(&reference, 1e-4, 1e-5, false));
     let p = bytes(&x) as i64;
     let s = batch * heads * tokens * tokens * 4;
@@ -260,12 +285,11 @@ fn math_attention_allocates_in_diffusers_attn_processor_order() {
         in_units(&log, &units),
         in_units(&until_return, &units)
     );
-    // At return: the probabilities and the folded q, k, v.
-    let mut at_return = log[until_return.len()..].to_vec();
-    at_return.sort();
+    // At return, in CPython's order of the frame's locals: the folded q, k, v, then the
+    // probabilities.
     assert_eq!(
-        at_return,
-        [-s, -p, -p, -p],
+        log[until_return.len()..],
+        [-p, -p, -p, -s],
         "frees at return: {}",
         in_units(&log, &units)
     );
@@ -347,4 +371,90 @@ fn a_transformer_block_releases_its_tensors_as_diffusers_does() {
         in_units(&log, &[(t, "T")]),
         in_units(&expected, &[(t, "T")])
     );
+}
+
+/// UP2You's selector replaces each recorded entry in turn (`recorded[name] = select(...)`):
+/// per view the gathered tokens, then their weighted product (the gather freed), the views
+/// concatenated (each view's product freed), then the raw entry freed. With CFG a new dict
+/// doubles each entry (`cat([zeros_like(v), v])`, the zeros freed), and the selected entries
+/// are freed only once every entry is doubled; the UNet's `cross_attention_kwargs` then get a
+/// copy of each. Only tensors of at least one view's selection are followed (the indices and
+/// weights are smaller).
+#[test]
+fn up2you_selects_reference_tokens_in_its_selectors_order() {
+    use claimbench::ffi::cpu_allocation_log_of;
+    use claimbench::workloads::up2you::{kept_for_the_loop, select_reference_tokens};
+    let _alone = alone();
+    // Installs the counter first: the recorded entries' frees are part of the sequence.
+    cpu_allocation_log_of(|| ()).unwrap();
+    let (entries, views, images, hw, c) = (2, 3, 2, 16, 8);
+    let recorded = || -> Vec<Tensor> {
+        (0..entries)
+            .map(|_| Tensor::randn([1, images * hw, c], (Kind::Float, Device::Cpu)))
+            .collect()
+    };
+    let _ = kept_for_the_loop(select_reference_tokens(
+        recorded(),
+        1.0,
+        views,
+        images,
+        true,
+    ));
+    let inputs = recorded();
+    let (_kept, log) = cpu_allocation_log_of(move || {
+        kept_for_the_loop(select_reference_tokens(inputs, 1.0, views, images, true))
+    })
+    .unwrap();
+    let g = 4 * hw * c; // one view's selection: k = ratio·HW tokens
+    let raw = 4 * images * hw * c;
+    let (selected, doubled) = (views * g, 2 * views * g);
+    let log: Vec<i64> = log.into_iter().filter(|n| n.abs() >= g).collect();
+    let mut expected = Vec::new();
+    for _ in 0..entries {
+        for _ in 0..views {
+            expected.extend([g, g, -g]); // gather, weighted product, gather freed
+        }
+        expected.push(selected); // the views concatenated
+        expected.extend(std::iter::repeat_n(-g, views as usize)); // each view's product freed
+        expected.push(-raw); // the recorded entry replaced
+    }
+    for _ in 0..entries {
+        expected.extend([selected, doubled, -selected]); // zeros, cat, zeros freed
+    }
+    expected.extend(std::iter::repeat_n(-selected, entries as usize)); // the old dict freed
+    expected.extend(std::iter::repeat_n(doubled, entries as usize)); // the kwargs' copies
+    let units = [(g, "G"), (raw, "R"), (selected, "S"), (doubled, "D")];
+    assert_sequence(&log, &expected, &units);
+}
+
+/// SD 2.1's configuration of the same processor: fp16 with `upcast_attention`. The upcast q
+/// and k (fp32 copies of the folded ones) are made before `baddbmm`'s empty input and freed
+/// when `get_attention_scores` returns, after the fp32 probabilities are cast back to fp16
+/// and freed. Only tensors of the model's sizes are followed (the CPU's fp16 matmuls allocate
+/// fp32 workspaces of other sizes).
+#[test]
+fn upcast_math_attention_allocates_in_diffusers_order_in_fp16() {
+    let _alone = alone();
+    let (batch, tokens, heads) = (2, 320, 8);
+    let (x, _, _, log) = logged_self_attention(Kind::Half, batch, tokens, heads);
+    let p = bytes(&x) as i64; // a projection, fp16
+    let s = batch * heads * tokens * tokens * 4; // fp32 scores
+    let sizes = [p, 2 * p, s, s / 2];
+    let log: Vec<i64> = log
+        .into_iter()
+        .filter(|n| sizes.contains(&n.abs()))
+        .collect();
+    #[rustfmt::skip]
+    let expected = [
+        p, p, p, p, -p, p, -p, p, -p, // projections and folds
+        2 * p, 2 * p,                 // query.float(), key.float()
+        s, s, -s,                     // baddbmm's empty input, the scores, the input freed
+        s, -s,                        // softmax, the scores freed
+        s / 2, -s,                    // cast to fp16, the fp32 probabilities freed
+        -2 * p, -2 * p,               // the upcast query and key freed at return
+        p, p, -p, p, -p, p, -p,       // bmm, unfold, to_out, division
+        -p, -p, -p, -s / 2,           // at return: folded q, k, v, probabilities
+    ];
+    let units = [(p, "P"), (2 * p, "Q"), (s, "S"), (s / 2, "H")];
+    assert_sequence(&log, &expected, &units);
 }

@@ -269,7 +269,9 @@ pub fn cuda_memory_history(max_entries: usize) -> Result<(), ShimError> {
 }
 
 /// Writes the recorded allocator trace to `path` as CSV: `action,address,bytes,stream`, one row
-/// per event in order (`alloc`, `free_completed`, `segment_alloc`, `segment_free`, ...).
+/// per event in order (`alloc`, `free_completed`, `segment_alloc`, `segment_free`, ...), then
+/// a `trace_end` row (bytes: the number of segments held) and a `segment_at_end` row per
+/// segment held at the end.
 pub fn write_cuda_memory_trace(path: &std::path::Path) -> Result<(), ShimError> {
     let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| ShimError("a trace path with a NUL byte".into()))?;
@@ -301,9 +303,18 @@ pub fn cpu_peak_bytes_of<T>(f: impl FnOnce() -> T) -> Result<(T, i64), ShimError
 /// the same counter as [`cpu_peak_bytes_of`] (every thread of the process is seen): a test
 /// helper for the order in which a model allocates and releases its intermediates.
 pub fn cpu_allocation_log_of<T>(f: impl FnOnce() -> T) -> Result<(T, Vec<i64>), ShimError> {
+    /// Stops logging however `f` ends (a failed assertion in a test unwinds through here).
+    struct StopLogging;
+    impl Drop for StopLogging {
+        fn drop(&mut self) {
+            // SAFETY: plain call.
+            unsafe { sys::cb_cpu_memory_log(0) };
+        }
+    }
     // SAFETY: plain calls.
     check(unsafe { sys::cb_cpu_memory_track() })?;
     check(unsafe { sys::cb_cpu_memory_log(1) })?;
+    let stop = StopLogging;
     let out = f();
     let mut log = Vec::new();
     loop {
@@ -317,8 +328,7 @@ pub fn cpu_allocation_log_of<T>(f: impl FnOnce() -> T) -> Result<(T, Vec<i64>), 
         }
         log.reserve(len);
     }
-    // SAFETY: plain call.
-    check(unsafe { sys::cb_cpu_memory_log(0) })?;
+    drop(stop);
     Ok((out, log))
 }
 

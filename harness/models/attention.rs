@@ -303,7 +303,13 @@ impl MultiHeadAttention {
             self.to_out.forward(w, &unfolded)
         };
         // `hidden_states / attn.rescale_output_factor`: a new tensor even when dividing by 1.
-        out / 1.0
+        let out = out / 1.0;
+        // CPython clears the frame's locals in order: query, key, value, then the probabilities.
+        drop(query);
+        drop(key);
+        drop(value);
+        drop(probs);
+        out
     }
 
     /// diffusers' `Attention.get_attention_scores` without a mask.

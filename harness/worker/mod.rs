@@ -527,7 +527,12 @@ const ALLOCATOR_TRACE_ENTRIES: usize = 4_000_000;
 fn traced_call_index(value: Option<std::ffi::OsString>) -> Result<u32, String> {
     match value {
         None => Ok(0),
-        Some(text) => text.to_str().and_then(|t| t.trim().parse().ok()).ok_or_else(|| {
+        Some(text) => text
+            .to_str()
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| {
             format!(
                 "CLAIMBENCH_CUDA_MEMORY_TRACE_CALL={text:?} is not a call index (0 is the first call, warm-ups counted); no trace written"
             )
@@ -636,7 +641,7 @@ mod tests {
         assert_eq!(traced_call_index(None), Ok(0));
         assert_eq!(traced_call_index(Some("3".into())), Ok(3));
         assert_eq!(traced_call_index(Some(" 2 ".into())), Ok(2));
-        for bad in ["-1", "first", ""] {
+        for bad in ["-1", "+3", "first", "", "²"] {
             let e = traced_call_index(Some(bad.into())).unwrap_err();
             assert!(
                 e.contains("CLAIMBENCH_CUDA_MEMORY_TRACE_CALL") && e.contains("not a call index"),

@@ -12,7 +12,7 @@ mod sam3d;
 mod sleep;
 mod t2i_dit;
 mod unet;
-mod up2you;
+pub mod up2you;
 mod vae_decode;
 
 use crate::knobs::Dtype;

@@ -303,7 +303,7 @@ impl Up2You {
             Some(ReferenceSelect::PerView { ratio }) => ratio,
             other => panic!("UP2You's UNet selects reference tokens per view, not {other:?}"),
         };
-        let entries = select_once(recorded, ratio, self.views, images, self.cfg());
+        let entries = select_reference_tokens(recorded, ratio, self.views, images, self.cfg());
         // Blocks read their `attn1` entry: the first of each block's two.
         let tokens = ReferenceTokens {
             layers: entries
@@ -449,7 +449,7 @@ fn model<M: pipeline::HasWeights>(slot: &Slot<M>) -> &M {
 /// and the views are concatenated. With CFG, a new dict then doubles every entry with zeros
 /// for the unconditional half (`cat([zeros_like(v), v])`), and the selected entries are freed
 /// once all are doubled. Entries are `[2·views, k, C]` with CFG, `[views, k, C]` without.
-fn select_once(
+pub fn select_reference_tokens(
     recorded: Vec<Tensor>,
     ratio: f64,
     views: i64,
@@ -487,7 +487,7 @@ fn select_once(
 
 /// The dict of selected entries the pipeline keeps for the whole loop, and its copy handed to
 /// the UNet in `cross_attention_kwargs` (`{k: v.clone()}`, one entry after the other).
-fn kept_for_the_loop(entries: Vec<Tensor>) -> Vec<Tensor> {
+pub fn kept_for_the_loop(entries: Vec<Tensor>) -> Vec<Tensor> {
     let copies: Vec<Tensor> = entries.iter().map(Tensor::copy).collect();
     entries.into_iter().chain(copies).collect()
 }
@@ -551,7 +551,7 @@ impl Workload for Up2You {
 
 #[cfg(test)]
 mod tests {
-    use super::{kept_for_the_loop, select_once, Up2You};
+    use super::{kept_for_the_loop, select_reference_tokens, Up2You};
     use crate::models::clip::{ClipTextConfig, ClipTextModel};
     use crate::models::t2i_adapter::T2iAdapter;
     use crate::models::test_util::count;
@@ -658,19 +658,16 @@ mod tests {
             .map(|_| Tensor::randn([1, images * hw, c], (Kind::Float, Device::Cpu)))
             .collect();
         let first = recorded[0].copy();
-        let entries = select_once(recorded, 2.0, views, images, true);
+        let entries = select_reference_tokens(recorded, 1.0, views, images, true);
         assert_eq!(entries.len(), 4);
         for entry in &entries {
-            assert_eq!(
-                entry.size(),
-                vec![2 * views, 2 * hw, c],
-                "[2·views, 2·HW, C]"
-            );
+            assert_eq!(entry.size(), vec![2 * views, hw, c], "[2·views, HW, C]");
             let unconditional = entry.narrow(0, 0, views);
             assert_eq!(unconditional.abs().sum(Kind::Float).double_value(&[]), 0.0);
         }
-        // View v keeps tokens v·k .. (v+1)·k of the recorded images (mod their count).
-        let k = 2 * hw;
+        // View v keeps tokens v·k .. (v+1)·k of the recorded images (mod their count): with
+        // k = HW of 2·HW tokens, views 0 and 1 keep different halves.
+        let k = hw;
         for view in 0..views {
             let index =
                 (Tensor::arange(k, (Kind::Int64, Device::Cpu)) + view * k).remainder(images * hw);
@@ -679,7 +676,10 @@ mod tests {
                 .get(views + view)
                 .allclose(&expected, 0.0, 0.0, false));
         }
-        let without_cfg = select_once(vec![first.copy()], 2.0, views, images, false);
+        assert!(!entries[0]
+            .get(views)
+            .allclose(&entries[0].get(views + 1), 0.0, 0.0, false));
+        let without_cfg = select_reference_tokens(vec![first.copy()], 1.0, views, images, false);
         assert_eq!(without_cfg[0].size(), vec![views, k, c]);
         let kept = kept_for_the_loop(entries);
         assert_eq!(kept.len(), 8, "the pipeline's dict and its copy");

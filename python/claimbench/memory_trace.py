@@ -71,11 +71,16 @@ def replay(events: List[Event]) -> Replay:
     """Running totals from the start of the trace. A free of a block allocated before it (a
     released weight) counts too: allocated follows `memory_allocated`, and may go negative."""
     held_at_end = {e.address: e.size for e in events if e.action == "segment_at_end"}
-    events = [e for e in events if e.action != "segment_at_end"]
+    # `trace_end` precedes the end rows, so a call that ends holding no segment is told apart
+    # from a trace written before these rows existed.
+    with_end_state = any(e.action in ("trace_end", "segment_at_end") for e in events)
+    events = [e for e in events if e.action not in ("trace_end", "segment_at_end")]
     r = Replay(events)
     segments = segments_before(events, held_at_end)
-    if held_at_end:
+    if with_end_state:
         r.reserved_before = sum(size for size, _ in segments.values())
+    # Until reserved rises above its start, the peak is the start.
+    r.segments_at_peak_reserved = dict(segments)
     allocated = reserved = 0
     for i, e in enumerate(events):
         if e.action == "alloc":
@@ -97,8 +102,6 @@ def replay(events: List[Event]) -> Replay:
         if reserved > r.peak_reserved:
             r.peak_reserved, r.peak_reserved_at = reserved, i
             r.segments_at_peak_reserved = dict(segments)
-    if r.peak_reserved_at < 0:
-        r.segments_at_peak_reserved = dict(segments)
     r.live_at_peak_allocated = live_after(events, r.peak_allocated_at)
     return r
 

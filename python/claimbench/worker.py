@@ -412,7 +412,7 @@ def traced_call_index(text: Optional[str]) -> Optional[int]:
     if text is None:
         return 0
     text = text.strip()
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def write_trace(path: str, snapshot: dict) -> None:
@@ -429,7 +429,9 @@ def write_trace(path: str, snapshot: dict) -> None:
                 out.writerow([e["action"], address, e["size"], e.get("stream", 0), _caller(e.get("frames") or [])])
         # The segments held at the end: with the trace's segment events they give what was
         # reserved before it began (segments cached by earlier calls).
-        for segment in snapshot.get("segments", []):
+        segments = snapshot.get("segments", [])
+        out.writerow(["trace_end", 0, len(segments), 0, ""])
+        for segment in segments:
             out.writerow(["segment_at_end", segment["address"], segment["total_size"], segment.get("stream", 0), ""])
 
 

@@ -60,6 +60,13 @@ segment_at_end,100000000,67108864,0,
         ])
         self.assertNotIn("segment_at_end", {e.action for e in r.events})
         self.assertIsNone(memory_trace.replay(self.load(TRACE)).reserved_before, "older traces have no end rows")
+        # A call that returns every segment and ends holding none: the marker row says so.
+        emptied = memory_trace.replay(self.load(
+            "action,address,bytes\nsegment_free,3000000,10485760\ntrace_end,0,0\n"))
+        self.assertEqual(emptied.reserved_before, 10 * MIB)
+        self.assertEqual(emptied.peak_reserved_at, -1, "reserved never rose above its start")
+        self.assertEqual(memory_trace.segments_at_peak(emptied), [(10 * MIB, True, 0, "")],
+                         "at a peak that is the start, the segments held then")
 
     def test_releasing_a_block_from_before_the_trace_and_reallocating_it_adds_nothing(self):
         r = memory_trace.replay(self.load(
@@ -98,7 +105,7 @@ segment_at_end,100000000,67108864,0,
         events = memory_trace.load(path)
         self.assertEqual([(e.action, e.address, e.size) for e in events],
                          [("segment_alloc", 4096, 2 * MIB), ("alloc", 4096, MIB), ("oom", 5, 3 * MIB),
-                          ("segment_at_end", 4096, 2 * MIB)])
+                          ("trace_end", 0, 1), ("segment_at_end", 4096, 2 * MIB)])
         self.assertEqual(memory_trace.replay(events).reserved_before, 0)
         self.assertEqual(events[1].frame, "diffusers/a.py:7:g")
 
@@ -107,7 +114,7 @@ segment_at_end,100000000,67108864,0,
 
         self.assertEqual(traced_call_index(None), 0)
         self.assertEqual(traced_call_index(" 3 "), 3)
-        for bad in ("-1", "first", ""):
+        for bad in ("-1", "+3", "first", "", "²"):
             self.assertIsNone(traced_call_index(bad), bad)
 
     def test_a_malformed_row_names_the_file_and_line(self):
