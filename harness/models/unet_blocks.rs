@@ -21,7 +21,7 @@ use super::attention::{attention, AttentionConfig, AttentionImpl, MultiHeadAtten
 use super::feed_forward::{Activation, FeedForward};
 use super::layers::{Conv2d, GroupNorm, LayerNorm, Linear};
 use super::weights::{Builder, Weights};
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 /// `output_scale_factor` of every ResnetBlock2D in the SD and Hunyuan paint configs.
 const OUTPUT_SCALE_FACTOR: f64 = 1.0;
@@ -532,15 +532,25 @@ pub fn reference_keys(
                 .view([groups * views, t, c])
         }
         ReferenceSelect::PerView { ratio } => {
-            // `T = N_ref·HW`, so capping at T is capping the ratio at N_ref.
-            let k = ((ratio * l as f64) as i64).clamp(1, t);
-            let idx = (Tensor::arange(k, (tch::Kind::Int64, recorded.device())).unsqueeze(0)
-                + Tensor::arange(views, (tch::Kind::Int64, recorded.device())).unsqueeze(1) * k)
-                .remainder(t)
-                .flatten(0, 1);
-            recorded.index_select(1, &idx).view([groups * views, k, c])
+            let idx = per_view_token_indices(ratio, l, t, views, recorded.device());
+            let k = idx.size()[1];
+            recorded
+                .index_select(1, &idx.flatten(0, 1))
+                .view([groups * views, k, c])
         }
     }
+}
+
+/// The recorded tokens each view keeps under [`ReferenceSelect::PerView`], `[views, k]`:
+/// `k = ratio·L` for `L` query tokens per view, capped at the `T` recorded (`T = N_ref·HW`, so
+/// capping at T is capping the ratio at N_ref); view `v` keeps `v·k .. (v+1)·k` modulo `T`, a
+/// stand-in for the top-k of its weight map (random weights make the real one noise), kept in
+/// index order as the real selector keeps it.
+pub fn per_view_token_indices(ratio: f64, l: i64, t: i64, views: i64, device: Device) -> Tensor {
+    let k = ((ratio * l as f64) as i64).clamp(1, t);
+    (Tensor::arange(k, (Kind::Int64, device)).unsqueeze(0)
+        + Tensor::arange(views, (Kind::Int64, device)).unsqueeze(1) * k)
+        .remainder(t)
 }
 
 /// Projection into and out of the transformer's token space.

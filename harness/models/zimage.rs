@@ -47,13 +47,18 @@ pub fn rope_angles(positions: &Tensor, axes_dims: &[i64], theta: f64) -> (Tensor
         .iter()
         .enumerate()
         .map(|(a, &d)| {
-            let exponent = Tensor::arange_start_step(0, d, 2, (Kind::Float, device)) / d as f64;
-            let freqs = (exponent * -(theta.ln())).exp();
-            pos.select(1, a as i64).unsqueeze(1) * freqs.unsqueeze(0)
+            pos.select(1, a as i64).unsqueeze(1)
+                * inverse_frequencies(d, theta, device).unsqueeze(0)
         })
         .collect();
     let angles = Tensor::cat(&parts, 1);
     (angles.cos(), angles.sin())
+}
+
+/// `theta^(-2i/d)` for `i < d/2`: the rotary frequencies of a `d`-channel axis.
+fn inverse_frequencies(d: i64, theta: f64, device: Device) -> Tensor {
+    let exponent = Tensor::arange_start_step(0, d, 2, (Kind::Float, device)) / d as f64;
+    (exponent * -(theta.ln())).exp()
 }
 
 /// [`rope_angles`] of positions `0..n` on one axis, computed as transformers' rotary
@@ -69,9 +74,7 @@ pub fn rotary_angles_by_matmul(
     theta: f64,
     device: Device,
 ) -> (Tensor, Tensor) {
-    let exponent =
-        Tensor::arange_start_step(0, head_dim, 2, (Kind::Float, device)) / head_dim as f64;
-    let inv_freq = (exponent * -(theta.ln())).exp().unsqueeze(1);
+    let inv_freq = inverse_frequencies(head_dim, theta, device).unsqueeze(1);
     let positions = Tensor::arange(n, (Kind::Float, device)).unsqueeze(0);
     let angles = inv_freq.matmul(&positions).transpose(0, 1);
     (angles.cos(), angles.sin())

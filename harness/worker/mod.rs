@@ -384,7 +384,7 @@ fn run(job: &WorkerJob) -> i32 {
     let mut call: u32 = 0;
     // One call, measured and streamed; a failure ends the process with its outcome.
     let mut run_call = |warmup: bool| -> Result<Measurement, String> {
-        if let Some(trace) = allocator_trace.as_mut().filter(|t| t.call == call) {
+        if let Some(trace) = allocator_trace.as_ref().filter(|t| t.call == call) {
             if let Err(e) = trace.begin() {
                 warn(format!("CLAIMBENCH_CUDA_MEMORY_TRACE: {e}"));
                 allocator_trace = None;
@@ -401,7 +401,8 @@ fn run(job: &WorkerJob) -> i32 {
         // Written whether or not the call completed: the trace of a call that ran out of
         // memory shows what was alive when it did. A diagnostic that cannot be written is
         // a warning, never the call's outcome.
-        let traced = allocator_trace.as_ref().is_some_and(|t| t.recording)
+        // Recording began before this call if it is the traced one (else the plan is gone).
+        let traced = allocator_trace.as_ref().is_some_and(|t| t.call == call)
             && allocator_trace.take().map(AllocatorTrace::write).is_some();
         let measurement = outcome?;
         let mut flags = quality_flags(&measurement, sm_clock_max, min_clock_fraction);
@@ -517,7 +518,6 @@ struct AllocatorTrace {
     path: std::path::PathBuf,
     /// The index of the traced call.
     call: u32,
-    recording: bool,
 }
 
 /// Events kept: a diffusion call makes some 10^5 allocations; the oldest are dropped beyond.
@@ -558,11 +558,7 @@ impl AllocatorTrace {
                     .map_err(|e| {
                         format!("creating {}: {e}", path.parent().unwrap_or(&path).display())
                     })
-                    .map(|()| Self {
-                        path,
-                        call,
-                        recording: false,
-                    })
+                    .map(|()| Self { path, call })
             });
         planned
             .map_err(|e| warn(format!("CLAIMBENCH_CUDA_MEMORY_TRACE: {e}")))
@@ -570,10 +566,8 @@ impl AllocatorTrace {
     }
 
     /// Starts recording, just before the traced call.
-    fn begin(&mut self) -> Result<(), String> {
-        ffi::cuda_memory_history(ALLOCATOR_TRACE_ENTRIES).map_err(|e| e.to_string())?;
-        self.recording = true;
-        Ok(())
+    fn begin(&self) -> Result<(), String> {
+        ffi::cuda_memory_history(ALLOCATOR_TRACE_ENTRIES).map_err(|e| e.to_string())
     }
 
     /// Writes the trace and stops recording; a failure is a warning.

@@ -517,7 +517,11 @@ mod tests {
 
     /// A slot of one 4×4 parameter.
     fn one_param_slot() -> Slot<WithWeights<crate::models::Param>> {
-        Slot::new("m", Kind::Float, Device::Cpu, Offload::None, |b| {
+        one_param_slot_with(Offload::None)
+    }
+
+    fn one_param_slot_with(offload: Offload) -> Slot<WithWeights<crate::models::Param>> {
+        Slot::new("m", Kind::Float, Device::Cpu, offload, |b| {
             WithWeights::build(b, |b| {
                 b.param("w", &[4, 4], crate::models::Init::Normal(1.0))
             })
@@ -528,15 +532,8 @@ mod tests {
     /// is freed; a resident model's stage end returns nothing.
     #[test]
     fn model_offload_returns_cached_blocks_at_each_hand_over_and_unload() {
-        let slot = |offload| {
-            Slot::new("m", Kind::Float, Device::Cpu, offload, |b| {
-                WithWeights::build(b, |b| {
-                    b.param("w", &[4, 4], crate::models::Init::Normal(1.0))
-                })
-            })
-        };
         let returns = crate::ffi::cached_block_returns;
-        let mut offloaded = slot(Offload::Model);
+        let mut offloaded = one_param_slot_with(Offload::Model);
         let before = returns();
         offloaded.acquire();
         assert_eq!(returns(), before, "acquiring returns nothing");
@@ -548,7 +545,7 @@ mod tests {
         );
         offloaded.unload().unwrap();
         assert_eq!(returns(), before + 2, "so does freeing the model");
-        let mut resident = slot(Offload::None);
+        let mut resident = one_param_slot();
         resident.acquire();
         resident.release().unwrap();
         assert_eq!(returns(), before + 2, "a resident model keeps its cache");

@@ -42,7 +42,9 @@ use crate::models::clip::{ClipTextConfig, ClipTextModel};
 use crate::models::layers::Conv2d;
 use crate::models::t2i_adapter::T2iAdapter;
 use crate::models::unet::{UNet2DConditionModel, UNetConfig, UNetInput};
-use crate::models::unet_blocks::{ExtraAttention, ReferenceSelect, ReferenceTokens};
+use crate::models::unet_blocks::{
+    per_view_token_indices, ExtraAttention, ReferenceSelect, ReferenceTokens,
+};
 use crate::models::vae::{AutoencoderKL, VaeOptions};
 use crate::models::vit::{Vit, VitConfig};
 use crate::models::AttentionImpl;
@@ -460,15 +462,12 @@ pub fn select_reference_tokens(
         .into_iter()
         .map(|layer| {
             let (_, t, _) = layer.size3().expect("[1, images·HW, C]");
-            // `T = images·HW`, so capping at T is capping the ratio at `images`.
-            let k = ((ratio * (t / images) as f64) as i64).clamp(1, t);
-            let device = layer.device();
+            let indices = per_view_token_indices(ratio, t / images, t, views, layer.device());
+            let k = indices.size()[1];
             let per_view: Vec<Tensor> = (0..views)
                 .map(|view| {
-                    // Stands for the top-k of the view's weight map, kept in index order.
-                    let index = (Tensor::arange(k, (Kind::Int64, device)) + view * k).remainder(t);
-                    let weight = Tensor::ones([1, k, 1], (layer.kind(), device));
-                    layer.index_select(1, &index) * weight
+                    let weight = Tensor::ones([1, k, 1], (layer.kind(), layer.device()));
+                    layer.index_select(1, &indices.get(view)) * weight
                 })
                 .collect();
             Tensor::cat(&per_view, 0)

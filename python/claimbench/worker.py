@@ -354,7 +354,6 @@ class AllocatorTrace:
 
     def __init__(self, path: str, call: int, protocol: Protocol) -> None:
         self.path, self.call, self.protocol = path, call, protocol
-        self.recording = False
 
     @classmethod
     def plan(cls, job: dict, device: Any, protocol: Protocol) -> Optional["AllocatorTrace"]:
@@ -388,7 +387,6 @@ class AllocatorTrace:
         except Exception as e:  # noqa: BLE001 - a diagnostic must not fail the variant
             self.protocol.log("warn", f"CLAIMBENCH_CUDA_MEMORY_TRACE: {e}")
             return False
-        self.recording = True
         return True
 
     def write(self) -> None:
@@ -706,7 +704,8 @@ class Worker:
             nonlocal call, trace
             if trace is not None and trace.call == call and not trace.begin():
                 trace = None
-            traced = trace is not None and trace.recording
+            # Recording began if this is the traced call (else the plan is gone).
+            traced = trace is not None and trace.call == call
             try:
                 m = self.measure(pipeline, ctx, autocast)
             finally:
