@@ -8,8 +8,10 @@ Run from ``python/``: ``OMP_NUM_THREADS=1 python -m unittest tests.test_up2you -
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import unittest
+import weakref
 from typing import Any, Dict, List
 
 import torch
@@ -42,12 +44,20 @@ class Run:
         self.unet_inputs: List[Dict[str, Any]] = []
         self.counters: List[Dict[str, int]] = []
         self.stages: List[List[str]] = []
+        # Per call: the reference tokens the first UNet call of the loop gets, summarised
+        # (shape, unconditional half all zero, conditional half's absolute sum), and weak
+        # references to them, which must be dead once the call has returned.
+        self.reference_tokens: List[Dict[str, Any]] = []
+        self.reference_refs: List[List[weakref.ref]] = []
         with contextlib.redirect_stdout(self.stdout):
             self.adapter.setup(self.params, self.ctx)
             self.adapter.unet.register_forward_pre_hook(self._record, with_kwargs=True)
             for _ in range(calls):
                 self.ctx.begin_call(0.0)
                 self.adapter.call(self.ctx)
+                gc.collect()
+                self.reference_refs_alive_after_call = [r for refs in self.reference_refs
+                                                        for r in refs if r() is not None]
                 self.counters.append(dict(self.ctx.counters))
                 self.stages.append([s["name"] for s in self.ctx.stage_times])
 
@@ -55,6 +65,12 @@ class Run:
         ca = kwargs.get("cross_attention_kwargs") or {}
         refs = ca.get("ref_hidden_states")
         first_ref = next(iter(refs.values())) if refs else None
+        if refs and len(self.reference_tokens) == len(self.counters):  # the loop's first call
+            views = self.params["views"]
+            self.reference_tokens.append({
+                key: (tuple(t.shape), bool((t[:views] == 0).all()), float(t[views:].abs().sum()))
+                for key, t in refs.items()})
+            self.reference_refs.append([weakref.ref(t) for t in refs.values()])
         residuals = kwargs.get("down_intrablock_additional_residuals")
         self.unet_inputs.append({
             "batch": args[0].shape[0],
@@ -171,21 +187,29 @@ class ReferencePassAndOutputs(unittest.TestCase):
     def test_reference_tokens_per_layer(self) -> None:
         for name, views, n_ref in (("thg3", 3, 2), ("views5_one_ref", 5, 1)):
             r = run(name)
-            tokens = r.adapter.last_reference_tokens
+            tokens = r.reference_tokens[-1]
             processors = r.adapter.unet.attn_processors
             # Every processor (self- and cross-attention) recorded its input, as UP2You's does.
             self.assertEqual(set(tokens), set(processors))
-            for key, t in tokens.items():
+            for key, (shape, uncond_zero, cond_sum) in tokens.items():
                 proc = processors[key]
                 with self.subTest(run=name, layer=key):
                     side = LATENT if key.startswith(("down_blocks.0", "up_blocks.1")) else LATENT // 2
                     keep = int(min(MAX_SELECT_RATIO, n_ref) * side * side)
-                    self.assertEqual(t.shape[:2], (2 * views, keep))
-                    self.assertEqual(t.shape[2], proc.to_q_mv.in_features if proc.use_mv
+                    self.assertEqual(shape[:2], (2 * views, keep))
+                    self.assertEqual(shape[2], proc.to_q_mv.in_features if proc.use_mv
                                      else r.adapter.unet.config.block_out_channels[
                                          0 if side == LATENT else 1])
-                    self.assertTrue(bool((t[:views] == 0).all()))  # uncond: no reference
-                    self.assertGreater(float(t[views:].abs().sum()), 0.0)
+                    self.assertTrue(uncond_zero)  # uncond: no reference
+                    self.assertGreater(cond_sum, 0.0)
+
+    def test_reference_tokens_die_with_the_call(self) -> None:
+        # Kept into the next call, they would hold device memory that call needs (the script
+        # keeps them in locals of one pipeline call).
+        r = run("thg3")
+        self.assertEqual(len(r.reference_refs), 2)
+        self.assertTrue(all(len(refs) > 0 for refs in r.reference_refs))
+        self.assertEqual(r.reference_refs_alive_after_call, [])
 
     def test_outputs(self) -> None:
         r = run("thg3")

@@ -170,7 +170,8 @@ class TinyCalls(unittest.TestCase):
         self.assertEqual(ctx.counters["dit_samples"], steps)
         self.assertEqual(ctx.counters["vae_decodes"], 1)
         self.assertEqual(ctx.counters["vae_decoder_evals"], 1)
-        self.assertEqual([s["name"] for s in ctx.stage_times], ["pipeline"])
+        self.assertEqual([s["name"] for s in ctx.stage_times],
+                         ["text_encoder", "dit", "vae_decode", "postprocess"])
 
     def test_no_offload_end_to_end_silent_and_offline(self):
         def refuse(*args, **kwargs):

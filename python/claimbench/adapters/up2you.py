@@ -559,7 +559,6 @@ class Up2You:
         self.adapter = None
         self.scheduler = None
         self.last_images = None
-        self.last_reference_tokens: Optional[Dict[str, torch.Tensor]] = None
 
     # setup -----------------------------------------------------------------------------------
 
@@ -671,7 +670,8 @@ class Up2You:
         if do_cfg:  # the unconditional branch sees no reference
             recorded = {k: torch.cat([torch.zeros_like(v), v]) for k, v in recorded.items()}
         kept = {k: v.clone() for k, v in recorded.items()}  # the copy in cross_attention_kwargs
-        self.last_reference_tokens = kept
+        # Nothing may keep them past the call: held into the next one, they would occupy
+        # cached blocks that the next call's tensors then need, which UP2You's script never does.
         return {"pipeline": recorded, "kwargs": kept}
 
     def _multiview(self, ctx, prompt_embeds: torch.Tensor, reference, generator,

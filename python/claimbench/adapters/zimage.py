@@ -46,6 +46,11 @@ What the knobs do in real diffusers 0.42.1, which this adapter reports through
 - Classifier-free guidance is on when ``guidance > 0`` (not > 1): the negative prompt is encoded
   too and the transformer runs once per step on a doubled list of latents.
 
+Stages per call, as the replica names them: ``text_encoder`` (``encode_prompt``), ``dit`` (latent
+preparation and the denoising loop), ``vae_decode`` and ``postprocess`` (the PIL conversion and
+the offload hooks' final release). Under model offload a component's move to the GPU is in the
+stage that first uses it, as accelerate's hooks do it.
+
 Counters per call: ``text_encoder_evals``, ``dit_evals`` (transformer forwards, one per step),
 ``dit_samples`` (latents in those forwards: steps × batch × 2 with CFG), ``vae_decodes`` (calls of
 ``vae.decode``) and ``vae_decoder_evals`` (decoder forwards: tiles and slices). They are host-side
@@ -447,20 +452,39 @@ class ZImage:
         pipe.transformer.register_forward_pre_hook(dit_pre, with_kwargs=True)
         pipe.vae.decoder.register_forward_pre_hook(lambda m, a: count("vae_decoder_evals"))
 
-        # vae.decode is not a forward; wrap the bound method (diffusers' own offload hook on it,
-        # `apply_forward_hook`, still runs inside).
-        decode = pipe.vae.decode
+        # Stage boundaries, the replica's stages: `encode_prompt` returning ends `text_encoder`;
+        # the decode's start ends `dit` (latent preparation and the denoising loop); its end ends
+        # `vae_decode`. vae.decode is not a forward; wrap the bound method (diffusers' own offload
+        # hook on it, `apply_forward_hook`, still runs inside).
+        encode_prompt, decode = pipe.encode_prompt, pipe.vae.decode
+
+        def staged_encode_prompt(*args, **kwargs):
+            out = encode_prompt(*args, **kwargs)
+            self._mark("text_encoder")
+            return out
 
         def counted_decode(*args, **kwargs):
             count("vae_decodes")
-            return decode(*args, **kwargs)
+            self._mark("dit")
+            out = decode(*args, **kwargs)
+            self._mark("vae_decode")
+            return out
 
+        pipe.encode_prompt = staged_encode_prompt
         pipe.vae.decode = counted_decode
+
+    def _mark(self, stage: str) -> None:
+        """A stage boundary: the time since the previous one is ``stage``'s (synchronised)."""
+        if self._ctx is not None:
+            with self._ctx.stage(stage):
+                pass
 
     def call(self, ctx) -> None:
         self._ctx = ctx
         p = self.p
-        with ctx.stage("pipeline"):
+        # Stages `text_encoder`, `dit` and `vae_decode` are marked by the hooks above;
+        # `postprocess` is the rest: the PIL conversion and the offload hooks' final release.
+        with ctx.stage("postprocess"):
             # The app draws the initial noise with a CPU generator.
             out = self.pipe(
                 prompt=p["prompt"],
