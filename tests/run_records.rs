@@ -61,7 +61,9 @@ fn run_writes_tidy_samples_and_a_complete_record() {
             "stages {conv}+{attn} exceed the call's {wall} ms"
         );
         assert!(
-            s["gpu_ms"].is_empty() && s["peak_allocated_bytes"].is_empty(),
+            s["gpu_ms"].is_empty()
+                && s["peak_allocated_bytes"].is_empty()
+                && s["allocated_at_start_bytes"].is_empty(),
             "CPU run has GPU columns: {s:?}"
         );
         assert!(s["host_peak_rss_bytes"].parse::<u64>().unwrap() > 0);

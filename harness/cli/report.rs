@@ -98,6 +98,10 @@ pub fn write_report(
     anstream::print!("{}", fit(&render::terminal::claims_table(&report.claims)));
     print!("{}", fit(&render::fidelity::terminal(&report.fidelity)));
     print!("{}", fit(&render::slow::terminal(&report.slow_processes)));
+    print!(
+        "{}",
+        fit(&render::held::terminal(&report.held_between_calls))
+    );
     print!("{}", fit(&render::shifts::terminal(&report.shifts)));
     print!("{}", fit(&render::terminal::quality_line(&report.quality)));
     eprintln!("wrote {} report files to {}", written.len(), out.display());

@@ -3,7 +3,8 @@
 //!
 //! Method, per measured call ([`Meter::measure`]):
 //! 1. the caching allocator's peak counters are reset and the device is synchronised, so the
-//!    call starts with an idle GPU and fresh peaks;
+//!    call starts with an idle GPU and fresh peaks; the bytes then allocated are read (what the
+//!    workload keeps from one call to the next shows as growth over its first call's);
 //! 2. the host clock is read and a CUDA start event recorded on the current stream;
 //! 3. the workload runs its stages; at every stage boundary [`Stages::stage`] synchronises the
 //!    device and reads the host clock, so a stage's time is the host wall time from the previous
@@ -136,6 +137,9 @@ pub struct Measurement {
     /// Allocator peaks since the reset before this call; `None` on CPU.
     pub peak_allocated_bytes: Option<u64>,
     pub peak_reserved_bytes: Option<u64>,
+    /// Bytes allocated when the call began, after the synchronisation before it; `None` on CPU.
+    #[serde(default)]
+    pub allocated_at_start_bytes: Option<u64>,
     pub telemetry: Option<nvml::Telemetry>,
     /// Peak resident set of the worker process so far (monotone over the process's life).
     pub host_peak_rss_bytes: Option<u64>,
@@ -179,6 +183,14 @@ impl Meter {
             None => None,
         };
         self.target.synchronize();
+        let allocated_at_start_bytes = match device {
+            Some(i) => Some(
+                ffi::memory_stats(i)
+                    .map_err(MeasureError::Backend)?
+                    .allocated_current_bytes,
+            ),
+            None => None,
+        };
         let mut stages = Stages::new(self.target, self.empty_cache_between_stages);
         let start = Instant::now();
         stages.last = start;
@@ -209,6 +221,7 @@ impl Meter {
             counters: stages.counters,
             peak_allocated_bytes: stats.map(|s| s.allocated_peak_bytes),
             peak_reserved_bytes: stats.map(|s| s.reserved_peak_bytes),
+            allocated_at_start_bytes,
             telemetry: self.sampler.as_ref().map(|s| s.window(start, end)),
             host_peak_rss_bytes: rss::peak_rss_bytes(),
         })

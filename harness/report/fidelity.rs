@@ -175,28 +175,22 @@ pub fn terminal(rows: &[FidelityRow]) -> String {
     out
 }
 
+const TABLE: section::Table = section::Table {
+    id: "fidelity",
+    title: "Replica vs real code",
+    intro: INTRO,
+    columns: &COLUMNS,
+    align: "---|---|---:|---:|---:|---",
+};
+
 /// The Markdown section's head and one table row per pair.
 pub fn markdown(rows: &[FidelityRow]) -> (String, Vec<String>) {
-    let head = section::markdown_head(
-        "Replica vs real code",
-        INTRO,
-        &COLUMNS,
-        "---|---|---:|---:|---:|---",
-    );
-    let rows = rows
-        .iter()
-        .map(|r| section::markdown_row(&fields(r)))
-        .collect();
-    (head, rows)
+    TABLE.markdown(rows, fields)
 }
 
 /// The HTML section; empty when there is no pair.
 pub fn html(rows: &[FidelityRow]) -> String {
-    if rows.is_empty() {
-        return String::new();
-    }
-    let rows: Vec<Vec<String>> = rows.iter().map(|r| fields(r).to_vec()).collect();
-    section::html("fidelity", "Replica vs real code", INTRO, &COLUMNS, &rows)
+    TABLE.html(rows, fields)
 }
 
 #[cfg(test)]

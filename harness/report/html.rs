@@ -301,6 +301,7 @@ pub fn render(report: &Report) -> String {
 
     out.push_str(&super::fidelity::html(&report.fidelity));
     out.push_str(&super::slow::html(&report.slow_processes));
+    out.push_str(&super::held::html(&report.held_between_calls));
     out.push_str(&super::shifts::html(&report.shifts));
     let q = &report.quality;
     let _ = writeln!(out, "<h2 id=\"quality\">Sample quality</h2>");

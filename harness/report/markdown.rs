@@ -243,21 +243,16 @@ fn blocks(report: &Report) -> Vec<Block> {
     if !report.claims.is_empty() {
         blocks.push(claims_block(report));
     }
-    if !report.fidelity.is_empty() {
-        let (head, rows) = super::fidelity::markdown(&report.fidelity);
-        blocks.push(Block {
-            head,
-            rows,
-            tail: String::new(),
-        });
-    }
-    if !report.slow_processes.is_empty() {
-        let (head, rows) = super::slow::markdown(&report.slow_processes);
-        blocks.push(Block {
-            head,
-            rows,
-            tail: String::new(),
-        });
+    let tables = [
+        super::fidelity::markdown(&report.fidelity),
+        super::slow::markdown(&report.slow_processes),
+        super::held::markdown(&report.held_between_calls),
+    ];
+    for (head, rows) in tables {
+        if !rows.is_empty() {
+            let tail = String::new();
+            blocks.push(Block { head, rows, tail });
+        }
     }
     if !report.shifts.is_empty() {
         let (head, rows) = super::shifts::markdown(&report.shifts);

@@ -8,6 +8,7 @@
 pub mod escape;
 pub mod export;
 pub mod fidelity;
+pub mod held;
 pub mod html;
 pub mod junit;
 pub mod markdown;

@@ -34,6 +34,9 @@ pub struct Report {
     /// Processes that ran clearly slower than others of their variant, and what their host did.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub slow_processes: Vec<super::slow::SlowProcess>,
+    /// Processes whose measured calls began holding device memory their first call did not.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held_between_calls: Vec<super::held::HeldMemory>,
 }
 
 /// Where and when the run was measured.
@@ -335,6 +338,7 @@ impl Report {
             shifts: Vec::new(),
             fidelity,
             slow_processes: super::slow::slow_processes(run, samples),
+            held_between_calls: super::held::held_between_calls(samples),
         }
     }
 

@@ -40,3 +40,41 @@ pub fn html(id: &str, title: &str, intro: &str, columns: &[&str], rows: &[Vec<St
     let _ = writeln!(out, "</table></div>");
     out
 }
+
+/// A section that is a table of items: its anchor, title, intro, columns and Markdown
+/// alignment row; [`Table::markdown`] and [`Table::html`] render it from the items' fields.
+pub struct Table<'a> {
+    pub id: &'a str,
+    pub title: &'a str,
+    pub intro: &'a str,
+    pub columns: &'a [&'a str],
+    pub align: &'a str,
+}
+
+impl Table<'_> {
+    /// The Markdown head and one row per item.
+    pub fn markdown<R, const N: usize>(
+        &self,
+        items: &[R],
+        fields: impl Fn(&R) -> [String; N],
+    ) -> (String, Vec<String>) {
+        let head = markdown_head(self.title, self.intro, self.columns, self.align);
+        (
+            head,
+            items.iter().map(|r| markdown_row(&fields(r))).collect(),
+        )
+    }
+
+    /// The HTML section; empty when there is no item.
+    pub fn html<R, const N: usize>(
+        &self,
+        items: &[R],
+        fields: impl Fn(&R) -> [String; N],
+    ) -> String {
+        if items.is_empty() {
+            return String::new();
+        }
+        let rows: Vec<Vec<String>> = items.iter().map(|r| fields(r).to_vec()).collect();
+        html(self.id, self.title, self.intro, self.columns, &rows)
+    }
+}

@@ -189,32 +189,22 @@ pub fn terminal(rows: &[SlowProcess]) -> String {
     out
 }
 
+fn table(intro: &str) -> section::Table<'_> {
+    section::Table {
+        id: "slow-processes",
+        title: "Slow processes",
+        intro,
+        columns: &COLUMNS,
+        align: "---|---:|---:|---:|---:|---",
+    }
+}
+
 /// The Markdown section's head and one table row per slow process.
 pub fn markdown(rows: &[SlowProcess]) -> (String, Vec<String>) {
-    let head = section::markdown_head(
-        "Slow processes",
-        &intro(),
-        &COLUMNS,
-        "---|---:|---:|---:|---:|---",
-    );
-    let rows = rows
-        .iter()
-        .map(|r| section::markdown_row(&fields(r)))
-        .collect();
-    (head, rows)
+    table(&intro()).markdown(rows, fields)
 }
 
 /// The HTML section; empty when no process was slow.
 pub fn html(rows: &[SlowProcess]) -> String {
-    if rows.is_empty() {
-        return String::new();
-    }
-    let rows: Vec<Vec<String>> = rows.iter().map(|r| fields(r).to_vec()).collect();
-    section::html(
-        "slow-processes",
-        "Slow processes",
-        &intro(),
-        &COLUMNS,
-        &rows,
-    )
+    table(&intro()).html(rows, fields)
 }

@@ -132,6 +132,7 @@ fn row(variant: &str, p: u32, c: u32, ms: f64, reserved: u64, flags: &[&str]) ->
             counters: [("unet_evals".to_string(), 67)].into_iter().collect(),
             peak_allocated_bytes: Some(reserved - GIB / 4),
             peak_reserved_bytes: Some(reserved),
+            allocated_at_start_bytes: Some(reserved / 2),
             telemetry: None,
             host_peak_rss_bytes: Some(1 << 30),
         },
@@ -851,6 +852,73 @@ fn slow_processes_are_listed_with_what_their_host_did() {
     let quiet = Report::build(&plain, &plain_samples, None, None, Vec::new());
     assert!(quiet.slow_processes.is_empty());
     assert!(!super::markdown::render(&quiet).contains("Slow processes"));
+}
+
+/// A process whose measured calls begin 2 GiB above its first call is listed; one 64 MiB above
+/// (under the absolute floor), one 256 MiB above a 40 GiB peak (under 1 %), one without the
+/// start figure and one whose first call is missing are not.
+#[test]
+fn memory_held_between_calls_is_listed() {
+    use super::held::held_between_calls;
+    let (record, mut samples) = run("20250102T030405Z-nvidia-h100-testhost", 1.0);
+    let start = |s: &SampleRow| s.measurement.allocated_at_start_bytes.unwrap();
+    for s in samples.iter_mut() {
+        s.warmup = s.call == 0;
+        let above = match (s.variant.as_str(), s.process, s.call) {
+            ("cudnn-on", 1, c) if c > 0 => 2 * GIB,
+            ("cudnn-off", 2, c) if c > 0 => 64 << 20,
+            ("fp16", 3, c) if c > 0 => 256 << 20,
+            _ => 0,
+        };
+        s.measurement.allocated_at_start_bytes = Some(start(s) + above);
+        if s.variant == "fp16" && s.process == 3 {
+            s.measurement.peak_allocated_bytes = Some(40 * GIB);
+        }
+        if s.variant == "fp16" && s.process == 4 {
+            s.measurement.allocated_at_start_bytes = None;
+        }
+    }
+    // A process whose first call is not in the record: its baseline is unknown.
+    samples.retain(|s| !(s.variant == "cudnn-off" && s.process == 5 && s.call == 0));
+    for s in samples.iter_mut() {
+        if s.variant == "cudnn-off" && s.process == 5 {
+            s.measurement.allocated_at_start_bytes = Some(start(s) + 3 * GIB);
+        }
+    }
+    let rows = held_between_calls(&samples);
+    let found: Vec<(&str, u32, u64)> = rows
+        .iter()
+        .map(|r| (r.variant.as_str(), r.process, r.held_bytes))
+        .collect();
+    assert_eq!(found, vec![("cudnn-on", 1, 2 * GIB)]);
+    let peak = (7 * GIB + GIB * 3 / 10 - GIB / 4) as f64;
+    assert!((rows[0].share_of_peak.unwrap() - 2.0 * GIB as f64 / peak).abs() < 1e-12);
+
+    let report = Report::build(&record, &samples, None, None, Vec::new());
+    assert_eq!(report.held_between_calls, rows);
+    let md = super::markdown::render(&report);
+    assert!(md.contains("### Memory held between calls"), "{md}");
+    let share = format!("{:.1} %", 200.0 * GIB as f64 / peak);
+    assert!(
+        md.contains(&format!(
+            "| texture/cudnn-on | 1 | 3.65 GiB | 2.00 GiB | {share} |"
+        )),
+        "{md}"
+    );
+    assert!(super::html::render(&report).contains("id=\"held-memory\""));
+    let term = super::held::terminal(&report.held_between_calls);
+    assert!(term.contains("+2.00 GiB"), "{term}");
+    assert!(serde_json::to_string(&report)
+        .unwrap()
+        .contains("\"held_between_calls\":[{\"suite\":\"texture\""));
+    // Without held memory the section is absent everywhere.
+    let (plain, plain_samples) = run("20250102T030405Z-nvidia-h100-testhost", 1.0);
+    let quiet = Report::build(&plain, &plain_samples, None, None, Vec::new());
+    assert!(quiet.held_between_calls.is_empty());
+    assert!(!super::markdown::render(&quiet).contains("held between calls"));
+    assert!(!serde_json::to_string(&quiet)
+        .unwrap()
+        .contains("held_between_calls"));
 }
 
 /// Every legend sits in the space kept right of its plotting area: no data element reaches

@@ -206,11 +206,37 @@ fn apply_budget(budget_gib: f64, device: usize) -> Result<Option<Budget>, String
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
+    let message = payload
         .downcast_ref::<String>()
         .cloned()
         .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "panic without message".into())
+        .unwrap_or_else(|| "panic without message".into());
+    libtorch_error_of(&message).unwrap_or(message)
+}
+
+/// tch's infallible tensor methods panic with `called `Result::unwrap()` on an `Err` value:
+/// Torch("…")`; the record keeps libtorch's own message (unescaped), which is what a user of
+/// the library would see, not the wrapper that reads like a harness crash.
+fn libtorch_error_of(panic: &str) -> Option<String> {
+    let inner = panic
+        .strip_prefix("called `Result::unwrap()` on an `Err` value: Torch(\"")?
+        .strip_suffix("\")")?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    Some(out)
 }
 
 /// NVML clock-throttle reasons that mark a sample as throttled: hardware slowdown, software
@@ -604,7 +630,7 @@ fn warn(message: String) {
 
 #[cfg(test)]
 mod tests {
-    use super::{quality_flags, traced_call_index};
+    use super::{libtorch_error_of, panic_message, quality_flags, traced_call_index};
     use crate::measure::nvml::Telemetry;
     use crate::measure::Measurement;
 
@@ -616,6 +642,7 @@ mod tests {
             counters: Default::default(),
             peak_allocated_bytes: None,
             peak_reserved_bytes: None,
+            allocated_at_start_bytes: None,
             telemetry: Some(Telemetry {
                 readings: 10,
                 memory_used_max_bytes: None,
@@ -628,6 +655,24 @@ mod tests {
             }),
             host_peak_rss_bytes: None,
         }
+    }
+
+    #[test]
+    fn a_tch_panic_is_recorded_as_libtorch_s_message() {
+        let payload = std::panic::catch_unwind(|| {
+            tch::Tensor::zeros([2], (tch::Kind::Float, tch::Device::Cpu)).view([3])
+        })
+        .expect_err("viewing 2 elements as 3 must fail");
+        let message = panic_message(payload);
+        assert!(!message.starts_with("called `Result"), "{message}");
+        assert!(message.contains("shape '[3]' is invalid"), "{message}");
+        // Escapes are undone; anything that is not tch's wrapper stays as it was.
+        let wrapped = r#"called `Result::unwrap()` on an `Err` value: Torch("CUDA out of memory.\nsaid \"x\"")"#;
+        assert_eq!(
+            libtorch_error_of(wrapped).as_deref(),
+            Some("CUDA out of memory.\nsaid \"x\"")
+        );
+        assert_eq!(libtorch_error_of("index out of bounds"), None);
     }
 
     #[test]

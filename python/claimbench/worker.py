@@ -10,7 +10,8 @@ and a Rust workload are judged alike:
   builds anything; the budget takes the CUDA context, measured with NVML, off the allocator's
   share, as on a card of that size;
 * per measured call (:meth:`Worker.measure`): the allocator's peak counters are reset and the
-  device synchronised; the host clock is read and a CUDA start event recorded; the pipeline's
+  device synchronised, and the bytes then allocated are read (what the pipeline keeps from one
+  call to the next shows as growth over its first call's); the host clock is read and a CUDA start event recorded; the pipeline's
   ``call`` runs (under ``torch.no_grad`` and, if the knob says so, ``torch.autocast``); an end
   event is recorded, the device synchronised and the host clock read again: the wall time
   includes all device work (the sync is inside the timed region), the GPU time is the elapsed
@@ -547,6 +548,7 @@ class Worker:
             torch.cuda.reset_peak_memory_stats(self.device)
             events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
             torch.cuda.synchronize(self.device)
+        allocated_at_start = torch.cuda.memory_allocated(self.device) if cuda else None
         start = time.perf_counter()
         ctx.begin_call(start)
         if events:
@@ -571,6 +573,7 @@ class Worker:
             "counters": dict(ctx.counters),
             "peak_allocated_bytes": torch.cuda.max_memory_allocated(self.device) if cuda else None,
             "peak_reserved_bytes": torch.cuda.max_memory_reserved(self.device) if cuda else None,
+            "allocated_at_start_bytes": allocated_at_start,
             "telemetry": self.telemetry.window(start, end) if self.telemetry else None,
             "host_peak_rss_bytes": peak_rss_bytes(),
         }
