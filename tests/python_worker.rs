@@ -108,6 +108,13 @@ fn both_workers_measure_a_reference_op_alike() {
         p["stop"]["host"]["allowed_cpus"]
     );
 
+    // Both write every sample column; the allocator's are empty on a CPU.
+    for row in sandbox.samples() {
+        assert!(row.contains_key("allocated_at_start_bytes"), "{row:?}");
+        assert_eq!(row["allocated_at_start_bytes"], "", "{row:?}");
+        assert_eq!(row["peak_reserved_bytes"], "", "{row:?}");
+    }
+
     // The fastest call of each: on a loaded CPU a sleeping process wakes late by whatever the
     // scheduler adds, never early, so the fastest call is the op's own cost plus the worker's.
     let fastest = |suite: &str| {
