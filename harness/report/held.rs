@@ -11,6 +11,7 @@
 
 use super::section;
 use crate::claim::format_gib;
+use crate::stats::Sample;
 use crate::store::SampleRow;
 use crate::text::printable;
 use serde::Serialize;
@@ -29,17 +30,20 @@ pub struct HeldMemory {
     pub suite: String,
     pub variant: String,
     pub process: u32,
-    /// Allocated bytes when the process's first call began (after building the workload).
-    pub first_call_start_bytes: u64,
-    /// The most allocated at the start of a measured call, minus the above.
+    /// The call whose start is the baseline: 0, or 1 when call 0 loaded models (a `load_*`
+    /// stage: lazy loading keeps weights from the first call on, which is not held output).
+    pub baseline_call: u32,
+    /// Allocated bytes when the baseline call began.
+    pub baseline_bytes: u64,
+    /// The most allocated at the start of a later measured call, minus the baseline.
     pub held_bytes: u64,
     /// `held_bytes` ÷ the median peak allocated bytes of the process's measured calls.
-    pub share_of_peak: Option<f64>,
+    pub share_of_peak: f64,
 }
 
-/// Processes whose measured calls began holding memory their first call did not have. A
-/// process whose first recorded call is not call 0, or without the start figure (CPU, records
-/// written before it existed), is not judged.
+/// Processes whose measured calls began holding memory their baseline call did not have. A
+/// process whose first recorded call is not call 0, without the start figures (CPU, records
+/// written before them) or without a peak is not judged.
 pub fn held_between_calls(samples: &[SampleRow]) -> Vec<HeldMemory> {
     let mut by_process: BTreeMap<(&str, &str, u32), Vec<&SampleRow>> = BTreeMap::new();
     for row in samples {
@@ -51,35 +55,55 @@ pub fn held_between_calls(samples: &[SampleRow]) -> Vec<HeldMemory> {
     let mut out = Vec::new();
     for ((suite, variant, process), mut rows) in by_process {
         rows.sort_by_key(|r| r.call);
-        let Some(first) = rows
-            .first()
-            .filter(|r| r.call == 0)
+        if rows.first().is_none_or(|r| r.call != 0) {
+            continue;
+        }
+        let loads_models = |r: &SampleRow| {
+            r.measurement
+                .stages
+                .iter()
+                .any(|s| s.name.starts_with("load_"))
+        };
+        let baseline_call = u32::from(loads_models(rows[0]));
+        let Some(baseline) = rows
+            .iter()
+            .find(|r| r.call == baseline_call)
             .and_then(|r| r.measurement.allocated_at_start_bytes)
         else {
             continue;
         };
-        let measured: Vec<&SampleRow> = rows.into_iter().filter(|r| !r.warmup).collect();
+        let measured: Vec<&SampleRow> = rows
+            .into_iter()
+            .filter(|r| !r.warmup && r.call > baseline_call)
+            .collect();
         let held = measured
             .iter()
             .filter_map(|r| r.measurement.allocated_at_start_bytes)
-            .map(|b| b.saturating_sub(first))
+            .map(|b| b.saturating_sub(baseline))
             .max()
             .unwrap_or(0);
-        let mut peaks: Vec<u64> = measured
+        let peaks: Vec<f64> = measured
             .iter()
             .filter_map(|r| r.measurement.peak_allocated_bytes)
+            .map(|b| b as f64)
             .collect();
-        peaks.sort_unstable();
-        let median_peak = peaks.get(peaks.len() / 2).copied().filter(|p| *p > 0);
-        let share_of_peak = median_peak.map(|p| held as f64 / p as f64);
-        if held < HELD_MIN_BYTES || share_of_peak.is_some_and(|s| s < HELD_MIN_FRACTION) {
+        let Some(median_peak) = Sample::new(peaks)
+            .ok()
+            .map(|s| s.median())
+            .filter(|p| *p > 0.0)
+        else {
+            continue;
+        };
+        let share_of_peak = held as f64 / median_peak;
+        if held < HELD_MIN_BYTES || share_of_peak < HELD_MIN_FRACTION {
             continue;
         }
         out.push(HeldMemory {
             suite: suite.to_string(),
             variant: variant.to_string(),
             process,
-            first_call_start_bytes: first,
+            baseline_call,
+            baseline_bytes: baseline,
             held_bytes: held,
             share_of_peak,
         });
@@ -90,7 +114,8 @@ pub fn held_between_calls(samples: &[SampleRow]) -> Vec<HeldMemory> {
 fn intro() -> String {
     format!(
         "Processes whose measured calls began with more device memory allocated than their \
-         first call did (at least {} MiB and {:.0} % of the peak): the pipeline keeps device \
+         first call did (at least {} MiB and {:.0} % of the median peak allocated; the second \
+         call is the baseline where the first loaded models): the pipeline keeps device \
          tensors from one call to the next (a result stored on the pipeline object, a cache, \
          a leak). Those calls ran with that memory taken, so their peaks are a pipeline's that \
          holds it; free it at the end of `call` unless the real application keeps it too",
@@ -103,17 +128,20 @@ fn fields(r: &HeldMemory) -> [String; 5] {
     [
         format!("{}/{}", r.suite, r.variant),
         r.process.to_string(),
-        format_gib(r.first_call_start_bytes as f64),
+        format!(
+            "{} (call {})",
+            format_gib(r.baseline_bytes as f64),
+            r.baseline_call
+        ),
         format_gib(r.held_bytes as f64),
-        r.share_of_peak
-            .map_or_else(|| "–".into(), |s| format!("{:.1} %", s * 100.0)),
+        format!("{:.1} %", r.share_of_peak * 100.0),
     ]
 }
 
 const COLUMNS: [&str; 5] = [
     "variant",
     "process",
-    "allocated at the first call's start",
+    "allocated at the baseline call's start",
     "held at a measured call's start",
     "of the median peak allocated",
 ];

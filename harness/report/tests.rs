@@ -856,7 +856,8 @@ fn slow_processes_are_listed_with_what_their_host_did() {
 
 /// A process whose measured calls begin 2 GiB above its first call is listed; one 64 MiB above
 /// (under the absolute floor), one 256 MiB above a 40 GiB peak (under 1 %), one without the
-/// start figure and one whose first call is missing are not.
+/// start figure and one whose first call is missing are not. Where call 0 loaded a model,
+/// call 1 is the baseline: weights kept from call 0 on are not listed, growth after is.
 #[test]
 fn memory_held_between_calls_is_listed() {
     use super::held::held_between_calls;
@@ -868,8 +869,22 @@ fn memory_held_between_calls_is_listed() {
             ("cudnn-on", 1, c) if c > 0 => 2 * GIB,
             ("cudnn-off", 2, c) if c > 0 => 64 << 20,
             ("fp16", 3, c) if c > 0 => 256 << 20,
+            ("cudnn-on", 2, c) if c > 0 => 2 * GIB, // lazily loaded weights
+            ("fp16", 2, c) => u64::from(c) * 2 * GIB, // weights, then 2 GiB more
             _ => 0,
         };
+        if matches!(
+            (s.variant.as_str(), s.process, s.call),
+            ("cudnn-on" | "fp16", 2, 0)
+        ) {
+            s.measurement.stages.insert(
+                0,
+                StageTime {
+                    name: "load_unet".into(),
+                    wall_ms: 5.0,
+                },
+            );
+        }
         s.measurement.allocated_at_start_bytes = Some(start(s) + above);
         if s.variant == "fp16" && s.process == 3 {
             s.measurement.peak_allocated_bytes = Some(40 * GIB);
@@ -890,9 +905,10 @@ fn memory_held_between_calls_is_listed() {
         .iter()
         .map(|r| (r.variant.as_str(), r.process, r.held_bytes))
         .collect();
-    assert_eq!(found, vec![("cudnn-on", 1, 2 * GIB)]);
+    assert_eq!(found, vec![("cudnn-on", 1, 2 * GIB), ("fp16", 2, 2 * GIB)]);
+    assert_eq!((rows[0].baseline_call, rows[1].baseline_call), (0, 1));
     let peak = (7 * GIB + GIB * 3 / 10 - GIB / 4) as f64;
-    assert!((rows[0].share_of_peak.unwrap() - 2.0 * GIB as f64 / peak).abs() < 1e-12);
+    assert!((rows[0].share_of_peak - 2.0 * GIB as f64 / peak).abs() < 1e-12);
 
     let report = Report::build(&record, &samples, None, None, Vec::new());
     assert_eq!(report.held_between_calls, rows);
@@ -901,7 +917,7 @@ fn memory_held_between_calls_is_listed() {
     let share = format!("{:.1} %", 200.0 * GIB as f64 / peak);
     assert!(
         md.contains(&format!(
-            "| texture/cudnn-on | 1 | 3.65 GiB | 2.00 GiB | {share} |"
+            "| texture/cudnn-on | 1 | 3.65 GiB (call 0) | 2.00 GiB | {share} |"
         )),
         "{md}"
     );

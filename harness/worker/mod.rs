@@ -232,6 +232,16 @@ fn libtorch_error_of(panic: &str) -> Option<String> {
             Some('n') => out.push('\n'),
             Some('t') => out.push('\t'),
             Some('r') => out.push('\r'),
+            Some('0') => out.push('\0'),
+            // `\u{1b}`: Debug's escape of other control characters.
+            Some('u') => {
+                let code: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                let ch = code
+                    .strip_prefix('{')
+                    .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                    .and_then(char::from_u32);
+                out.push(ch.unwrap_or(char::REPLACEMENT_CHARACTER));
+            }
             Some(other) => out.push(other),
             None => out.push('\\'),
         }
@@ -667,11 +677,15 @@ mod tests {
         assert!(!message.starts_with("called `Result"), "{message}");
         assert!(message.contains("shape '[3]' is invalid"), "{message}");
         // Escapes are undone; anything that is not tch's wrapper stays as it was.
-        let wrapped = r#"called `Result::unwrap()` on an `Err` value: Torch("CUDA out of memory.\nsaid \"x\"")"#;
+        let wrapped = r#"called `Result::unwrap()` on an `Err` value: Torch("CUDA out of memory.\nsaid \"x\" \\ \u{1b}[0m\0")"#;
         assert_eq!(
             libtorch_error_of(wrapped).as_deref(),
-            Some("CUDA out of memory.\nsaid \"x\"")
+            Some("CUDA out of memory.\nsaid \"x\" \\ \u{1b}[0m\0")
         );
+        // Debug formatting round-trips through it.
+        let text = "a\tb\r\n\u{7f}\u{1b}é\"\\";
+        let debug = format!("called `Result::unwrap()` on an `Err` value: Torch({text:?})");
+        assert_eq!(libtorch_error_of(&debug).as_deref(), Some(text));
         assert_eq!(libtorch_error_of("index out of bounds"), None);
     }
 

@@ -8,7 +8,6 @@ Run from ``python/``: ``OMP_NUM_THREADS=1 python -m unittest tests.test_up2you -
 from __future__ import annotations
 
 import contextlib
-import gc
 import io
 import unittest
 import weakref
@@ -55,7 +54,7 @@ class Run:
             for _ in range(calls):
                 self.ctx.begin_call(0.0)
                 self.adapter.call(self.ctx)
-                gc.collect()
+                # No collection first: the worker does none between calls either.
                 self.reference_refs_alive_after_call = [r for refs in self.reference_refs
                                                         for r in refs if r() is not None]
                 self.counters.append(dict(self.ctx.counters))

@@ -46,10 +46,11 @@ What the knobs do in real diffusers 0.42.1, which this adapter reports through
 - Classifier-free guidance is on when ``guidance > 0`` (not > 1): the negative prompt is encoded
   too and the transformer runs once per step on a doubled list of latents.
 
-Stages per call, as the replica names them: ``text_encoder`` (``encode_prompt``), ``dit`` (latent
-preparation and the denoising loop), ``vae_decode`` and ``postprocess`` (the PIL conversion and
-the offload hooks' final release). Under model offload a component's move to the GPU is in the
-stage that first uses it, as accelerate's hooks do it.
+Stages per call: ``text_encoder`` (``encode_prompt``), ``dit`` (latent preparation and the
+denoising loop) and ``vae_decode``, as the replica names them, then ``postprocess`` (the PIL
+conversion and the offload hooks' final release; the replica has no such stage). Under model
+offload, accelerate's hooks move a component to the GPU, and the previous one off it, when the
+component is first used: both moves fall in that component's stage, as in the replica.
 
 Counters per call: ``text_encoder_evals``, ``dit_evals`` (transformer forwards, one per step),
 ``dit_samples`` (latents in those forwards: steps × batch × 2 with CFG), ``vae_decodes`` (calls of
