@@ -92,6 +92,12 @@ class Context:
         else:
             self.stage_times.append({"name": name, "wall_ms": ms})
 
+    def mark(self, name: str) -> None:
+        """Ends stage ``name`` here, as a ``stage`` block around everything since the previous
+        boundary would: for hooks that only see where a stage ends (a wrapped method returning)."""
+        with self.stage(name):
+            pass
+
     def count(self, name: str, n: int = 1) -> None:
         """Adds ``n`` to a named counter (e.g. ``unet_evals``)."""
         if n < 0:

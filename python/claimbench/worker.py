@@ -11,8 +11,8 @@ and a Rust workload are judged alike:
   share, as on a card of that size;
 * per measured call (:meth:`Worker.measure`): the allocator's peak counters are reset and the
   device synchronised, and the bytes then allocated are read (what the pipeline keeps from one
-  call to the next shows as growth over its first call's); the host clock is read and a CUDA start event recorded; the pipeline's
-  ``call`` runs (under ``torch.no_grad`` and, if the knob says so, ``torch.autocast``); an end
+  call to the next shows as growth over its first call's); the host clock is read and a CUDA
+  start event recorded; the pipeline's ``call`` runs (under ``torch.no_grad`` and, if the knob says so, ``torch.autocast``); an end
   event is recorded, the device synchronised and the host clock read again: the wall time
   includes all device work (the sync is inside the timed region), the GPU time is the elapsed
   time between the events; then allocator peaks, NVML telemetry of the window and the process's

@@ -438,8 +438,7 @@ class HunyuanShape:
     def _mark(self, stage: str) -> None:
         """A stage boundary: the time since the previous one is ``stage``'s."""
         if self._ctx is not None:
-            with self._ctx.stage(stage):
-                pass
+            self._ctx.mark(stage)
 
     def _count(self, name: str, n: int = 1) -> None:
         if self._ctx is not None:

@@ -1239,8 +1239,7 @@ class Sam3dObjects:
 
     def _mark(self, stage: Optional[str]) -> None:
         if self._ctx is not None and stage is not None:
-            with self._ctx.stage(stage):
-                pass
+            self._ctx.mark(stage)
 
     def _load(self, slot: _Slot) -> None:
         self._mark(self._stage)
